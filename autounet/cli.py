@@ -1,0 +1,115 @@
+"""The ``autounet`` command: one program, one subcommand per pipeline step.
+
+Each handler parses its arguments and calls :mod:`autounet.api`; nothing else happens here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from autounet import __version__
+from autounet.errors import AutounetError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, default=None,
+                   help="workspace root holding raw/, preprocessed/, results/ (default: $AUTOUNET_ROOT or the current directory)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _cmd_make_example_dataset(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    out = api.make_example_dataset(a.out, dims=a.dims, cases=a.cases, channels=a.channels, anisotropic=a.anisotropic,
+                                   seed=a.seed, test_cases=a.test_cases, shape=a.shape)
+    logging.getLogger("autounet").info("example dataset written to %s", out)
+    return 0
+
+
+def _cmd_verify_dataset(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    n = api.verify_dataset(a.dataset, a.root, a.processes)
+    logging.getLogger("autounet").info("%s: %d training case(s), no problems found", a.dataset, n)
+    return 0
+
+
+def _cmd_plan_and_preprocess(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    api.plan_and_preprocess(a.dataset, root=a.root, processes=a.processes, gpu_memory_gb=a.gpu_memory_gb,
+                            configurations=a.configurations, force=a.force, seed=a.seed, splits_file=a.splits,
+                            preprocess=not a.plan_only, network=a.network)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autounet",
+        description="Self-configuring U-Net segmentation: plan, preprocess, train, predict.",
+    )
+    parser.add_argument("--version", action="version", version=f"autounet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("make_example_dataset", help="write a synthetic dataset in the raw layout",
+                       description="Write a realistic synthetic dataset (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json).")
+    p.add_argument("out", type=Path, help="output folder, e.g. raw/Dataset900_Example")
+    p.add_argument("--dims", type=int, choices=(2, 3), default=3, help="3: NIfTI volumes; 2: PNG images (default 3)")
+    p.add_argument("--cases", type=int, default=20, help="training cases (default 20)")
+    p.add_argument("--test-cases", type=int, default=None, help="test cases in imagesTs (default cases/5)")
+    p.add_argument("--channels", type=int, default=1, help="channels per case (2D: 3 writes one RGB PNG)")
+    p.add_argument("--anisotropic", action="store_true", help="3 x 0.8 x 0.8 mm voxels instead of ~1 mm isotropic")
+    p.add_argument("--shape", type=int, nargs="+", default=None, help="typical case shape (Z Y X, or Y X in 2D)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_make_example_dataset)
+
+    p = sub.add_parser("verify_dataset", help="check a raw dataset and report every problem",
+                       description="Check dataset.json, the file layout and every image and label; report all problems at once.")
+    p.add_argument("dataset", help="dataset id (900), name (Dataset900_Example) or raw folder path")
+    p.add_argument("-p", "--processes", type=int, default=None, help="worker processes (default: number of cores)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_verify_dataset)
+
+    p = sub.add_parser("plan_and_preprocess", help="verify, fingerprint, plan and preprocess a dataset",
+                       description="Verify the dataset, write fingerprint.json, plans.json and splits.json, and "
+                                   "preprocess every training case for every planned configuration. Resumable.")
+    p.add_argument("dataset", help="dataset id (900), name (Dataset900_Example) or raw folder path")
+    p.add_argument("-p", "--processes", type=int, default=None, help="worker processes (default: number of cores)")
+    p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory to plan patch and batch size for (default 8)")
+    p.add_argument("-c", "--configurations", nargs="+", default=None,
+                   help="preprocess only these planned configurations (default: all)")
+    p.add_argument("--network", choices=("plain", "residual"), default="plain",
+                   help="U-Net encoder: plain conv blocks or residual blocks (ResEnc-style)")
+    p.add_argument("--splits", type=Path, default=None, help="use this split file (nnU-Net's splits_final.json format)")
+    p.add_argument("--plan-only", action="store_true", help="write fingerprint, plans and splits; do not preprocess")
+    p.add_argument("--force", action="store_true", help="recompute the fingerprint and redo every case")
+    p.add_argument("--seed", type=int, default=0, help="seed for intensity sampling, splits and sampling locations")
+    _add_common(p)
+    p.set_defaults(func=_cmd_plan_and_preprocess)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``autounet`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (AutounetError, ValueError, FileNotFoundError) as e:
+        print(f"autounet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"autounet {args.command}: interrupted; finished work is kept, run the command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

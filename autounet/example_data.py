@@ -1,0 +1,127 @@
+"""A realistic synthetic dataset in the raw layout, for demos, tests and benchmarks.
+
+Each case is a "body" (zero outside, as in skull-stripped MRI) with a smooth textured
+background, an organ (label 1, large, moderate contrast) and a lesion (label 2, small, strong
+contrast, inside or at the edge of the organ). Shapes, positions, orientations, intensity
+offset and scale, noise and spacing vary per case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+from tqdm import tqdm
+
+from autounet.io.dataset_json import write_dataset_json
+from autounet.io.geometry import FLAT_AXIS_SPACING, Geometry
+from autounet.io.image_io import write_image, write_segmentation
+
+LABELS = {"background": 0, "organ": 1, "lesion": 2}
+# intensity of (background, organ, lesion) per channel; channel 1 has a different contrast
+CONTRASTS = [(100.0, 150.0, 210.0), (120.0, 70.0, 190.0), (60.0, 110.0, 40.0)]
+
+
+def _random_rotation(rng: np.random.Generator, dims: int) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(dims, dims)))
+    return q * np.sign(np.diag(r))
+
+
+def _smooth_field(rng: np.random.Generator, shape: Sequence[int], sigma_vox: Sequence[float]) -> np.ndarray:
+    f = ndimage.gaussian_filter(rng.normal(size=shape), sigma_vox, mode="reflect")
+    return f / (f.std() + 1e-8)
+
+
+def _blob(coords: np.ndarray, center: np.ndarray, radii: np.ndarray, rot: np.ndarray,
+          wobble: np.ndarray) -> np.ndarray:
+    """Inside of a rotated, smoothly deformed ellipsoid (coords: (D, ...) in mm)."""
+    rel = np.tensordot(rot, coords - center.reshape((-1,) + (1,) * (coords.ndim - 1)), axes=1)
+    f = sum((rel[i] / radii[i]) ** 2 for i in range(len(radii)))
+    return f < 1 + 0.35 * wobble
+
+
+def synth_case(rng: np.random.Generator, shape: tuple[int, ...], spacing: tuple[float, ...],
+               channels: int, zero_outside: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One case: images (C, *shape) float32 and labels (*shape) uint8."""
+    dims = len(shape)
+    extent = np.array(shape) * np.array(spacing)
+    coords = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(shape, spacing)], indexing="ij"))
+    sigma = [max(1.0, n / 6) for n in shape]
+    body = _blob(coords, extent / 2, extent * rng.uniform(0.42, 0.5, dims), np.eye(dims),
+                 0.3 * _smooth_field(rng, shape, sigma))
+    organ_r = extent * rng.uniform(0.18, 0.28, dims)
+    organ_c = extent / 2 + rng.uniform(-0.08, 0.08, dims) * extent
+    organ = _blob(coords, organ_c, organ_r, _random_rotation(rng, dims), 0.4 * _smooth_field(rng, shape, sigma)) & body
+    direction = rng.normal(size=dims)
+    lesion_c = organ_c + direction / np.linalg.norm(direction) * organ_r * rng.uniform(0.2, 0.8)
+    lesion = _blob(coords, lesion_c, organ_r * rng.uniform(0.25, 0.4), _random_rotation(rng, dims),
+                   0.5 * _smooth_field(rng, shape, [s / 2 for s in sigma])) & body
+    seg = np.zeros(shape, np.uint8)
+    seg[organ] = 1
+    seg[lesion] = 2
+    images = []
+    for c in range(channels):
+        bg, org, les = CONTRASTS[c % len(CONTRASTS)]
+        clean = np.choose(seg, [bg, org, les]).astype(np.float32)
+        clean = ndimage.gaussian_filter(clean, 0.7)  # partial volume at edges
+        texture = 12 * _smooth_field(rng, shape, [max(1.0, n / 12) for n in shape])
+        scale, offset = rng.uniform(0.7, 1.4), rng.uniform(-30, 30)
+        img = (clean + texture + rng.normal(0, 8, shape)) * scale + offset
+        if zero_outside:
+            img = np.where(body, np.maximum(img, 1.0), 0.0)
+        images.append(img.astype(np.float32))
+    return np.stack(images), seg
+
+
+def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels: int = 1,
+                         anisotropic: bool = False, seed: int = 0, test_cases: int | None = None,
+                         shape: Sequence[int] | None = None) -> Path:
+    """Write a synthetic dataset (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json).
+
+    dims=3 writes NIfTI (one file per channel); dims=2 writes PNG (channels=3: one RGB file).
+    shape : typical (Z, Y, X) or (Y, X) per case; each case varies around it.
+    """
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
+    if dims == 2 and channels not in (1, 2, 3):
+        raise ValueError("2D example datasets have 1, 2 (two PNGs) or 3 (one RGB PNG) channels")
+    if cases < 2:
+        raise ValueError("an example dataset needs at least 2 training cases")
+    out = Path(out_dir)
+    n_test = max(1, cases // 5) if test_cases is None else test_cases
+    if dims == 3:
+        base_spacing = np.array([3.0, 0.8, 0.8] if anisotropic else [1.0, 1.0, 1.0])
+        base_shape = np.array(shape or ((20, 64, 64) if anisotropic else (48, 56, 56)))
+        ending = ".nii.gz"
+    else:
+        base_spacing = np.array([1.0, 1.0])
+        base_shape = np.array(shape or (128, 128))
+        ending = ".png"
+    rgb = dims == 2 and channels == 3
+    names = ["rgb_to_0_1"] * 3 if rgb else ["T1", "T2", "FLAIR"][:channels] if dims == 3 else ["gray", "red"][:channels]
+    for split, n, folder in (("Tr", cases, "train"), ("Ts", n_test, "test")):
+        for i in tqdm(range(n), desc=f"example {folder} cases", unit="case"):
+            case_id = f"case{'_ts' if split == 'Ts' else ''}_{i:03d}"
+            case_rng = np.random.default_rng([seed, i, split == "Ts"])
+            sh = tuple(int(max(8, round(v))) for v in base_shape * case_rng.uniform(0.85, 1.15, len(base_shape)))
+            sp = tuple(float(v) for v in base_spacing * (case_rng.uniform(0.9, 1.1, len(base_spacing)) if dims == 3 else 1))
+            images, seg = synth_case(case_rng, sh, sp, channels, zero_outside=dims == 3)
+            if dims == 3:
+                geo = Geometry(spacing=sp, origin=tuple(case_rng.uniform(-50, 50, 3)), direction=tuple(np.eye(3).ravel()),
+                               shape=sh, file_dims=3)
+                files = [(images[c].round().astype(np.int16), f"{case_id}_{c:04d}") for c in range(channels)]
+            else:
+                geo = Geometry(spacing=(FLAT_AXIS_SPACING,) + sp, origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0),
+                               shape=(1,) + sh, file_dims=2)
+                pix = np.clip(images, 0, 255).round().astype(np.uint8)[:, None]
+                files = [(pix, f"{case_id}_0000")] if rgb else [(pix[c], f"{case_id}_{c:04d}") for c in range(channels)]
+                seg = seg[None]
+            for arr, stem in files:
+                write_image(arr, geo, out / f"images{split}" / f"{stem}{ending}")
+            write_segmentation(seg, geo, out / f"labels{split}" / f"{case_id}{ending}")
+    write_dataset_json(out, names, dict(LABELS), cases, ending, out.name,
+                       description=f"autounet synthetic example ({dims}D, {channels} channel(s), "
+                                   f"{'anisotropic' if anisotropic else 'isotropic'}, seed {seed})")
+    return out

@@ -1,0 +1,1 @@
+"""Reading and writing images, dataset.json and the raw dataset layout."""

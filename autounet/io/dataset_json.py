@@ -1,0 +1,220 @@
+"""dataset.json: the description of a raw dataset, in nnU-Net v2's format."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autounet.errors import DatasetError
+from autounet.io.image_io import SUPPORTED_ENDINGS, reader_for
+
+IGNORE_LABEL_NAME = "ignore"
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """The files of one training case: channel images in channel order and the label map."""
+
+    case_id: str
+    images: tuple[Path, ...]
+    label: Path | None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What dataset.json declares.
+
+    labels : name -> value, or name -> tuple of values for region-based training.
+    cases : the explicit "dataset" entries when dataset.json lists its cases, else None.
+    """
+
+    path: Path
+    name: str
+    channel_names: tuple[str, ...]
+    labels: dict[str, int | tuple[int, ...]]
+    num_training: int
+    file_ending: str
+    reader: str
+    regions_class_order: tuple[int, ...] | None = None
+    cases: tuple[CaseFiles, ...] | None = None
+
+    @property
+    def has_regions(self) -> bool:
+        return any(isinstance(v, tuple) for v in self.labels.values())
+
+    @property
+    def ignore_label(self) -> int | None:
+        v = self.labels.get(IGNORE_LABEL_NAME)
+        return v if isinstance(v, int) else None
+
+    @property
+    def allowed_label_values(self) -> frozenset[int]:
+        """Every value a label map may hold (background, classes, region members, ignore)."""
+        values: set[int] = {0}
+        for v in self.labels.values():
+            values.update(v if isinstance(v, tuple) else (v,))
+        return frozenset(values)
+
+    @property
+    def foreground_labels(self) -> tuple[int, ...]:
+        """Sorted label values that are neither background nor the ignore label."""
+        return tuple(sorted(self.allowed_label_values - {0} - ({self.ignore_label} - {None})))
+
+
+def _no_duplicate_keys(path: Path):
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in seen:
+                raise DatasetError(f"{path}: duplicate key '{k}' (duplicate case id or entry)")
+            seen[k] = v
+        return seen
+
+    return hook
+
+
+def _parse_labels(raw: Any, path: Path, problems: list[str]) -> dict[str, int | tuple[int, ...]]:
+    labels: dict[str, int | tuple[int, ...]] = {}
+    if not isinstance(raw, dict) or not raw:
+        problems.append(f"{path}: 'labels' must be a non-empty object of name -> integer value")
+        return labels
+    for name, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+            problems.append(f"{path}: label '{name}' has value {value!r}; expected an integer or a list of integers")
+        elif isinstance(value, int):
+            labels[name] = value
+        elif all(isinstance(x, int) and not isinstance(x, bool) for x in value) and value:
+            labels[name] = tuple(value) if len(value) > 1 else value[0]
+        else:
+            problems.append(f"{path}: label '{name}' has value {value!r}; expected a list of integers")
+    ints = [v for v in labels.values() if isinstance(v, int)]
+    if labels and labels.get("background") != 0 and 0 not in ints:
+        problems.append(f"{path}: 'labels' must map 'background' to 0")
+    if len(set(ints)) != len(ints):
+        problems.append(f"{path}: two labels share one value in {raw}")
+    if any(v < 0 for v in ints):
+        problems.append(f"{path}: label values must be >= 0 in {raw}")
+    ignore = labels.get(IGNORE_LABEL_NAME)
+    if isinstance(ignore, int) and ignore != max(ints):
+        problems.append(f"{path}: the 'ignore' label must have the highest value (it is {ignore})")
+    return labels
+
+
+def _parse_cases(raw: Any, root: Path, path: Path, problems: list[str]) -> tuple[CaseFiles, ...] | None:
+    """The optional explicit case list: nnU-Net's {id: {images, label}} or a list of entries."""
+    if raw is None:
+        return None
+    entries: list[tuple[str, Any]]
+    if isinstance(raw, dict):
+        entries = list(raw.items())
+    elif isinstance(raw, list):
+        entries = [(str(e.get("case", e.get("id", ""))) if isinstance(e, dict) else "", e) for e in raw]
+    else:
+        problems.append(f"{path}: 'dataset' must be an object of case id -> {{images, label}}")
+        return None
+    cases, seen = [], set()
+    for case_id, entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("images"), list) or not case_id:
+            problems.append(f"{path}: 'dataset' entry {case_id!r} needs a case id, 'images' (a list) and 'label'")
+            continue
+        if case_id in seen:
+            problems.append(f"{path}: duplicate case id '{case_id}' in 'dataset'")
+            continue
+        seen.add(case_id)
+        label = entry.get("label")
+        cases.append(CaseFiles(case_id, tuple(root / p for p in entry["images"]), None if label is None else root / label))
+    return tuple(cases)
+
+
+def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
+    """Read and check ``dataset_dir/dataset.json``; every problem is reported in one DatasetError."""
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / "dataset.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset.json is missing (every raw dataset folder needs one)")
+    try:
+        raw = json.loads(path.read_text(), object_pairs_hook=_no_duplicate_keys(path))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: malformed JSON ({e})") from e
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not a text file ({e})") from e
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: the top level must be a JSON object")
+    problems: list[str] = []
+    missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in raw]
+    if "channel_names" not in raw and "modality" in raw:
+        raw["channel_names"] = raw["modality"]  # nnU-Net v1 name
+        missing.remove("channel_names")
+    if missing:
+        problems.append(f"{path}: missing required key(s) {', '.join(missing)}")
+    channels = raw.get("channel_names", {})
+    channel_names: tuple[str, ...] = ()
+    if not isinstance(channels, dict) or not channels:
+        if "channel_names" in raw:
+            problems.append(f"{path}: 'channel_names' must be a non-empty object like {{\"0\": \"CT\"}}")
+    else:
+        try:
+            order = sorted(channels, key=int)
+        except ValueError:
+            order = []
+            problems.append(f"{path}: 'channel_names' keys must be channel indices \"0\", \"1\", ...")
+        if order and [int(k) for k in order] != list(range(len(order))):
+            problems.append(f"{path}: 'channel_names' keys must be 0..{len(order) - 1}, found {order}")
+        channel_names = tuple(str(channels[k]) for k in order)
+    labels = _parse_labels(raw.get("labels"), path, problems) if "labels" in raw else {}
+    num_training = raw.get("numTraining", 0)
+    if "numTraining" in raw and (not isinstance(num_training, int) or num_training < 1):
+        problems.append(f"{path}: 'numTraining' must be a positive integer, found {num_training!r}")
+    ending = raw.get("file_ending", "")
+    reader = ""
+    if "file_ending" in raw:
+        if not isinstance(ending, str) or not ending.startswith("."):
+            problems.append(f"{path}: 'file_ending' must look like \".nii.gz\", found {ending!r}")
+        else:
+            try:
+                reader = reader_for(ending, raw.get("overwrite_image_reader_writer"))
+            except ValueError as e:
+                problems.append(f"{path}: {e}")
+    if ending and ending.lower() not in SUPPORTED_ENDINGS and not problems:
+        problems.append(f"{path}: file ending {ending} is not supported")
+    order_raw = raw.get("regions_class_order")
+    regions_class_order = None
+    if any(isinstance(v, tuple) for v in labels.values()):
+        if not isinstance(order_raw, list) or len(order_raw) != len(labels) - 1 - ("ignore" in labels):
+            problems.append(
+                f"{path}: region labels need 'regions_class_order', one integer per region "
+                f"({len(labels) - 1 - ('ignore' in labels)} expected)"
+            )
+        else:
+            regions_class_order = tuple(int(x) for x in order_raw)
+    cases = _parse_cases(raw.get("dataset"), dataset_dir, path, problems)
+    if problems:
+        raise DatasetError("\n".join(problems))
+    return DatasetSpec(
+        path=dataset_dir,
+        name=str(raw.get("name", dataset_dir.name)),
+        channel_names=channel_names,
+        labels=labels,
+        num_training=int(num_training),
+        file_ending=ending,
+        reader=reader,
+        regions_class_order=regions_class_order,
+        cases=cases,
+    )
+
+
+def write_dataset_json(dataset_dir: Path, channel_names: list[str], labels: dict[str, int],
+                       num_training: int, file_ending: str, name: str, **extra: Any) -> None:
+    """Write a dataset.json in nnU-Net v2's format."""
+    from autounet.io.atomic import write_json
+
+    write_json(Path(dataset_dir) / "dataset.json", {
+        "name": name,
+        "channel_names": {str(i): n for i, n in enumerate(channel_names)},
+        "labels": labels,
+        "numTraining": num_training,
+        "file_ending": file_ending,
+        **extra,
+    })

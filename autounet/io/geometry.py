@@ -1,0 +1,65 @@
+"""The geometry of one case: everything needed to map arrays back onto the original image.
+
+Arrays in autounet are always indexed (z, y, x) — 2D images get a leading axis of size 1 — and
+``spacing`` follows that array order. ``origin`` and ``direction`` stay in the file's own
+physical (ITK, x-first) convention because autounet only ever hands them back to the writer.
+The (x, y, z) <-> (z, y, x) flip happens in :mod:`autounet.io.image_io` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+# Spacing given to the missing axis of 2D images (PNG, 2D NIfTI). It is large so that the
+# planner treats the axis as "never resample, never pool" without any special case.
+FLAT_AXIS_SPACING = 999.0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Spacing, origin, direction, original shape, crop box and transpose of one case.
+
+    spacing : voxel size per array axis (z, y, x), in the file's units (usually mm).
+    origin, direction : as the file stores them (ITK order; 2 or 3 / 4 or 9 values).
+    shape : array shape (z, y, x) of the image as read.
+    file_dims : 2 for images stored as 2D (PNG, 2D NIfTI), else 3.
+    crop_box : ((z0, z1), (y0, y1), (x0, x1)) of the non-zero crop, in original array indices.
+    transpose : axis permutation applied after cropping (``array.transpose(transpose)``).
+    """
+
+    spacing: tuple[float, float, float]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+    shape: tuple[int, int, int]
+    file_dims: int = 3
+    crop_box: tuple[tuple[int, int], ...] | None = None
+    transpose: tuple[int, int, int] = (0, 1, 2)
+
+    def with_crop(self, crop_box: tuple[tuple[int, int], ...]) -> "Geometry":
+        return replace(self, crop_box=tuple((int(a), int(b)) for a, b in crop_box))
+
+    def with_transpose(self, transpose: tuple[int, ...]) -> "Geometry":
+        return replace(self, transpose=tuple(int(t) for t in transpose))
+
+    @property
+    def cropped_shape(self) -> tuple[int, int, int]:
+        if self.crop_box is None:
+            return self.shape
+        return tuple(b - a for a, b in self.crop_box)  # type: ignore[return-value]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Geometry":
+        crop = d.get("crop_box")
+        return cls(
+            spacing=tuple(float(s) for s in d["spacing"]),
+            origin=tuple(float(o) for o in d["origin"]),
+            direction=tuple(float(x) for x in d["direction"]),
+            shape=tuple(int(s) for s in d["shape"]),
+            file_dims=int(d.get("file_dims", 3)),
+            crop_box=None if crop is None else tuple((int(a), int(b)) for a, b in crop),
+            transpose=tuple(int(t) for t in d.get("transpose", (0, 1, 2))),
+        )

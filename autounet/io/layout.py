@@ -1,0 +1,103 @@
+"""The raw dataset layout: imagesTr/CASE_XXXX.ext, labelsTr/CASE.ext, optional imagesTs/."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from autounet.io.dataset_json import CaseFiles, DatasetSpec
+from autounet.io.image_io import NATURAL_ENDINGS, SUPPORTED_ENDINGS, file_ending
+
+
+def _channel_files(folder: Path, ending: str, problems: list[str]) -> dict[str, dict[int, Path]]:
+    """Map case id -> {channel index: path} for files named CASE_XXXX<ending> in ``folder``."""
+    pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(ending) + "$")
+    found: dict[str, dict[int, Path]] = defaultdict(dict)
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.is_dir():
+            continue
+        if not p.name.endswith(ending):
+            kind = "another image format" if file_ending(p) in SUPPORTED_ENDINGS else "not an image"
+            problems.append(f"{p}: wrong file ending ({kind}); dataset.json declares file_ending '{ending}'")
+            continue
+        m = pattern.match(p.name)
+        if m is None:
+            problems.append(f"{p}: name must be CASE_XXXX{ending} (a case id, '_', a 4-digit channel index)")
+            continue
+        found[m.group(1)][int(m.group(2))] = p
+    return found
+
+
+def _duplicate_ids(ids: list[str], where: Path, problems: list[str]) -> None:
+    by_lower: dict[str, list[str]] = defaultdict(list)
+    for i in ids:
+        by_lower[i.lower()].append(i)
+    for group in by_lower.values():
+        if len(group) > 1:
+            problems.append(
+                f"{where}: duplicate case ids {group} (they differ only in letter case and collide "
+                "on case-insensitive file systems)"
+            )
+
+
+def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[str]]:
+    """Find every training case and every problem with the file layout, without reading images."""
+    problems: list[str] = []
+    root = spec.path
+    if spec.cases is not None:
+        cases = list(spec.cases)
+        for c in cases:
+            for p in c.images + ((c.label,) if c.label else ()):
+                if not p.is_file():
+                    problems.append(f"{p}: file listed for case '{c.case_id}' in dataset.json does not exist")
+            if c.label is None:
+                problems.append(f"{root / 'dataset.json'}: case '{c.case_id}' has no 'label'")
+    else:
+        images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
+        for d in (images_dir, labels_dir):
+            if not d.is_dir():
+                problems.append(f"{d}: folder is missing")
+        if problems:
+            return [], problems
+        channels = _channel_files(images_dir, spec.file_ending, problems)
+        natural = spec.file_ending.lower() in NATURAL_ENDINGS
+        # a 3D file always holds one channel; a natural image may hold several (RGB)
+        expected = len(spec.channel_names) if not natural else max((len(v) for v in channels.values()), default=1)
+        cases = []
+        for case_id, files in sorted(channels.items()):
+            for idx in sorted(set(range(expected)) - set(files)):
+                problems.append(
+                    f"{images_dir / f'{case_id}_{idx:04d}{spec.file_ending}'}: missing channel file "
+                    f"(dataset.json declares {len(spec.channel_names)} channel(s))"
+                )
+            for idx in sorted(set(files) - set(range(expected))):
+                problems.append(f"{files[idx]}: unexpected channel index {idx}; dataset.json declares "
+                                f"{len(spec.channel_names)} channel(s)")
+            label = labels_dir / f"{case_id}{spec.file_ending}"
+            if not label.is_file():
+                problems.append(f"{label}: missing label for case '{case_id}'")
+            cases.append(CaseFiles(case_id, tuple(files[i] for i in sorted(files) if i < expected), label))
+        label_pattern = re.compile(re.escape(spec.file_ending) + "$")
+        for p in sorted(labels_dir.iterdir()):
+            if p.name.startswith(".") or p.is_dir():
+                continue
+            if not p.name.endswith(spec.file_ending):
+                problems.append(f"{p}: wrong file ending; dataset.json declares file_ending '{spec.file_ending}'")
+            elif label_pattern.sub("", p.name) not in channels:
+                problems.append(f"{p}: label without images in {images_dir}")
+    _duplicate_ids([c.case_id for c in cases], root, problems)
+    if len(cases) != spec.num_training:
+        problems.append(
+            f"{root / 'dataset.json'}: numTraining is {spec.num_training} but {len(cases)} training case(s) were found"
+        )
+    if not cases:
+        problems.append(f"{root}: no training cases found")
+    return cases, problems
+
+
+def discover_images(folder: Path, ending: str) -> tuple[dict[str, list[Path]], list[str]]:
+    """Group CASE_XXXX<ending> files of a folder (e.g. imagesTs) by case id, in channel order."""
+    problems: list[str] = []
+    found = _channel_files(Path(folder), ending, problems)
+    return {k: [v[i] for i in sorted(v)] for k, v in sorted(found.items())}, problems

@@ -1,0 +1,118 @@
+"""Dataset verification: every problem of a raw dataset, found before any work is done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autounet.errors import DatasetError, DatasetVerificationError
+from autounet.io.dataset_json import CaseFiles, DatasetSpec, load_dataset_json
+from autounet.io.geometry import Geometry
+from autounet.io.image_io import ImageReadError, read_image, read_segmentation
+from autounet.io.layout import discover_training_cases
+
+
+@dataclass
+class LoadedCase:
+    """A verified training case in memory: images (C, Z, Y, X) float32, seg (Z, Y, X), geometry."""
+
+    case_id: str
+    images: np.ndarray
+    seg: np.ndarray
+    geometry: Geometry
+
+
+def geometry_mismatches(geo: Geometry, ref: Geometry) -> list[str]:
+    """Human-readable differences in shape, spacing, origin or direction (with tolerances)."""
+    out = []
+    if tuple(geo.shape) != tuple(ref.shape):
+        out.append(f"shape {geo.shape} != {ref.shape}")
+    if not np.allclose(geo.spacing, ref.spacing, rtol=1e-4, atol=1e-6):
+        out.append(f"spacing {geo.spacing} != {ref.spacing}")
+    if len(geo.origin) != len(ref.origin) or not np.allclose(geo.origin, ref.origin, rtol=0, atol=1e-3):
+        out.append(f"origin {geo.origin} != {ref.origin}")
+    if len(geo.direction) != len(ref.direction) or not np.allclose(geo.direction, ref.direction, atol=1e-4):
+        out.append(f"direction {geo.direction} != {ref.direction}")
+    return out
+
+
+def _label_values(seg: np.ndarray) -> np.ndarray:
+    if seg.size and seg.min() >= 0:
+        return np.flatnonzero(np.bincount(seg.ravel().astype(np.intp)))
+    return np.unique(seg)
+
+
+def load_case(case: CaseFiles, spec: DatasetSpec) -> tuple[LoadedCase | None, list[str]]:
+    """Read and check one case; returns (case, []) or (None, problems naming each file)."""
+    problems: list[str] = []
+    arrays, ref_geo, ref_path = [], None, None
+    for path in case.images:
+        try:
+            arr, geo = read_image(path, spec.reader)
+        except ImageReadError as e:
+            problems.append(str(e))
+            continue
+        if np.issubdtype(arr.dtype, np.floating):
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                problems.append(f"{path}: {bad} NaN or Inf voxel(s)")
+        if ref_geo is None:
+            ref_geo, ref_path = geo, path
+        else:
+            problems += [f"{path}: {m} in {ref_path.name}" for m in geometry_mismatches(geo, ref_geo)]
+        arrays.append(arr)
+    n_channels = sum(a.shape[0] for a in arrays)
+    if arrays and len(arrays) == len(case.images) and n_channels != len(spec.channel_names):
+        problems.append(
+            f"{case.images[0]}: case '{case.case_id}' has {n_channels} channel(s) in its image files but "
+            f"dataset.json declares {len(spec.channel_names)} ({', '.join(spec.channel_names)})"
+        )
+    seg = None
+    if case.label is not None and case.label.is_file():
+        try:
+            seg, seg_geo = read_segmentation(case.label, spec.reader)
+        except ImageReadError as e:
+            problems.append(str(e))
+        else:
+            if ref_geo is not None:
+                problems += [f"{case.label}: {m} in {ref_path.name}" for m in geometry_mismatches(seg_geo, ref_geo)]
+            unknown = sorted(set(_label_values(seg).tolist()) - spec.allowed_label_values)
+            if unknown:
+                problems.append(
+                    f"{case.label}: label value(s) {unknown} are not declared in dataset.json "
+                    f"(declared: {sorted(spec.allowed_label_values)})"
+                )
+    if problems or seg is None or ref_geo is None:
+        return None, problems
+    images = np.concatenate(arrays, 0) if len(arrays) > 1 else arrays[0]
+    return LoadedCase(case.case_id, images.astype(np.float32, copy=False), seg, ref_geo), []
+
+
+def check_layout(dataset_dir: Path) -> tuple[DatasetSpec, list[CaseFiles]]:
+    """dataset.json plus the file layout; raises DatasetVerificationError listing every problem."""
+    try:
+        spec = load_dataset_json(dataset_dir)
+    except DatasetError as e:
+        raise DatasetVerificationError(str(dataset_dir), str(e).splitlines()) from None
+    cases, problems = discover_training_cases(spec)
+    if problems:
+        raise DatasetVerificationError(str(dataset_dir), problems)
+    return spec, cases
+
+
+def _verify_one(args: tuple[CaseFiles, DatasetSpec]) -> list[str]:
+    return load_case(*args)[1]
+
+
+def verify_dataset(dataset_dir: Path, processes: int = 1) -> tuple[DatasetSpec, list[CaseFiles]]:
+    """Check a raw dataset completely (layout and every file's content); raises on any problem."""
+    from autounet.parallel import map_parallel
+
+    spec, cases = check_layout(dataset_dir)
+    results = map_parallel(_verify_one, [(c, spec) for c in cases], processes, desc="verify")
+    problems = [p for r in results for p in r]
+    if problems:
+        raise DatasetVerificationError(str(dataset_dir), problems)
+    return spec, cases

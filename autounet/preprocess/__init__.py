@@ -1,0 +1,1 @@
+"""Preprocessing: crop to the non-zero region, normalize, resample, write memory-mappable arrays."""

@@ -1,0 +1,175 @@
+"""Preprocess training cases for every planned configuration.
+
+Per case: read once, crop to the non-zero region, transpose, normalize, then for each
+distinct data folder resample and write
+
+    <case>_data.npy   float32 (C, Z, Y, X), memory-mappable
+    <case>_seg.npy    int8/int16 (Z, Y, X)
+    <case>_locs.npz   voxel coordinates per foreground label, for oversampling
+    <case>.json       geometry and metadata — written last: it marks the case as finished
+
+Every file is written atomically, so a killed run leaves finished cases intact and no
+half-written file that could pass for finished. A re-run skips cases whose .json matches the
+current plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autounet.autoplan.plans import Plans
+from autounet.io.atomic import read_json, remove_stale_temporaries, write_json, write_npy, write_npz
+from autounet.io.dataset_json import CaseFiles, DatasetSpec
+from autounet.io.verify import load_case
+from autounet.parallel import map_parallel
+from autounet.preprocess.crop import crop, nonzero_box, nonzero_mask
+from autounet.preprocess.normalize import normalize
+from autounet.preprocess.resample import resample_image, resample_labels
+
+# Foreground coordinates kept per label: enough to sample patch centres well, small on disk.
+MAX_LOCATIONS_PER_LABEL = 10_000
+MIN_LOCATION_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class CaseOutput:
+    """File names of one preprocessed case inside a data folder."""
+
+    folder: Path
+    case_id: str
+
+    @property
+    def data(self) -> Path:
+        return self.folder / f"{self.case_id}_data.npy"
+
+    @property
+    def seg(self) -> Path:
+        return self.folder / f"{self.case_id}_seg.npy"
+
+    @property
+    def locations(self) -> Path:
+        return self.folder / f"{self.case_id}_locs.npz"
+
+    @property
+    def meta(self) -> Path:
+        return self.folder / f"{self.case_id}.json"
+
+
+def data_folders(plans: Plans, configurations: list[str] | None = None) -> dict[str, str]:
+    """data_identifier -> the configuration whose spacing defines it (one entry per folder)."""
+    out: dict[str, str] = {}
+    for name, stage in plans.configurations.items():
+        if configurations is None or name in configurations:
+            out.setdefault(stage.data_identifier, name)
+    return out
+
+
+def is_finished(out: CaseOutput, expected_hash: str) -> bool:
+    """A case is finished when its metadata exists, matches the plan, and its arrays exist."""
+    if not (out.meta.is_file() and out.data.is_file() and out.seg.is_file() and out.locations.is_file()):
+        return False
+    try:
+        return read_json(out.meta).get("preprocessing_hash") == expected_hash
+    except (ValueError, OSError):
+        return False
+
+
+def foreground_locations(seg: np.ndarray, labels: tuple[int, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A seeded sample of voxel coordinates (N, 3) int32 for each label present in ``seg``."""
+    out = {}
+    for label in labels:
+        where = np.flatnonzero(seg.ravel() == label)
+        if where.size == 0:
+            continue
+        n = min(where.size, max(MAX_LOCATIONS_PER_LABEL, int(np.ceil(where.size * MIN_LOCATION_FRACTION))))
+        if n < where.size:
+            where = np.sort(rng.choice(where, n, replace=False))
+        out[f"label_{label}"] = np.stack(np.unravel_index(where, seg.shape), axis=1).astype(np.int32)
+    return out
+
+
+def _case_seed(seed: int, case_id: str) -> list[int]:
+    return [seed, zlib.crc32(case_id.encode())]
+
+
+def preprocess_arrays(images: np.ndarray, seg: np.ndarray, spacing: tuple[float, ...], plans: Plans
+                      ) -> tuple[np.ndarray, np.ndarray, tuple, tuple[float, ...]]:
+    """Crop, transpose and normalize one case (pure): returns images, seg, crop box, spacing."""
+    box = nonzero_box(images)
+    images = np.array(crop(images, box), dtype=np.float32)  # a copy: normalization works in place
+    seg = crop(seg, box)
+    mask = nonzero_mask(images) if any(n.use_nonzero_mask for n in plans.normalization) else None
+    t = plans.transpose_forward
+    images = np.ascontiguousarray(images.transpose((0,) + tuple(i + 1 for i in t)))
+    seg = np.ascontiguousarray(seg.transpose(t))
+    if mask is not None:
+        mask = mask.transpose(t)
+    normalize(images, plans.normalization, mask)
+    return images, seg, box, tuple(spacing[i] for i in t)
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    """One preprocessed data folder: where it is, which configuration defines it, its plan hash."""
+
+    path: Path
+    configuration: str
+    preprocessing_hash: str
+
+
+def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder], int]) -> float:
+    case, spec, plans, folders, seed = args
+    start = time.perf_counter()
+    loaded, problems = load_case(case, spec)
+    if loaded is None:
+        raise ValueError("\n".join(problems))
+    geometry = loaded.geometry
+    images, seg, box, spacing = preprocess_arrays(loaded.images, loaded.seg, geometry.spacing, plans)
+    del loaded  # the raw arrays are no longer needed; keep peak memory at one case
+    geometry = geometry.with_crop(box).with_transpose(plans.transpose_forward)
+    labels = tuple(sorted(set(plans.foreground_labels)))
+    for folder in folders:
+        stage = plans.configurations[folder.configuration]
+        data = resample_image(images, spacing, stage.spacing, stage.anisotropy_threshold)
+        seg_out = resample_labels(seg, spacing, stage.spacing, stage.anisotropy_threshold)
+        locs = foreground_locations(seg_out, labels, np.random.default_rng(_case_seed(seed, case.case_id)))
+        out = CaseOutput(folder.path, case.case_id)
+        write_npy(out.data, data)
+        write_npy(out.seg, seg_out)
+        write_npz(out.locations, locs)
+        write_json(out.meta, {
+            "case_id": case.case_id,
+            "preprocessing_hash": folder.preprocessing_hash,
+            "geometry": geometry.to_json(),
+            "spacing": [s if t is None else t for s, t in zip(spacing, stage.spacing)],
+            "shape": list(seg_out.shape),
+            "labels_present": [int(k.split("_")[1]) for k in locs],
+        })
+    return time.perf_counter() - start
+
+
+def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, preprocessed_dir: Path,
+                       configurations: list[str] | None = None, processes: int = 1, force: bool = False,
+                       seed: int = 0) -> dict[str, int]:
+    """Preprocess every case for the chosen configurations; returns {"done": n, "skipped": m}."""
+    log = logging.getLogger(__name__)
+    folders = [DataFolder(Path(preprocessed_dir) / ident, config, plans.preprocessing_hash(config))
+               for ident, config in data_folders(plans, configurations).items()]
+    for folder in folders:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder.path)
+    todo = [c for c in cases if force or not all(
+        is_finished(CaseOutput(f.path, c.case_id), f.preprocessing_hash) for f in folders)]
+    names = "+".join(f.path.name for f in folders)
+    if len(todo) < len(cases):
+        log.info("%d of %d case(s) already preprocessed for %s; skipping them (use --force to redo)",
+                 len(cases) - len(todo), len(cases), names)
+    map_parallel(_preprocess_case, [(c, spec, plans, folders, seed) for c in todo], processes,
+                 desc=f"preprocess {names}")
+    return {"done": len(todo), "skipped": len(cases) - len(todo)}
