@@ -24,7 +24,7 @@ from autounet.parallel import default_processes
 from autounet.preprocess.pipeline import preprocess_dataset
 from autounet.workspace import DatasetPaths, resolve_dataset
 
-__all__ = ["make_example_dataset", "verify_dataset", "plan_and_preprocess", "fingerprint_dataset"]
+__all__ = ["make_example_dataset", "verify_dataset", "plan_and_preprocess", "fingerprint_dataset", "train"]
 
 log = logging.getLogger("autounet")
 
@@ -65,7 +65,7 @@ def plan_and_preprocess(dataset: str | Path, root: Path | None = None, processes
     """
     paths = resolve_dataset(dataset, root)
     processes = processes or default_processes()
-    layout = check_layout(paths.raw)
+    layout = check_layout(paths.raw, processes)
     fp = fingerprint_dataset(paths, layout, processes, seed, force)
     plans = plan_dataset(fp, layout[0], PlannerSettings(memory_target_gb=gpu_memory_gb, block=network))
     write_json(paths.plans, plans.to_json())
@@ -80,3 +80,15 @@ def plan_and_preprocess(dataset: str | Path, root: Path | None = None, processes
                  paths.preprocessed)
     log.info("%s", format_plan_summary(plans))
     return plans
+
+
+def train(dataset: str | Path, configuration: str, fold: int | str, root: Path | None = None,
+          config: "TrainingConfig | None" = None, device: str = "auto", resume: bool = False) -> Path:
+    """Train one fold (0..4 or "all") of a planned configuration; returns the fold folder.
+
+    resume : continue from checkpoint_latest after an interruption (``--continue``).
+    """
+    from autounet.training.config import TrainingConfig
+    from autounet.training.trainer import train_fold
+
+    return train_fold(resolve_dataset(dataset, root), configuration, fold, config or TrainingConfig(), device, resume)

@@ -47,6 +47,21 @@ def _cmd_plan_and_preprocess(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    from autounet import api
+    from autounet.training.config import TrainingConfig
+
+    overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainingConfig)
+                 if getattr(a, f.name, None) is not None}
+    config = TrainingConfig(**overrides)
+    folds = a.fold
+    for fold in folds:
+        api.train(a.dataset, a.configuration, fold, root=a.root, config=config, device=a.device, resume=a.resume)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autounet",
@@ -92,6 +107,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for intensity sampling, splits and sampling locations")
     _add_common(p)
     p.set_defaults(func=_cmd_plan_and_preprocess)
+
+    p = sub.add_parser("train", help="train folds of a configuration (5-fold cross-validation)",
+                       description="Train a U-Net on one or more folds of a planned configuration, then predict the "
+                                   "fold's validation cases. Resumable with --continue.")
+    p.add_argument("dataset", help="dataset id, name or raw folder path")
+    p.add_argument("configuration", help="2d, 3d_fullres, 3d_lowres or 3d_cascade_fullres (as planned)")
+    p.add_argument("fold", nargs="+", help="fold number(s) 0..4, or 'all' to train on every case")
+    p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last checkpoint")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: cuda if present")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 1000)")
+    p.add_argument("--iterations-per-epoch", dest="iterations_per_epoch", type=int, default=None,
+                   help="training iterations per epoch (default 250)")
+    p.add_argument("--val-iterations-per-epoch", dest="val_iterations_per_epoch", type=int, default=None,
+                   help="validation iterations per epoch for the pseudo-Dice (default 50)")
+    p.add_argument("--initial-lr", dest="initial_lr", type=float, default=None, help="initial learning rate (default 0.01)")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=None, help="default 3e-5")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="override the plan's batch size")
+    p.add_argument("--num-workers", dest="num_workers", type=int, default=None,
+                   help="augmentation worker processes (default: from the machine; 0 = in the main process)")
+    p.add_argument("--no-augmentation", dest="augmentation", action="store_false", default=None,
+                   help="train without data augmentation")
+    p.add_argument("--no-deep-supervision", dest="deep_supervision", action="store_false", default=None)
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on CUDA")
+    p.add_argument("--compile", dest="compile", action="store_true", default=None, help="torch.compile the network")
+    p.add_argument("--no-validation", dest="final_validation", action="store_false", default=None,
+                   help="skip predicting the validation cases at the end")
+    p.add_argument("--no-tta", dest="validation_tta", action="store_false", default=None,
+                   help="no mirroring in the final validation")
+    p.add_argument("--save-probabilities", dest="save_probabilities", action="store_true", default=None,
+                   help="also write the validation probabilities (.npz), needed for ensembling")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -207,6 +207,19 @@ class Plans:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
+    @property
+    def regions(self) -> list[tuple[int, ...]] | None:
+        """Region-based training: the label values of each region, in order; else None."""
+        if self.regions_class_order is None:
+            return None
+        return [tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in self.labels.items()
+                if k not in ("background", "ignore")]
+
+    @property
+    def evaluation_classes(self) -> list[int | tuple[int, ...]]:
+        """What Dice is reported for: each region, or each foreground label."""
+        return list(self.regions) if self.regions is not None else list(self.foreground_labels)
+
     def preprocessing_hash(self, config: str) -> str:
         """A digest of everything that shapes ``config``'s preprocessed arrays."""
         key = {

@@ -116,8 +116,11 @@ def _parse_cases(raw: Any, root: Path, path: Path, problems: list[str]) -> tuple
         return None
     cases, seen = [], set()
     for case_id, entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("images"), list) or not case_id:
-            problems.append(f"{path}: 'dataset' entry {case_id!r} needs a case id, 'images' (a list) and 'label'")
+        if (not isinstance(entry, dict) or not isinstance(entry.get("images"), list) or not case_id
+                or not all(isinstance(p, str) for p in entry["images"])
+                or not isinstance(entry.get("label"), (str, type(None)))):
+            problems.append(f"{path}: 'dataset' entry {case_id!r} needs a case id, 'images' (a list of file paths) "
+                            "and 'label' (a file path)")
             continue
         if case_id in seen:
             problems.append(f"{path}: duplicate case id '{case_id}' in 'dataset'")
@@ -165,7 +168,8 @@ def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
         channel_names = tuple(str(channels[k]) for k in order)
     labels = _parse_labels(raw.get("labels"), path, problems) if "labels" in raw else {}
     num_training = raw.get("numTraining", 0)
-    if "numTraining" in raw and (not isinstance(num_training, int) or num_training < 1):
+    bad_count = isinstance(num_training, bool) or not isinstance(num_training, int) or num_training < 1
+    if "numTraining" in raw and bad_count:
         problems.append(f"{path}: 'numTraining' must be a positive integer, found {num_training!r}")
     ending = raw.get("file_ending", "")
     reader = ""
@@ -177,12 +181,13 @@ def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
                 reader = reader_for(ending, raw.get("overwrite_image_reader_writer"))
             except ValueError as e:
                 problems.append(f"{path}: {e}")
-    if ending and ending.lower() not in SUPPORTED_ENDINGS and not problems:
+    if not problems and ending.lower() not in SUPPORTED_ENDINGS:
         problems.append(f"{path}: file ending {ending} is not supported")
     order_raw = raw.get("regions_class_order")
     regions_class_order = None
     if any(isinstance(v, tuple) for v in labels.values()):
-        if not isinstance(order_raw, list) or len(order_raw) != len(labels) - 1 - ("ignore" in labels):
+        if (not isinstance(order_raw, list) or len(order_raw) != len(labels) - 1 - ("ignore" in labels)
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in order_raw)):
             problems.append(
                 f"{path}: region labels need 'regions_class_order', one integer per region "
                 f"({len(labels) - 1 - ('ignore' in labels)} expected)"

@@ -6,6 +6,8 @@ only place where SimpleITK's (x, y, z) order is flipped to array order and back.
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ class ImageReadError(ValueError):
 def reader_for(file_ending: str, override: str | None = None) -> str:
     """Return the reader kind ("simpleitk" or "natural2d") for a file ending."""
     if override is not None:
-        if override not in READER_NAMES:
+        if not isinstance(override, str) or override not in READER_NAMES:
             raise ValueError(
                 f"overwrite_image_reader_writer '{override}' is not supported; "
                 f"choose one of {sorted(READER_NAMES)}"
@@ -45,6 +47,57 @@ def reader_for(file_ending: str, override: str | None = None) -> str:
     if ending in NATURAL_ENDINGS:
         return "natural2d"
     raise ValueError(f"file ending '{file_ending}' is not supported; use one of {', '.join(SUPPORTED_ENDINGS)}")
+
+
+def _check_nifti_data(path: Path, img: sitk.Image, arr: np.ndarray) -> None:
+    """Catch what ITK's NIfTI reader hides: it fills a truncated file's missing data with zeros
+    and turns NaN/Inf voxels into 0, silently.
+
+    Raises ImageReadError when the file holds less data than its header declares; puts NaN/Inf
+    back into ``arr`` (the array read by ITK, modified in place) where the file has them, so that
+    verification reports them.
+    """
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")) or not img.HasMetaDataKey("vox_offset"):
+        return
+    try:
+        meta = {k: int(float(img.GetMetaData(k))) for k in ("vox_offset", "bitpix", "datatype", "dim[0]")}
+        n_voxels = int(np.prod([int(img.GetMetaData(f"dim[{i}]")) for i in range(1, meta["dim[0]"] + 1)]))
+    except (RuntimeError, ValueError):
+        return
+    expected = meta["vox_offset"] + n_voxels * meta["bitpix"] // 8
+    float_type = {16: "f4", 64: "f8"}.get(meta["datatype"])  # NIFTI_TYPE_FLOAT32, NIFTI_TYPE_FLOAT64
+    compressed = name.endswith(".gz")
+    if float_type is None:  # no NaN possible: a cheap length check is enough
+        if not compressed and path.stat().st_size >= expected:
+            return
+        if compressed:
+            with open(path, "rb") as f:  # a gzip file ends with its uncompressed length mod 2**32
+                f.seek(-4, 2)
+                if int.from_bytes(f.read(4), "little") == expected % 2**32:
+                    return
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            header = f.read(meta["vox_offset"])
+            # sizeof_hdr is 348 (NIfTI-1) or 540 (NIfTI-2) in the file's byte order
+            order = "<" if int.from_bytes(header[:4], "little") in (348, 540) else ">"
+            dtype = np.dtype(order + (float_type or "u1"))
+            n_read, chunk_items = 0, (1 << 24) // dtype.itemsize
+            while chunk := f.read(chunk_items * dtype.itemsize):
+                if float_type is not None:
+                    values = np.frombuffer(chunk, dtype, count=len(chunk) // dtype.itemsize)
+                    values = values[: max(0, n_voxels - n_read)]
+                    bad = np.flatnonzero(~np.isfinite(values))
+                    if bad.size and arr.size == n_voxels and np.issubdtype(arr.dtype, np.floating):
+                        arr.reshape(-1)[n_read + bad] = values[bad]
+                n_read += len(chunk) // dtype.itemsize
+    except (OSError, EOFError, zlib.error) as e:
+        raise ImageReadError(f"{path}: unreadable or truncated image ({e})") from e
+    data_bytes = len(header) + n_read * dtype.itemsize
+    if data_bytes < expected:
+        raise ImageReadError(
+            f"{path}: truncated image: it holds {data_bytes} of the {expected} bytes its header declares"
+        )
 
 
 def _read_sitk(path: Path) -> tuple[np.ndarray, Geometry]:
@@ -70,6 +123,7 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, Geometry]:
         arr = sitk.GetArrayFromImage(img)
     except RuntimeError as e:
         raise ImageReadError(f"{path}: unreadable or truncated image ({e})") from e
+    _check_nifti_data(path, img, arr)
     spacing = tuple(float(s) for s in reversed(img.GetSpacing()))
     if dim == 2:
         arr = arr[None]

@@ -29,15 +29,16 @@ def _channel_files(folder: Path, ending: str, problems: list[str]) -> dict[str, 
     return found
 
 
-def _duplicate_ids(ids: list[str], where: Path, problems: list[str]) -> None:
-    by_lower: dict[str, list[str]] = defaultdict(list)
-    for i in ids:
-        by_lower[i.lower()].append(i)
+def _duplicate_ids(cases: list[CaseFiles], where: Path, problems: list[str]) -> None:
+    by_lower: dict[str, list[CaseFiles]] = defaultdict(list)
+    for c in cases:
+        by_lower[c.case_id.lower()].append(c)
     for group in by_lower.values():
         if len(group) > 1:
+            files = ", ".join(str(c.images[0] if c.images else c.label) for c in group)
             problems.append(
-                f"{where}: duplicate case ids {group} (they differ only in letter case and collide "
-                "on case-insensitive file systems)"
+                f"{where}: duplicate case ids {[c.case_id for c in group]} (they differ only in letter case and "
+                f"collide on case-insensitive file systems): {files}"
             )
 
 
@@ -86,7 +87,7 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
                 problems.append(f"{p}: wrong file ending; dataset.json declares file_ending '{spec.file_ending}'")
             elif label_pattern.sub("", p.name) not in channels:
                 problems.append(f"{p}: label without images in {images_dir}")
-    _duplicate_ids([c.case_id for c in cases], root, problems)
+    _duplicate_ids(cases, root, problems)
     if len(cases) != spec.num_training:
         problems.append(
             f"{root / 'dataset.json'}: numTraining is {spec.num_training} but {len(cases)} training case(s) were found"

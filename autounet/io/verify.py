@@ -10,7 +10,7 @@ import numpy as np
 from autounet.errors import DatasetError, DatasetVerificationError
 from autounet.io.dataset_json import CaseFiles, DatasetSpec, load_dataset_json
 from autounet.io.geometry import Geometry
-from autounet.io.image_io import ImageReadError, read_image, read_segmentation
+from autounet.io.image_io import NATURAL_ENDINGS, ImageReadError, read_image, read_segmentation
 from autounet.io.layout import discover_training_cases
 
 
@@ -61,7 +61,7 @@ def load_case(case: CaseFiles, spec: DatasetSpec) -> tuple[LoadedCase | None, li
         if ref_geo is None:
             ref_geo, ref_path = geo, path
         else:
-            problems += [f"{path}: {m} in {ref_path.name}" for m in geometry_mismatches(geo, ref_geo)]
+            problems += [f"{path}: {m} (mismatch with {ref_path.name})" for m in geometry_mismatches(geo, ref_geo)]
         arrays.append(arr)
     n_channels = sum(a.shape[0] for a in arrays)
     if arrays and len(arrays) == len(case.images) and n_channels != len(spec.channel_names):
@@ -77,7 +77,8 @@ def load_case(case: CaseFiles, spec: DatasetSpec) -> tuple[LoadedCase | None, li
             problems.append(str(e))
         else:
             if ref_geo is not None:
-                problems += [f"{case.label}: {m} in {ref_path.name}" for m in geometry_mismatches(seg_geo, ref_geo)]
+                problems += [f"{case.label}: {m} (mismatch with {ref_path.name})"
+                             for m in geometry_mismatches(seg_geo, ref_geo)]
             unknown = sorted(set(_label_values(seg).tolist()) - spec.allowed_label_values)
             if unknown:
                 problems.append(
@@ -90,15 +91,28 @@ def load_case(case: CaseFiles, spec: DatasetSpec) -> tuple[LoadedCase | None, li
     return LoadedCase(case.case_id, images.astype(np.float32, copy=False), seg, ref_geo), []
 
 
-def check_layout(dataset_dir: Path) -> tuple[DatasetSpec, list[CaseFiles]]:
-    """dataset.json plus the file layout; raises DatasetVerificationError listing every problem."""
+def check_layout(dataset_dir: Path, processes: int = 1) -> tuple[DatasetSpec, list[CaseFiles]]:
+    """dataset.json plus the file layout; raises DatasetVerificationError listing every problem.
+
+    A sound layout is returned without reading any image (the caller reads every case once).
+    When the layout has problems, the cases whose files are all there are read too, so that the
+    one error lists the problems inside the files as well.
+    """
+    from autounet.parallel import map_parallel
+
     try:
         spec = load_dataset_json(dataset_dir)
     except DatasetError as e:
         raise DatasetVerificationError(str(dataset_dir), str(e).splitlines()) from None
     cases, problems = discover_training_cases(spec)
     if problems:
-        raise DatasetVerificationError(str(dataset_dir), problems)
+        # cases with a missing file are already reported; reading them would only repeat that
+        natural = spec.file_ending.lower() in NATURAL_ENDINGS
+        n_files = max((len(c.images) for c in cases), default=0) if natural else len(spec.channel_names)
+        complete = [c for c in cases if c.label is not None and (spec.cases is not None or len(c.images) == n_files)
+                    and all(p.is_file() for p in (*c.images, c.label))]
+        results = map_parallel(_verify_one, [(c, spec) for c in complete], processes, desc="verify")
+        raise DatasetVerificationError(str(dataset_dir), problems + [p for r in results for p in r])
     return spec, cases
 
 
@@ -110,7 +124,7 @@ def verify_dataset(dataset_dir: Path, processes: int = 1) -> tuple[DatasetSpec, 
     """Check a raw dataset completely (layout and every file's content); raises on any problem."""
     from autounet.parallel import map_parallel
 
-    spec, cases = check_layout(dataset_dir)
+    spec, cases = check_layout(dataset_dir, processes)
     results = map_parallel(_verify_one, [(c, spec) for c in cases], processes, desc="verify")
     problems = [p for r in results for p in r]
     if problems:

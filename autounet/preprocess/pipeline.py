@@ -8,6 +8,8 @@ distinct data folder resample and write
     <case>_locs.npz   voxel coordinates per foreground label, for oversampling
     <case>.json       geometry and metadata — written last: it marks the case as finished
 
+and copies each raw label map to ``gt_segmentations/`` (the reference for evaluation).
+
 Every file is written atomically, so a killed run leaves finished cases intact and no
 half-written file that could pass for finished. A re-run skips cases whose .json matches the
 current plan.
@@ -16,6 +18,8 @@ current plan.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from autounet.preprocess.resample import resample_image, resample_labels
 # Foreground coordinates kept per label: enough to sample patch centres well, small on disk.
 MAX_LOCATIONS_PER_LABEL = 10_000
 MIN_LOCATION_FRACTION = 0.01
+GT_FOLDER = "gt_segmentations"
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,17 @@ class DataFolder:
     preprocessing_hash: str
 
 
+def copy_reference(case: CaseFiles, spec: DatasetSpec, gt_folder: Path) -> Path:
+    """Copy a case's raw label map into the preprocessed folder: the reference that later stages
+    evaluate against, so that they never need the raw dataset."""
+    target = gt_folder / f"{case.case_id}{spec.file_ending}"
+    if case.label is not None and not (target.is_file() and target.stat().st_size == case.label.stat().st_size):
+        tmp = gt_folder / f".{target.name}.tmp"
+        shutil.copyfile(case.label, tmp)
+        os.replace(tmp, target)
+    return target
+
+
 def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder], int]) -> float:
     case, spec, plans, folders, seed = args
     start = time.perf_counter()
@@ -161,9 +177,12 @@ def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, 
     log = logging.getLogger(__name__)
     folders = [DataFolder(Path(preprocessed_dir) / ident, config, plans.preprocessing_hash(config))
                for ident, config in data_folders(plans, configurations).items()]
-    for folder in folders:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(folder.path)
+    gt_folder = Path(preprocessed_dir) / GT_FOLDER
+    for path in [f.path for f in folders] + [gt_folder]:
+        path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+    for case in cases:
+        copy_reference(case, spec, gt_folder)
     todo = [c for c in cases if force or not all(
         is_finished(CaseOutput(f.path, c.case_id), f.preprocessing_hash) for f in folders)]
     names = "+".join(f.path.name for f in folders)

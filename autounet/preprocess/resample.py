@@ -92,19 +92,28 @@ def _plan(shape, spacing, target, threshold):
     return new, z, [a for a in order if new[a] != shape[a]]
 
 
-def resample_image(image: np.ndarray, spacing: Sequence[float], target: Sequence[float | None],
-                   threshold: float = 3.0, kind: str = "cubic") -> np.ndarray:
-    """Resample (C, Z, Y, X) float32 from ``spacing`` to ``target`` spacing."""
-    new, z, axes = _plan(image.shape[1:], spacing, target, threshold)
+def resample_to_shape(image: np.ndarray, new_shape: Sequence[int], separate_axis: int | None = None,
+                      kind: str = "cubic") -> np.ndarray:
+    """Resample (C, Z, Y, X) float32 to a spatial shape; ``separate_axis`` uses nearest neighbour."""
+    new = tuple(int(n) for n in new_shape)
+    # shrink first, grow last: every multiplication then works on the smallest array possible
+    axes = [a for a in sorted(range(len(new)), key=lambda a: new[a] / image.shape[a + 1]) if new[a] != image.shape[a + 1]]
     if not axes:
         return image
     out = np.empty((image.shape[0],) + new, dtype=np.float32)
     for c in range(image.shape[0]):
         x = image[c]
         for a in axes:
-            x = resample_axis(x, a, new[a], "nearest" if a == z else kind)
+            x = resample_axis(x, a, new[a], "nearest" if a == separate_axis else kind)
         out[c] = x
     return out
+
+
+def resample_image(image: np.ndarray, spacing: Sequence[float], target: Sequence[float | None],
+                   threshold: float = 3.0, kind: str = "cubic") -> np.ndarray:
+    """Resample (C, Z, Y, X) float32 from ``spacing`` to ``target`` spacing."""
+    new, z, _ = _plan(image.shape[1:], spacing, target, threshold)
+    return resample_to_shape(image, new, z, kind)
 
 
 def resample_labels(seg: np.ndarray, spacing: Sequence[float], target: Sequence[float | None],

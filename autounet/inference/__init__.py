@@ -1,0 +1,1 @@
+"""Inference: Gaussian-weighted sliding windows, test-time mirroring, back to original geometry."""

@@ -1,0 +1,1 @@
+"""Evaluation and postprocessing chosen on cross-validation."""

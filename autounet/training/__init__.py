@@ -1,0 +1,1 @@
+"""Training: U-Net, Dice+CE with deep supervision, patch sampling, augmentation, checkpoints."""

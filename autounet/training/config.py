@@ -1,0 +1,52 @@
+"""The training configuration: every knob a field, set from the CLI, no subclass per number."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to train one fold. Defaults follow nnU-Net's documented schedule and optimiser.
+
+    num_workers : augmentation worker processes; None chooses from the machine (see
+        :func:`autounet.training.data.default_workers`); 0 runs augmentation in the main process.
+    batch_size : None uses the plan's.
+    """
+
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    val_iterations_per_epoch: int = 50
+    initial_lr: float = 1e-2
+    momentum: float = 0.99
+    weight_decay: float = 3e-5
+    grad_clip: float = 12.0
+    lr_exponent: float = 0.9
+    oversample_foreground: float = 0.33
+    batch_size: int | None = None
+    num_workers: int | None = None
+    augmentation: bool = True
+    deep_supervision: bool = True
+    amp: bool = True
+    compile: bool = False
+    seed: int = 0
+    ema_momentum: float = 0.9
+    checkpoint_every: int = 1
+    final_validation: bool = True
+    validation_tta: bool = True
+    validation_step: float = 0.5
+    save_probabilities: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def poly_lr(initial_lr: float, epoch: int, epochs: int, exponent: float = 0.9) -> float:
+    """Polynomial decay: initial_lr * (1 - epoch / epochs) ** exponent."""
+    return initial_lr * (1 - epoch / max(epochs, 1)) ** exponent

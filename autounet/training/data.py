@@ -1,0 +1,157 @@
+"""Patch sampling from the memory-mapped preprocessed cases.
+
+A batch samples cases uniformly; the last third of it (and at least one sample) is centred on
+a voxel of a foreground label present in the case, drawn from the locations preprocessing
+recorded — without that, small structures would rarely be seen. Patches that reach beyond the
+image are padded (image 0, label 0).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from autounet.io.atomic import read_json
+
+
+@dataclass
+class CaseArrays:
+    """One preprocessed case, memory-mapped: data (C, Z, Y, X), seg (Z, Y, X), label locations."""
+
+    case_id: str
+    data: np.ndarray
+    seg: np.ndarray
+    locations: dict[int, np.ndarray]
+    previous_stage: np.ndarray | None = None
+
+
+def open_case(folder: Path, case_id: str, previous_stage_folder: Path | None = None) -> CaseArrays:
+    """Open a preprocessed case without reading it into memory."""
+    data = np.load(folder / f"{case_id}_data.npy", mmap_mode="r")
+    seg = np.load(folder / f"{case_id}_seg.npy", mmap_mode="r")
+    with np.load(folder / f"{case_id}_locs.npz", allow_pickle=False) as z:
+        locations = {int(k.split("_")[1]): z[k] for k in z.files}
+    prev = None
+    if previous_stage_folder is not None:
+        prev = np.load(previous_stage_folder / f"{case_id}.npy", mmap_mode="r")
+    return CaseArrays(case_id, data, seg, locations, prev)
+
+
+def case_ids_in(folder: Path) -> list[str]:
+    """Case ids with finished preprocessing in a data folder."""
+    return sorted(p.stem for p in Path(folder).glob("*.json") if not p.name.startswith("."))
+
+
+def case_meta(folder: Path, case_id: str) -> dict:
+    return read_json(Path(folder) / f"{case_id}.json")
+
+
+def forced_foreground(batch_size: int, fraction: float) -> list[bool]:
+    """Which samples of a batch must contain foreground: the last ``fraction``, at least one."""
+    n_random = min(int(round(batch_size * (1 - fraction))), batch_size - 1)
+    return [i >= n_random for i in range(batch_size)]
+
+
+def _crop_padded(array: np.ndarray, start: Sequence[int], size: Sequence[int], fill: float) -> np.ndarray:
+    """array[..., start:start+size] over the last len(size) axes, padding outside with ``fill``."""
+    lead = array.shape[: array.ndim - len(size)]
+    out = np.full(lead + tuple(size), fill, dtype=array.dtype)
+    src, dst = [], []
+    for s, n, dim in zip(start, size, array.shape[len(lead):]):
+        lo, hi = max(s, 0), min(s + n, dim)
+        src.append(slice(lo, max(lo, hi)))
+        dst.append(slice(lo - s, lo - s + max(0, hi - lo)))
+    pre = (slice(None),) * len(lead)
+    out[pre + tuple(dst)] = array[pre + tuple(src)]
+    return out
+
+
+class PatchSampler:
+    """Draw training batches (data (B, C, *patch) float32, seg (B, 1 or 2, *patch) int16).
+
+    patch_size : the sampled size (possibly enlarged so that rotation and scaling in the
+        augmentation do not pull in padding); 2 values for 2D configurations, which sample one
+        slice of the (C, Z, Y, X) arrays.
+    Cascade: a case's previous-stage prediction comes as a second seg channel (the
+    augmentation moves it into the data as one-hot channels after the intensity transforms).
+    """
+
+    def __init__(self, cases: list[CaseArrays], patch_size: Sequence[int], batch_size: int,
+                 oversample_foreground: float):
+        if not cases:
+            raise ValueError("no cases to sample from")
+        self.cases = cases
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.batch_size = batch_size
+        self.forced = forced_foreground(batch_size, oversample_foreground)
+
+    def _start(self, shape: Sequence[int], center: Sequence[int] | None, rng: np.random.Generator) -> list[int]:
+        starts = []
+        for i, (dim, p) in enumerate(zip(shape, self.patch_size)):
+            lo, hi = min(0, dim - p), max(0, dim - p)
+            if center is None:
+                starts.append(int(rng.integers(lo, hi + 1)))
+            else:
+                starts.append(int(np.clip(center[i] - p // 2, lo, hi)))
+        return starts
+
+    def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One batch."""
+        data, segs = [], []
+        two_d = len(self.patch_size) == 2
+        for force in self.forced:
+            case = self.cases[int(rng.integers(len(self.cases)))]
+            location = None
+            if force and case.locations:
+                label = list(case.locations)[int(rng.integers(len(case.locations)))]
+                locs = case.locations[label]
+                location = locs[int(rng.integers(len(locs)))]
+            if two_d:
+                z = int(location[0]) if location is not None else int(rng.integers(case.seg.shape[0]))
+                center = None if location is None else location[1:]
+                start = self._start(case.seg.shape[1:], center, rng)
+                image, seg = case.data[:, z], case.seg[z]
+                prev = case.previous_stage[z] if case.previous_stage is not None else None
+            else:
+                start = self._start(case.seg.shape, location, rng)
+                image, seg, prev = case.data, case.seg, case.previous_stage
+            data.append(_crop_padded(image, start, self.patch_size, 0.0).astype(np.float32, copy=False))
+            s = [_crop_padded(seg, start, self.patch_size, 0)]
+            if prev is not None:
+                s.append(_crop_padded(prev, start, self.patch_size, 0))
+            segs.append(np.stack(s).astype(np.int16))
+        return {"data": np.stack(data), "seg": np.stack(segs)}
+
+
+class BatchStream:
+    """An endless iterator of batches for batchgenerators' augmenters, seeded per worker.
+
+    ``set_thread_id`` is called by each background worker; its stream then depends only on
+    (seed, epoch, worker), so an epoch's data is the same whether or not training was resumed.
+    """
+
+    def __init__(self, sampler: PatchSampler, seed: int, epoch: int):
+        self.sampler = sampler
+        self.seed, self.epoch = seed, epoch
+        self.rng = np.random.default_rng([seed, epoch, 0])
+
+    def set_thread_id(self, thread_id: int) -> None:
+        self.rng = np.random.default_rng([self.seed, self.epoch, thread_id])
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return self.sampler.sample(self.rng)
+
+
+def default_workers(device_type: str) -> int:
+    """Augmentation workers: on a CPU the network needs the cores too, so fewer workers."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device_type == "cpu":
+        return max(1, cores // 2)
+    return max(1, min(12, cores - 1))

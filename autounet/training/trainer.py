@@ -1,0 +1,365 @@
+"""Train one fold of one configuration.
+
+Phases, top to bottom: find the data and the split (``prepare_fold``), build network,
+optimiser and loss, resume if asked, loop over epochs (train iterations with augmentation in
+background workers, validation iterations for the pseudo-Dice, log, plot, checkpoint), then
+write the final checkpoint and validate the fold with full sliding-window inference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from autounet.autoplan.plans import Plans, StagePlan, load_plans
+from autounet.errors import WorkspaceError
+from autounet.io.atomic import read_json
+from autounet.preprocess.pipeline import GT_FOLDER
+from autounet.training import checkpoint as ckpt
+from autounet.training.augmentation import (augmentation_params, enlarged_patch_size, training_transforms,
+                                            validation_transforms)
+from autounet.training.config import TrainingConfig, poly_lr
+from autounet.training.data import BatchStream, PatchSampler, case_ids_in, default_workers, open_case
+from autounet.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, split_batch
+from autounet.training.losses import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss, deep_supervision_weights
+from autounet.training.network import build_network
+from autounet.training.progress import EpochLog, format_epoch, plot_progress
+from autounet.training.validation import validate
+from autounet.workspace import DatasetPaths
+
+log = logging.getLogger("autounet.training")
+NEXT_STAGE_FOLDER = "predicted_next_stage"
+
+
+@dataclass(frozen=True)
+class FoldSetup:
+    """Everything a fold's training reads, found and checked before any work starts."""
+
+    plans: Plans
+    configuration: str
+    stage: StagePlan
+    fold: str
+    train_ids: list[str]
+    val_ids: list[str]
+    data_folder: Path
+    gt_folder: Path
+    output_folder: Path
+    previous_stage_folder: Path | None
+    next_stage: tuple[Path, Path] | None
+
+
+def fold_folder(paths: DatasetPaths, configuration: str, fold: int | str) -> Path:
+    return paths.results / configuration / f"fold_{fold}"
+
+
+def _folds_missing(splits: list[dict], cases: list[str]) -> list[int]:
+    return sorted({i for i, s in enumerate(splits) for c in cases if c in s["val"]})
+
+
+def prepare_fold(paths: DatasetPaths, configuration: str, fold: int | str) -> FoldSetup:
+    """Check plans, preprocessed data, split and (for the cascade) previous-stage predictions."""
+    plans = load_plans(paths.plans)
+    if configuration not in plans.configurations:
+        raise WorkspaceError(f"configuration '{configuration}' is not in {paths.plans}; "
+                             f"planned: {', '.join(plans.configurations)}")
+    stage = plans.configurations[configuration]
+    data_folder = paths.preprocessed / stage.data_identifier
+    available = set(case_ids_in(data_folder)) if data_folder.is_dir() else set()
+    splits = read_json(paths.splits)
+    if str(fold) == "all":
+        train_ids = val_ids = sorted({c for s in splits for c in s["train"] + s["val"]})
+    else:
+        k = int(fold)
+        if not 0 <= k < len(splits):
+            raise WorkspaceError(f"fold {fold} does not exist: {paths.splits} has folds 0..{len(splits) - 1}")
+        train_ids, val_ids = list(splits[k]["train"]), list(splits[k]["val"])
+    missing = sorted(set(train_ids + val_ids) - available)
+    if missing:
+        raise WorkspaceError(f"{data_folder}: {len(missing)} case(s) not preprocessed (e.g. {missing[:3]}); "
+                             f"run: autounet plan_and_preprocess {paths.name} -c {configuration}")
+    previous = None
+    if stage.previous_stage:
+        previous = paths.results / stage.previous_stage / NEXT_STAGE_FOLDER
+        lacking = [c for c in train_ids + val_ids if not (previous / f"{c}.npy").is_file()]
+        if lacking:
+            folds = " ".join(map(str, _folds_missing(splits, lacking)))
+            raise WorkspaceError(
+                f"{configuration} needs the cross-validation predictions of {stage.previous_stage} for every case; "
+                f"{len(lacking)} are missing in {previous}. Run first: "
+                f"autounet train {paths.name} {stage.previous_stage} FOLD   for FOLD in {folds}")
+    next_stage = None
+    for name, other in plans.configurations.items():
+        if other.previous_stage == configuration:
+            next_stage = (paths.preprocessed / other.data_identifier, paths.results / configuration / NEXT_STAGE_FOLDER)
+    return FoldSetup(plans, configuration, stage, str(fold), train_ids, val_ids, data_folder,
+                     paths.preprocessed / GT_FOLDER, fold_folder(paths, configuration, fold), previous, next_stage)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto" picks CUDA, then MPS, then the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: MPS is not available")
+    return torch.device(name)
+
+
+def build_loss(plans: Plans, stage: StagePlan, deep_supervision: bool) -> torch.nn.Module:
+    """Dice + CE (or Dice + BCE for regions), weighted over the deep-supervision outputs."""
+    if plans.regions is not None:
+        base: torch.nn.Module = RegionDiceBCELoss(plans.regions, stage.batch_dice, plans.ignore_label)
+    else:
+        base = DiceCELoss(stage.batch_dice, plans.ignore_label)
+    n = stage.network.num_stages - 1 if deep_supervision else 1
+    return DeepSupervisionLoss(base, deep_supervision_weights(n))
+
+
+def confusion(logits: torch.Tensor, target: torch.Tensor, plans: Plans) -> torch.Tensor:
+    """(3, n_classes) TP/FP/FN of the full-resolution output on a batch (for the pseudo-Dice)."""
+    valid = (target != plans.ignore_label) if plans.ignore_label is not None else torch.ones_like(target, dtype=torch.bool)
+    if plans.regions is not None:
+        pred = torch.sigmoid(logits.float()) > 0.5
+        ref = torch.cat([torch.isin(target, torch.tensor(r, device=target.device)) for r in plans.regions], 1)
+    else:
+        k = logits.shape[1]
+        labels = torch.arange(1, k, device=logits.device).view(1, -1, *([1] * (logits.ndim - 2)))
+        pred = logits.argmax(1, keepdim=True) == labels
+        ref = target == labels
+    pred, ref = pred & valid, ref & valid
+    axes = [0] + list(range(2, logits.ndim))
+    tp = (pred & ref).sum(axes)
+    return torch.stack([tp, pred.sum(axes) - tp, ref.sum(axes) - tp]).double()
+
+
+def _loader(sampler: PatchSampler, transform, seed: int, epoch: int, workers: int, pin: bool):
+    """An epoch's batch iterator and the function that stops its workers."""
+    from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+    from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+
+    stream = BatchStream(sampler, seed, epoch)
+    seeds = [int(s) for s in np.random.SeedSequence([seed, epoch]).generate_state(max(workers, 1))]
+    if workers == 0:
+        np.random.seed(seeds[0])  # batchgenerators' transforms draw from numpy's global generator
+        return SingleThreadedAugmenter(stream, transform), lambda: None
+    mta = MultiThreadedAugmenter(stream, transform, workers, num_cached_per_queue=2, seeds=seeds, pin_memory=pin)
+    return mta, lambda: mta._finish()
+
+
+def _to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x = batch["data"] if isinstance(batch["data"], torch.Tensor) else torch.from_numpy(batch["data"])
+    y = batch["seg"] if isinstance(batch["seg"], torch.Tensor) else torch.from_numpy(batch["seg"])
+    non_blocking = device.type == "cuda"
+    return x.to(device, torch.float32, non_blocking=non_blocking), y.to(device, torch.long, non_blocking=non_blocking)
+
+
+@dataclass
+class Run:
+    """The mutable state of one training run."""
+
+    network: torch.nn.Module        # as trained (maybe wrapped by DDP / torch.compile)
+    module: torch.nn.Module         # the plain network, for checkpoints
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss: torch.nn.Module
+    log: EpochLog
+    epoch: int = 0
+    best_ema: float = -math.inf
+
+
+def _checkpoint(run: Run, setup: FoldSetup, config: TrainingConfig, epoch: int) -> dict:
+    return {
+        "network": run.module.state_dict(), "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
+        "epoch": epoch, "best_ema": run.best_ema, "rng": ckpt.rng_state(), "log": run.log.to_json(),
+        "plans": json.dumps(setup.plans.to_json()), "configuration": setup.configuration, "fold": setup.fold,
+        "training_config": json.dumps(config.to_json()),
+    }
+
+
+def _amp(device: torch.device, config: TrainingConfig):
+    return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" and config.amp else nullcontext()
+
+
+def train_epoch(run: Run, batches: Iterator, config: TrainingConfig, device: torch.device, show_bar: bool) -> float:
+    """One epoch of SGD steps; returns the mean loss."""
+    run.network.train()
+    losses = []
+    bar = tqdm(range(config.iterations_per_epoch), desc=f"epoch {run.epoch}", unit="it", leave=False,
+               disable=not show_bar, dynamic_ncols=True)
+    for _ in bar:
+        x, y = _to_device(next(batches), device)
+        run.optimizer.zero_grad(set_to_none=True)
+        with _amp(device, config):
+            loss = run.loss(run.network(x), y)
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.network.parameters(), config.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        losses.append(loss.detach().item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return float(np.mean(losses))
+
+
+def validation_epoch(run: Run, batches: Iterator, setup: FoldSetup, config: TrainingConfig,
+                     device: torch.device, dist: DistInfo) -> tuple[float, list[float]]:
+    """Loss and per-class pseudo-Dice on validation patches (no augmentation), summed over ranks."""
+    run.network.eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    counts = None
+    with torch.no_grad():
+        for _ in range(config.val_iterations_per_epoch):
+            x, y = _to_device(next(batches), device)
+            with _amp(device, config):
+                out = run.network(x)
+                loss = run.loss(out, y)
+            full = out[0] if isinstance(out, (list, tuple)) else out
+            c = confusion(full, y, setup.plans).cpu()
+            counts = c if counts is None else counts + c
+            totals += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
+    all_reduce_sum(totals, dist)
+    all_reduce_sum(counts, dist)
+    tp, fp, fn = counts
+    dice = [float(2 * a / (2 * a + b + c)) if (a + b + c) > 0 else float("nan") for a, b, c in zip(tp, fp, fn)]
+    return float(totals[0] / max(totals[1], 1)), dice
+
+
+def _setup_logging(folder: Path) -> logging.Handler:
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / "training_log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger("autounet").addHandler(handler)
+    return handler
+
+
+def _resume_or_refuse(run: Run, folder: Path, resume: bool, device: torch.device) -> bool:
+    """Load checkpoint_latest when resuming; returns True when training is already finished."""
+    latest, final = folder / ckpt.LATEST, folder / ckpt.FINAL
+    if not resume:
+        if latest.is_file() or final.is_file():
+            raise WorkspaceError(f"{folder} already holds a training run; use --continue to resume it, "
+                                 "or delete the folder to start over")
+        return False
+    source = latest if latest.is_file() else final if final.is_file() else None
+    if source is None:
+        log.info("--continue: no checkpoint in %s, starting from scratch", folder)
+        return False
+    state = ckpt.load_checkpoint(source, device)
+    run.module.load_state_dict(state["network"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.epoch, run.best_ema = int(state["epoch"]), float(state["best_ema"])
+    run.log = EpochLog.from_json(state["log"])
+    ckpt.restore_rng_state(state["rng"])
+    log.info("resumed from %s at epoch %d", source.name, run.epoch)
+    return source == final
+
+
+def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config: TrainingConfig = TrainingConfig(),
+               device: str = "auto", resume: bool = False) -> Path:
+    """Train (or resume) one fold and validate it; returns the fold's output folder."""
+    setup = prepare_fold(paths, configuration, fold)
+    dev = resolve_device(device)
+    dist = init_distributed(dev.type)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(dev)
+    stage, folder = setup.stage, setup.output_folder
+    handler = _setup_logging(folder) if dist.is_main else None
+    try:
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        module = build_network(stage.network, deep_supervision=config.deep_supervision).to(dev)
+        optimizer = torch.optim.SGD(module.parameters(), lr=config.initial_lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay, nesterov=True)
+        scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and config.amp)
+        run = Run(module, module, optimizer, scaler, build_loss(setup.plans, stage, config.deep_supervision), EpochLog())
+        finished = _resume_or_refuse(run, folder, resume, dev)
+        network: torch.nn.Module = torch.compile(module) if config.compile else module
+        if dist.enabled:
+            network = torch.nn.parallel.DistributedDataParallel(network, device_ids=[dev.index] if dev.type == "cuda" else None)
+        run.network = network
+        if not finished:
+            _train_epochs(run, setup, config, dev, dist)
+        if dist.is_main:
+            ckpt.save_checkpoint(folder / ckpt.FINAL, _checkpoint(run, setup, config, config.epochs))
+            (folder / ckpt.LATEST).unlink(missing_ok=True)
+        barrier(dist)
+        if dist.is_main and config.final_validation and setup.fold != "all":
+            summary = validate(module, setup.plans, stage, setup.val_ids, setup.data_folder, setup.gt_folder,
+                               folder / "validation", dev, mirror=config.validation_tta, step=config.validation_step,
+                               save_probabilities=config.save_probabilities,
+                               previous_stage_folder=setup.previous_stage_folder, next_stage=setup.next_stage)
+            log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f", setup.fold,
+                     {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"])
+        barrier(dist)
+        return folder
+    finally:
+        if handler is not None:
+            logging.getLogger("autounet").removeHandler(handler)
+            handler.close()
+
+
+def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch.device, dist: DistInfo) -> None:
+    stage, plans, folder = setup.stage, setup.plans, setup.output_folder
+    batch = split_batch(config.batch_size or stage.batch_size, dist)
+    params = augmentation_params(stage.patch_size, stage.mirror_axes)
+    n_prev = stage.network.input_channels - len(plans.channel_names)
+    open_all = lambda ids: [open_case(setup.data_folder, c, setup.previous_stage_folder) for c in ids]  # noqa: E731
+    if config.augmentation:
+        train_sampler = PatchSampler(open_all(setup.train_ids), enlarged_patch_size(stage.patch_size, params), batch,
+                                     config.oversample_foreground)
+        train_transform = training_transforms(stage.patch_size, params, n_prev)
+    else:
+        train_sampler = PatchSampler(open_all(setup.train_ids), stage.patch_size, batch, config.oversample_foreground)
+        train_transform = validation_transforms(n_prev)
+    val_sampler = PatchSampler(open_all(setup.val_ids), stage.patch_size, batch, config.oversample_foreground)
+    workers = default_workers(dev.type) if config.num_workers is None else config.num_workers
+    if run.epoch == 0 and dist.is_main:
+        log.info("training %s fold %s: %d train / %d validation cases, patch %s, batch %d%s, %d epochs x %d iterations, "
+                 "%d augmentation worker(s), device %s", setup.configuration, setup.fold, len(setup.train_ids),
+                 len(setup.val_ids), stage.patch_size, batch, f" x {dist.world_size} processes" if dist.enabled else "",
+                 config.epochs, config.iterations_per_epoch, workers, dev)
+    seed = config.seed * 1000 + dist.rank
+    while run.epoch < config.epochs:
+        start = time.perf_counter()
+        lr = poly_lr(config.initial_lr, run.epoch, config.epochs, config.lr_exponent)
+        for g in run.optimizer.param_groups:
+            g["lr"] = lr
+        torch.manual_seed(config.seed * 100003 + run.epoch)
+        batches, stop = _loader(train_sampler, train_transform, seed, run.epoch, workers, dev.type == "cuda")
+        try:
+            train_loss = train_epoch(run, batches, config, dev, dist.is_main)
+        finally:
+            stop()
+        val_batches, _ = _loader(val_sampler, validation_transforms(n_prev), seed + 500, run.epoch, 0, False)
+        val_loss, dice = validation_epoch(run, val_batches, setup, config, dev, dist)
+        finite = [d for d in dice if not math.isnan(d)]
+        pseudo = float(np.mean(finite)) if finite else float("nan")
+        prev_ema = run.log.pseudo_dice_ema[-1] if run.log.pseudo_dice_ema else None
+        ema = pseudo if prev_ema is None or math.isnan(prev_ema) else (
+            prev_ema if math.isnan(pseudo) else config.ema_momentum * prev_ema + (1 - config.ema_momentum) * pseudo)
+        run.log.append(epoch=run.epoch, train_loss=train_loss, val_loss=val_loss, pseudo_dice=pseudo,
+                       pseudo_dice_ema=ema, lr=lr, epoch_seconds=time.perf_counter() - start)
+        run.epoch += 1
+        if dist.is_main:
+            log.info("%s", format_epoch(run.log, config.epochs))
+            if not math.isnan(ema) and ema > run.best_ema:
+                run.best_ema = ema
+                ckpt.save_checkpoint(folder / ckpt.BEST, _checkpoint(run, setup, config, run.epoch))
+                log.info("new best pseudo-Dice EMA %.4f: checkpoint_best saved", ema)
+            if run.epoch % config.checkpoint_every == 0 or run.epoch == config.epochs:
+                ckpt.save_checkpoint(folder / ckpt.LATEST, _checkpoint(run, setup, config, run.epoch))
+            plot_progress(run.log, folder / "progress.png")
