@@ -20,6 +20,9 @@ Datasets (ids are distinct, folder names follow nnU-Net's ``DatasetXXX_Name``):
   963 CmpGray2D     autounet make_example_dataset --dims 2 --cases 20           (grayscale PNG)
   964 CmpRGB2D      autounet make_example_dataset --dims 2 --channels 3 --cases 20 (RGB PNG)
   901 ISBI2012EM    a copy of /work/shared/datasets/Dataset901_ISBI2012EM (real EM data, PNG)
+  966 CmpBenchShape extra: --dims 3 --anisotropic --cases 20 --shape 40 256 256 (bench_preprocess.py's data)
+
+An existing report's hand-written analysis (everything below the ANALYSIS_MARKER line) is kept.
 
 Generated datasets are cached in the workspace (``--out``, default ``./bench_out/plan_compare``).
 Only the standard library and numpy; autounet never imports nnunetv2.
@@ -51,7 +54,10 @@ DATASETS: list[tuple[str, str, list[str] | None]] = [
     ("Dataset963_CmpGray2D", "(c) synthetic 2D grayscale PNG", ["--dims", "2", "--cases", "20"]),
     ("Dataset964_CmpRGB2D", "(d) synthetic 2D RGB PNG", ["--dims", "2", "--channels", "3", "--cases", "20"]),
     ("Dataset901_ISBI2012EM", "(e) real: ISBI 2012 EM membrane segmentation, 30 PNG sections of 512 x 512", None),
+    ("Dataset966_CmpBenchShape", "(f) extra: the shape of bench_preprocess.py's dataset (3D, anisotropic, "
+     "40 x 256 x 256)", ["--dims", "3", "--anisotropic", "--cases", "20", "--shape", "40", "256", "256"]),
 ]
+ANALYSIS_MARKER = "<!-- analysis: everything below this line is hand-written and kept when the script re-runs -->"
 
 NNUNET_NORM = {"ZScoreNormalization": "zscore", "CTNormalization": "ct", "NoNormalization": "noNorm",
                "RescaleTo01Normalization": "rescale_to_0_1", "RGBTo01Normalization": "rgb_to_0_1"}
@@ -334,8 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         *summary_rows,
         "",
     ]
+    kept = ""
+    if args.markdown.is_file():
+        old = args.markdown.read_text()
+        if ANALYSIS_MARKER in old:
+            kept = old[old.index(ANALYSIS_MARKER):]
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text("\n".join(header + sections))
+    args.markdown.write_text("\n".join(header + sections) + ("\n" + kept if kept else ""))
     print(f"written {args.markdown}")
     return 0
 

@@ -55,3 +55,17 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def check_replicas_identical(module: torch.nn.Module, info: DistInfo) -> float:
+    """Compare a checksum of the parameters across ranks; raise if the replicas diverged."""
+    with torch.no_grad():
+        total = sum(p.double().sum() + (p.double() ** 2).sum() for p in module.parameters())
+    value = torch.tensor([float(total)], dtype=torch.float64)
+    if info.enabled:
+        gathered = [torch.zeros_like(value) for _ in range(info.world_size)]
+        dist.all_gather(gathered, value)
+        values = [float(g) for g in gathered]
+        if max(values) - min(values) > 1e-9 * max(1.0, abs(values[0])):
+            raise RuntimeError(f"data-parallel replicas diverged: parameter checksums {values}")
+    return float(value)

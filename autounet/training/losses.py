@@ -148,7 +148,8 @@ class DeepSupervisionLoss(nn.Module):
                 a bare tensor is taken as the full-resolution output alone (no deep supervision).
       target : (B, 1, *S_full) labels, downsampled (nearest) to each output's size;
                or a list with one target per output, used as is.
-    Outputs with weight 0 are not evaluated.
+    Outputs with weight 0 are not evaluated, but stay in the graph (times zero) so that every
+    parameter receives a gradient, as data-parallel training requires.
     """
 
     def __init__(self, loss: nn.Module, weights: Sequence[float]) -> None:
@@ -162,13 +163,14 @@ class DeepSupervisionLoss(nn.Module):
             return self.loss(outputs, target if isinstance(target, torch.Tensor) else target[0])
         if len(outputs) != len(self.weights):
             raise ValueError(f"got {len(outputs)} outputs for {len(self.weights)} deep-supervision weights")
-        total = None
+        total, unused = None, None
         for i, (out, w) in enumerate(zip(outputs, self.weights)):
             if w == 0:
+                unused = out.float().sum() * 0.0 if unused is None else unused + out.float().sum() * 0.0
                 continue
             t = downsample_target(target, out.shape[2:]) if isinstance(target, torch.Tensor) else target[i]
             term = w * self.loss(out, t)
             total = term if total is None else total + term
         if total is None:
             raise ValueError("every deep-supervision weight is 0")
-        return total
+        return total if unused is None else total + unused

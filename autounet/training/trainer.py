@@ -30,7 +30,8 @@ from autounet.training.augmentation import (augmentation_params, enlarged_patch_
                                             validation_transforms)
 from autounet.training.config import TrainingConfig, poly_lr
 from autounet.training.data import BatchStream, PatchSampler, case_ids_in, default_workers, open_case
-from autounet.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, split_batch
+from autounet.training.distributed import (DistInfo, all_reduce_sum, barrier, check_replicas_identical,
+                                           init_distributed, split_batch)
 from autounet.training.losses import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss, deep_supervision_weights
 from autounet.training.network import build_network
 from autounet.training.progress import EpochLog, format_epoch, plot_progress
@@ -39,6 +40,7 @@ from autounet.workspace import DatasetPaths
 
 log = logging.getLogger("autounet.training")
 NEXT_STAGE_FOLDER = "predicted_next_stage"
+PLOT_INTERVAL_S = 30.0  # progress.png is redrawn at most this often (drawing takes ~0.5 s), and at the end
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,11 @@ def _setup_logging(folder: Path) -> logging.Handler:
     folder.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(folder / "training_log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logging.getLogger("autounet").addHandler(handler)
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("autounet")
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # the training log records progress even when the console is quiet
+    logger.addHandler(handler)
     return handler
 
 
@@ -293,6 +299,10 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
         run.network = network
         if not finished:
             _train_epochs(run, setup, config, dev, dist)
+        if dist.enabled:
+            checksum = check_replicas_identical(module, dist)
+            if dist.is_main:
+                log.info("data-parallel replicas identical on %d processes (checksum %.6f)", dist.world_size, checksum)
         if dist.is_main:
             ckpt.save_checkpoint(folder / ckpt.FINAL, _checkpoint(run, setup, config, config.epochs))
             (folder / ckpt.LATEST).unlink(missing_ok=True)
@@ -333,6 +343,7 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
                  len(setup.val_ids), stage.patch_size, batch, f" x {dist.world_size} processes" if dist.enabled else "",
                  config.epochs, config.iterations_per_epoch, workers, dev)
     seed = config.seed * 1000 + dist.rank
+    last_plot = -math.inf
     while run.epoch < config.epochs:
         start = time.perf_counter()
         lr = poly_lr(config.initial_lr, run.epoch, config.epochs, config.lr_exponent)
@@ -362,4 +373,6 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
                 log.info("new best pseudo-Dice EMA %.4f: checkpoint_best saved", ema)
             if run.epoch % config.checkpoint_every == 0 or run.epoch == config.epochs:
                 ckpt.save_checkpoint(folder / ckpt.LATEST, _checkpoint(run, setup, config, run.epoch))
-            plot_progress(run.log, folder / "progress.png")
+            if time.monotonic() - last_plot > PLOT_INTERVAL_S or run.epoch == config.epochs:
+                plot_progress(run.log, folder / "progress.png")
+                last_plot = time.monotonic()

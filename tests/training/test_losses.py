@@ -196,8 +196,13 @@ def test_deep_supervision_loss_is_the_weighted_sum(dims):
 
 def test_deep_supervision_skips_zero_weights_and_checks_counts():
     target = torch.randint(0, 2, (1, 1, 8, 8))
-    outputs = [torch.randn(1, 2, 8, 8), torch.full((1, 2, 4, 4), float("nan"))]  # never evaluated
+    outputs = [torch.randn(1, 2, 8, 8, requires_grad=True), torch.randn(1, 2, 4, 4, requires_grad=True)]
     ds = DeepSupervisionLoss(DiceCELoss(True), deep_supervision_weights(2))
-    assert ds(outputs, target).item() == pytest.approx(DiceCELoss(True)(outputs[0], target).item())
+    loss = ds(outputs, target)
+    assert loss.item() == pytest.approx(DiceCELoss(True)(outputs[0], target).item())
+    loss.backward()
+    # the zero-weight output does not change the loss but still gets a (zero) gradient: data-parallel
+    # training needs every parameter to take part in the backward pass
+    assert outputs[1].grad is not None and torch.count_nonzero(outputs[1].grad) == 0
     with pytest.raises(ValueError):
         ds(outputs[:1], target)
