@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -86,6 +87,19 @@ def enlarged_patch_size(patch_size: Sequence[int], params: AugmentationParams, m
     return tuple([patch_size[0]] + out) if params.dummy_2d else tuple(out)
 
 
+class SeedPythonRandom(AbstractTransform):
+    """Seed Python's ``random`` from numpy's global generator.
+
+    batchgenerators draws most parameters from numpy (seeded per worker by its augmenters) but
+    the noise variance from Python's ``random``, which nobody seeds; this makes both follow the
+    one seed.
+    """
+
+    def __call__(self, **batch):
+        random.seed(int(np.random.randint(0, 2**31 - 1)))
+        return batch
+
+
 class To2D(AbstractTransform):
     """(B, C, Z, Y, X) -> (B, C*Z, Y, X) so that 2D transforms act on every slice alike."""
 
@@ -129,7 +143,7 @@ def training_transforms(patch_size: Sequence[int], params: AugmentationParams, n
     """The augmentation pipeline producing patches of ``patch_size`` from enlarged samples."""
     spatial_patch = list(patch_size[1:]) if params.dummy_2d else list(patch_size)
     ax, ay, az = params.rotation
-    t: list[AbstractTransform] = [To2D()] if params.dummy_2d else []
+    t: list[AbstractTransform] = [SeedPythonRandom()] + ([To2D()] if params.dummy_2d else [])
     t.append(SpatialTransform(
         spatial_patch, patch_center_dist_from_border=None, do_elastic_deform=False,
         do_rotation=True, angle_x=(-ax, ax), angle_y=(-ay, ay), angle_z=(-az, az), p_rot_per_axis=1,
