@@ -24,7 +24,7 @@ from autounet.parallel import default_processes
 from autounet.preprocess.pipeline import preprocess_dataset
 from autounet.workspace import DatasetPaths, resolve_dataset
 
-__all__ = ["make_example_dataset", "verify_dataset", "plan_and_preprocess", "fingerprint_dataset", "train"]
+__all__ = ["make_example_dataset", "verify_dataset", "plan_and_preprocess", "fingerprint_dataset", "train", "predict"]
 
 log = logging.getLogger("autounet")
 
@@ -92,3 +92,72 @@ def train(dataset: str | Path, configuration: str, fold: int | str, root: Path |
     from autounet.training.trainer import train_fold
 
     return train_fold(resolve_dataset(dataset, root), configuration, fold, config or TrainingConfig(), device, resume)
+
+
+def _model_folder(dataset: str | Path | None, configuration: str | None, model: Path | None, root: Path | None
+                  ) -> tuple[Path, str]:
+    """The results folder holding the configurations, and the configuration to use."""
+    from autounet.errors import WorkspaceError
+    from autounet.inference.portable import import_model
+
+    if model is not None:
+        import tempfile
+
+        target = Path(tempfile.mkdtemp(prefix="autounet_model_"))
+        info = import_model(model, target)
+        return target, configuration or info["configuration"]
+    if dataset is None:
+        raise WorkspaceError("say which model to use: -d DATASET (trained in this workspace) or -m MODEL.zip")
+    paths = resolve_dataset(dataset, root)
+    if configuration is None:
+        best = paths.results / "best_configuration.json"
+        if not best.is_file():
+            raise WorkspaceError(f"no {best}: run `autounet find_best_configuration {paths.name}` or pass -c CONFIG")
+        from autounet.io.atomic import read_json
+
+        configuration = read_json(best)["configuration"]
+    return paths.results, configuration
+
+
+def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None = None,
+            configuration: str | None = None, folds: Sequence[str] | None = None, model: Path | None = None,
+            root: Path | None = None, device: str = "auto", mirror: bool = True, step: float = 0.5,
+            save_probabilities: bool = False, checkpoint: str = "final", processes: int = 1):
+    """Predict a folder of images (or one image file); returns a PredictionReport.
+
+    The model comes from a dataset's trained folds (``dataset`` + ``configuration``, default the
+    chosen best configuration) or from an exported ``model`` zip.
+    """
+    from autounet.inference.model import load_trained_model
+    from autounet.inference.predict import PredictSettings, Predictor, find_inputs, predict_cases
+    from autounet.training.trainer import resolve_device
+
+    results, configuration = _model_folder(dataset, configuration, model, root)
+    trained = load_trained_model(results / configuration, folds, checkpoint)
+    dev = resolve_device(device)
+    settings = PredictSettings(mirror=mirror, step=step, save_probabilities=save_probabilities, processes=processes)
+    previous = None
+    prev_name = trained.stage.previous_stage
+    if prev_name:
+        previous = Predictor(load_trained_model(results / prev_name, list(trained.fold_weights), checkpoint), dev, settings)
+    predictor = Predictor(trained, dev, settings, previous)
+    inputs, output = Path(inputs), Path(output)
+    if inputs.is_file():
+        cases, problems = find_inputs(inputs.parent, output.parent if output.suffix else output)
+        cases = [c for c in cases if inputs in c.files]
+        if output.suffix and cases:
+            from dataclasses import replace
+
+            cases = [replace(cases[0], output=output)]
+    else:
+        if not inputs.is_dir():
+            raise FileNotFoundError(f"{inputs}: no such file or folder")
+        cases, problems = find_inputs(inputs, output)
+    if not cases:
+        raise ValueError(f"{inputs}: no input images named CASE_XXXX.ext found")
+    output.parent.mkdir(parents=True, exist_ok=True) if output.suffix else output.mkdir(parents=True, exist_ok=True)
+    report = predict_cases(predictor, cases)
+    report.failed.update(problems if not inputs.is_file() else {})
+    log.info("wrote %d prediction(s) to %s (%s, folds %s)%s", len(report.written), output, configuration,
+             " ".join(trained.fold_weights), f"; {len(report.failed)} input(s) failed" if report.failed else "")
+    return report

@@ -62,6 +62,44 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    report = api.predict(a.input, a.output, dataset=a.dataset, configuration=a.configuration, folds=a.folds,
+                         model=a.model, root=a.root, device=a.device, mirror=a.tta, step=a.step,
+                         save_probabilities=a.save_probabilities, checkpoint=a.checkpoint, processes=a.processes)
+    for case, reason in report.failed.items():
+        print(f"autounet predict: failed: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _cmd_ensemble(a: argparse.Namespace) -> int:
+    from autounet.inference.ensemble import ensemble_folders
+
+    written = ensemble_folders(a.input, a.output, a.save_probabilities)
+    logging.getLogger("autounet").info("ensembled %d case(s) from %d folders into %s", len(written), len(a.input), a.output)
+    return 0
+
+
+def _cmd_export_model(a: argparse.Namespace) -> int:
+    from autounet.inference.portable import export_model
+    from autounet.workspace import resolve_dataset
+
+    paths = resolve_dataset(a.dataset, a.root)
+    extra = [paths.results / "best_configuration.json", paths.results / "postprocessing.json", paths.raw / "dataset.json"]
+    out = export_model(paths.results, a.configuration, a.output, a.folds, a.checkpoint, extra)
+    logging.getLogger("autounet").info("model written to %s", out)
+    return 0
+
+
+def _cmd_import_model(a: argparse.Namespace) -> int:
+    from autounet.inference.portable import import_model
+
+    info = import_model(a.zip, a.output)
+    logging.getLogger("autounet").info("imported %s (folds %s) into %s", info["configuration"], " ".join(info["folds"]), a.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autounet",
@@ -140,6 +178,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     _add_common(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="segment new images with a trained model",
+                       description="Segment a folder of images (CASE_XXXX.ext files) or one image. The masks get the "
+                                   "inputs' geometry and file format. Exit code 1 if any input failed.")
+    p.add_argument("-i", "--input", required=True, type=Path, help="folder of images, or one image file")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder (or file, for one image)")
+    p.add_argument("-d", "--dataset", default=None, help="dataset whose trained model to use")
+    p.add_argument("-c", "--configuration", default=None, help="configuration (default: the chosen best one)")
+    p.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)")
+    p.add_argument("-m", "--model", type=Path, default=None, help="an exported model zip instead of -d")
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final", help="which checkpoint (default final)")
+    p.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time mirroring (8x faster in 3D)")
+    p.add_argument("--step", type=float, default=0.5, help="window step as a fraction of the patch (default 0.5)")
+    p.add_argument("--save-probabilities", action="store_true", help="also write probabilities (.npz + .json)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("-p", "--processes", type=int, default=1, help="preprocessing worker processes (default 1)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("ensemble", help="average the saved probabilities of several prediction folders",
+                       description="Average CASE.npz probabilities of several folders (written with "
+                                   "--save-probabilities) and write the label maps.")
+    p.add_argument("-i", "--input", nargs="+", required=True, type=Path, help="two or more prediction folders")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--save-probabilities", action="store_true", help="also write the averaged probabilities")
+    _add_common(p)
+    p.set_defaults(func=_cmd_ensemble)
+
+    p = sub.add_parser("export_model", help="write a trained configuration to a portable zip")
+    p.add_argument("dataset", help="dataset id, name or raw folder path")
+    p.add_argument("configuration", help="the trained configuration to export")
+    p.add_argument("-o", "--output", required=True, type=Path, help="zip file to write")
+    p.add_argument("-f", "--folds", nargs="+", default=None, help="folds (default: every trained fold)")
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    _add_common(p)
+    p.set_defaults(func=_cmd_export_model)
+
+    p = sub.add_parser("import_model", help="unpack an exported model zip",
+                       description="Unpack a model zip into a folder, refusing members that would land outside it. "
+                                   "`autounet predict -m ZIP` does this by itself.")
+    p.add_argument("zip", type=Path, help="the exported model")
+    p.add_argument("-o", "--output", required=True, type=Path, help="folder to unpack into")
+    _add_common(p)
+    p.set_defaults(func=_cmd_import_model)
     return parser
 
 

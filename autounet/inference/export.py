@@ -23,12 +23,12 @@ def logits_to_probabilities(logits: torch.Tensor, regions: bool) -> torch.Tensor
     return torch.sigmoid(logits) if regions else torch.softmax(logits, 0)
 
 
-def probabilities_to_labels(probs: np.ndarray, plans: Plans) -> np.ndarray:
+def probabilities_to_labels(probs: np.ndarray, regions_class_order: Sequence[int] | None) -> np.ndarray:
     """(K, ...) probabilities -> label map; regions are painted in ``regions_class_order``."""
-    if plans.regions_class_order is None:
+    if regions_class_order is None:
         return np.argmax(probs, 0).astype(np.uint8 if probs.shape[0] < 256 else np.int16)
     seg = np.zeros(probs.shape[1:], np.int16)
-    for channel, label in enumerate(plans.regions_class_order):
+    for channel, label in enumerate(regions_class_order):
         seg[probs[channel] > 0.5] = label
     return seg
 
@@ -59,20 +59,29 @@ def to_original_geometry(labels_t: np.ndarray, geometry: Geometry, plans: Plans,
     return uncrop(arr, geometry.crop_box, geometry.shape, fill)
 
 
-def export_prediction(logits: torch.Tensor, geometry: Geometry, plans: Plans, stage: StagePlan
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits in preprocessed space -> (label map, probabilities) in the original image's space.
-
-    Returns seg (Z, Y, X) and probabilities (K, Z, Y, X) float32; outside the crop the
-    probabilities say background (softmax) or nothing (regions).
-    """
-    regions = plans.regions_class_order is not None
-    probs = logits_to_probabilities(logits.float(), regions).cpu().numpy()
+def export_probabilities(probs: np.ndarray, geometry: Geometry, plans: Plans, stage: StagePlan
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (K, z, y, x) in preprocessed space -> (label map, probabilities) in the
+    original image's space: seg (Z, Y, X) and probabilities (K, Z, Y, X) float32. Outside the
+    crop the probabilities say background (softmax) or nothing (regions)."""
     probs = probabilities_to_original(probs, geometry, plans, stage)
-    seg = probabilities_to_labels(probs, plans)
+    seg = probabilities_to_labels(probs, plans.regions_class_order)
     full_probs = to_original_geometry(probs, geometry, plans, 0)
-    if not regions and geometry.crop_box is not None:
+    if plans.regions_class_order is None and geometry.crop_box is not None:
         inside = np.zeros(geometry.shape, bool)
         inside[tuple(slice(a, b) for a, b in geometry.crop_box)] = True
         full_probs[0][~inside] = 1.0
     return to_original_geometry(seg, geometry, plans, 0), full_probs
+
+
+def export_prediction(logits: torch.Tensor, geometry: Geometry, plans: Plans, stage: StagePlan
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits in preprocessed space -> (label map, probabilities) in the original image's space."""
+    probs = logits_to_probabilities(logits.float(), plans.regions_class_order is not None).cpu().numpy()
+    return export_probabilities(probs, geometry, plans, stage)
+
+
+def prediction_meta(case_id: str, geometry: Geometry, ending: str, plans: Plans) -> dict:
+    """What a saved prediction needs to be turned into a mask again (no pickle): CASE.json."""
+    return {"case_id": case_id, "geometry": geometry.to_json(), "ending": ending, "labels": plans.labels,
+            "regions_class_order": plans.regions_class_order}

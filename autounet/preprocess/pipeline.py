@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autounet.autoplan.plans import Plans
+from autounet.autoplan.plans import Plans, StagePlan
 from autounet.io.atomic import read_json, remove_stale_temporaries, write_json, write_npy, write_npz
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
+from autounet.io.geometry import Geometry
 from autounet.io.verify import load_case
 from autounet.parallel import map_parallel
 from autounet.preprocess.crop import crop, nonzero_box, nonzero_mask
@@ -103,20 +104,32 @@ def _case_seed(seed: int, case_id: str) -> list[int]:
     return [seed, zlib.crc32(case_id.encode())]
 
 
-def preprocess_arrays(images: np.ndarray, seg: np.ndarray, spacing: tuple[float, ...], plans: Plans
-                      ) -> tuple[np.ndarray, np.ndarray, tuple, tuple[float, ...]]:
-    """Crop, transpose and normalize one case (pure): returns images, seg, crop box, spacing."""
+def preprocess_arrays(images: np.ndarray, seg: np.ndarray | None, spacing: tuple[float, ...], plans: Plans
+                      ) -> tuple[np.ndarray, np.ndarray | None, tuple, tuple[float, ...]]:
+    """Crop, transpose and normalize one case (pure): returns images, seg, crop box, spacing.
+
+    images : (C, Z, Y, X); seg : (Z, Y, X) or None (inference). Resampling is per configuration.
+    """
     box = nonzero_box(images)
     images = np.array(crop(images, box), dtype=np.float32)  # a copy: normalization works in place
-    seg = crop(seg, box)
     mask = nonzero_mask(images) if any(n.use_nonzero_mask for n in plans.normalization) else None
     t = plans.transpose_forward
     images = np.ascontiguousarray(images.transpose((0,) + tuple(i + 1 for i in t)))
-    seg = np.ascontiguousarray(seg.transpose(t))
+    if seg is not None:
+        seg = np.ascontiguousarray(crop(seg, box).transpose(t))
     if mask is not None:
         mask = mask.transpose(t)
     normalize(images, plans.normalization, mask)
     return images, seg, box, tuple(spacing[i] for i in t)
+
+
+def preprocess_for_prediction(images: np.ndarray, geometry: Geometry, plans: Plans, stage: StagePlan
+                              ) -> tuple[np.ndarray, Geometry]:
+    """A new image (C, Z, Y, X) prepared exactly as the training data of ``stage`` was;
+    returns the data and the geometry (with crop box and transpose) needed to map back."""
+    data, _, box, spacing = preprocess_arrays(images, None, geometry.spacing, plans)
+    data = resample_image(data, spacing, stage.spacing, stage.anisotropy_threshold)
+    return data, geometry.with_crop(box).with_transpose(plans.transpose_forward)
 
 
 @dataclass(frozen=True)

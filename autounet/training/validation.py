@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from autounet.autoplan.plans import Plans, StagePlan
-from autounet.inference.export import export_prediction, logits_to_probabilities
+from autounet.inference.export import export_prediction, logits_to_probabilities, prediction_meta
 from autounet.inference.predictor import predict_logits
 from autounet.io.atomic import read_json, write_json, write_npy, write_npz
 from autounet.io.geometry import Geometry
@@ -75,11 +75,12 @@ def validate(network: torch.nn.Module, plans: Plans, stage: StagePlan, case_ids:
             shape = tuple(case_meta(next_stage[0], case_id)["shape"])
             write_npy(next_stage[1] / f"{case_id}.npy", next_stage_labels(logits, shape, regions))
         ref, _ = read_segmentation(gt_folder / f"{case_id}{plans.file_ending}", plans.reader)
-        result = {"case_id": case_id, "metrics": dice_per_class(seg, ref, classes, plans.ignore_label),
-                  "probabilities": save_probabilities}
+        result = {**prediction_meta(case_id, geometry, plans.file_ending, plans),
+                  "metrics": dice_per_class(seg, ref, classes, plans.ignore_label)}
         write_json(marker, result)
         per_case.append(result)
     means = mean_per_class([c["metrics"] for c in per_case])
-    summary = {"mean_dice": means, "foreground_mean_dice": foreground_mean(means), "cases": per_case}
+    summary = {"mean_dice": means, "foreground_mean_dice": foreground_mean(means),
+               "cases": [{"case_id": c["case_id"], "metrics": c["metrics"]} for c in per_case]}
     write_json(out_folder / "summary.json", summary)
     return summary
