@@ -112,7 +112,7 @@ def plan_stage(name: str, spacing: Sequence[float], median_shape: Sequence[int],
         patch = list(pad_to_multiple(patch, net.downsampling_factor))
     batch = max_batch_size(patch, net, target_bytes)
     # No batch may cover more than 5% of the dataset: more would mostly see the same voxels again.
-    cap = int(s.max_batch_fraction * num_cases * dataset_voxels_per_case / math.prod(patch))
+    cap = round(s.max_batch_fraction * num_cases * dataset_voxels_per_case / math.prod(patch))
     batch = max(min(batch, cap), s.min_batch_size)
     return StagePlan(
         name=name, data_identifier=data_identifier or name,
@@ -181,9 +181,9 @@ def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings =
     notes: list[str] = []
 
     shape_2d = _median_shape(fp, [None] + target_t[1:], transpose)
-    configs["2d"] = plan_stage("2d", target_t[1:], shape_2d[1:], n, math.prod(shape_2d), s, n_in, num_outputs, True)
+    shape = _median_shape(fp, target_t, transpose)  # the dataset's size, also for the 2d batch cap
+    configs["2d"] = plan_stage("2d", target_t[1:], shape_2d[1:], n, math.prod(shape), s, n_in, num_outputs, True)
     if fp.file_dims == 3:
-        shape = _median_shape(fp, target_t, transpose)
         full = plan_stage("3d_fullres", target_t, shape, n, math.prod(shape), s, n_in, num_outputs, False)
         configs["3d_fullres"] = full
         coverage = math.prod(full.patch_size) / math.prod(shape)

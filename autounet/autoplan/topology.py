@@ -4,7 +4,8 @@ The rules (nnU-Net's documented heuristics):
 - an axis is downsampled only while it holds at least 8 voxels (so the coarsest feature map
   keeps at least 4) and its spacing is within 2x of the finest spacing among such axes — a
   coarse axis waits until the finer ones have caught up, so that the receptive field grows
-  about equally in physical units;
+  about equally in physical units; sizes halve rounding up (the patch is padded to fit), and an
+  axis pooled alone needs at least 12 voxels (pooling one axis to 4 on its own buys little);
 - a convolution kernel is 3 along axes within 2x of the finest spacing, 1 otherwise (no point
   mixing far-apart slices before in-plane pooling has made them comparable); once 3, it stays 3;
 - features start at 32 and double per stage up to a cap (320 in 3D, 512 in 2D).
@@ -16,6 +17,7 @@ import math
 from typing import Sequence
 
 MIN_POOL_SIZE = 8           # an axis is pooled only while it has at least this many voxels
+MIN_POOL_SIZE_ALONE = 12    # ... or this many when it is the only axis left to pool
 SPACING_RATIO_FOR_POOL = 2.0  # ... and is within this factor of the finest spacing
 
 
@@ -40,8 +42,10 @@ def pooling_and_kernels(patch_size: Sequence[int], spacing: Sequence[float]
             break
         finest = min(sp[i] for i in valid)
         pool = [i for i in valid if sp[i] / finest < SPACING_RATIO_FOR_POOL]
+        if len(pool) == 1 and size[pool[0]] < MIN_POOL_SIZE_ALONE:
+            break
         stride = tuple(2 if i in pool else 1 for i in range(len(sp)))
-        size = [s / st for s, st in zip(size, stride)]
+        size = [math.ceil(s / st) for s, st in zip(size, stride)]
         sp = [s * st for s, st in zip(sp, stride)]
         strides.append(stride)
         kernels.append(_kernel(sp, kernels[-1]))

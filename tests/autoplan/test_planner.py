@@ -72,6 +72,12 @@ def test_pooling_rules():
     assert kernels[0] == (1, 3, 3) and kernels[1] == (1, 3, 3) and kernels[2] == (3, 3, 3)
     # an axis stops at >= 4 voxels: 64 -> 4 is four poolings
     assert sum(s[1] == 2 for s in strides) == 4
+    # sizes halve rounding up: 127 -> 64 -> 32 -> 16 -> 8 -> 4 is five poolings (the patch pads to 128)
+    strides, _ = pooling_and_kernels((127, 127), (1.0, 1.0))
+    assert len(strides) == 6
+    # an axis pooled alone needs >= 12 voxels: once z (10 -> 5) is done, y goes 32 -> 16 -> 8 but not to 4
+    strides, _ = pooling_and_kernels((10, 64), (1.0, 1.0))
+    assert strides == ((1, 1), (2, 2), (1, 2), (1, 2))
 
 
 def test_lowres_and_cascade_for_large_images():
@@ -101,7 +107,7 @@ def test_batch_capped_at_5_percent_of_dataset_and_at_least_2():
     assert plans.configurations["3d_fullres"].batch_size == 2
     fp = fingerprint([(1.0, 1.0, 1.0)] * 100, [(40, 64, 64)] * 100)
     two_d = plan_dataset(fp, spec()).configurations["2d"]
-    cap = int(0.05 * 100 * 40 * 64 * 64 / math.prod(two_d.patch_size))
+    cap = round(0.05 * 100 * 40 * 64 * 64 / math.prod(two_d.patch_size))
     assert two_d.batch_size == cap
 
 
