@@ -122,7 +122,7 @@ def _model_folder(dataset: str | Path | None, configuration: str | None, model: 
 def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None = None,
             configuration: str | None = None, folds: Sequence[str] | None = None, model: Path | None = None,
             root: Path | None = None, device: str = "auto", mirror: bool = True, step: float = 0.5,
-            save_probabilities: bool = False, checkpoint: str = "final", processes: int = 1):
+            save_probabilities: bool = False, checkpoint: str = "final", processes: int = 1, amp: bool = True):
     """Predict a folder of images (or one image file); returns a PredictionReport.
 
     The model comes from a dataset's trained folds (``dataset`` + ``configuration``, default the
@@ -135,7 +135,8 @@ def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None =
     results, configuration = _model_folder(dataset, configuration, model, root)
     trained = load_trained_model(results / configuration, folds, checkpoint)
     dev = resolve_device(device)
-    settings = PredictSettings(mirror=mirror, step=step, save_probabilities=save_probabilities, processes=processes)
+    settings = PredictSettings(mirror=mirror, step=step, save_probabilities=save_probabilities, processes=processes,
+                               amp=amp)
     previous = None
     prev_name = trained.stage.previous_stage
     if prev_name:

@@ -67,7 +67,8 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
     report = api.predict(a.input, a.output, dataset=a.dataset, configuration=a.configuration, folds=a.folds,
                          model=a.model, root=a.root, device=a.device, mirror=a.tta, step=a.step,
-                         save_probabilities=a.save_probabilities, checkpoint=a.checkpoint, processes=a.processes)
+                         save_probabilities=a.save_probabilities, checkpoint=a.checkpoint, processes=a.processes,
+                         amp=a.amp)
     for case, reason in report.failed.items():
         print(f"autounet predict: failed: {reason}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -167,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augmentation", dest="augmentation", action="store_false", default=None,
                    help="train without data augmentation")
     p.add_argument("--no-deep-supervision", dest="deep_supervision", action="store_false", default=None)
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on CUDA")
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None,
+                   help="train in float32 (default: mixed precision, float16 on CUDA, bfloat16 on CPUs with native bf16)")
     p.add_argument("--compile", dest="compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--no-validation", dest="final_validation", action="store_false", default=None,
                    help="skip predicting the validation cases at the end")
@@ -193,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=float, default=0.5, help="window step as a fraction of the patch (default 0.5)")
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities (.npz + .json)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="predict in float32 (default: float16 on CUDA, bfloat16 on CPUs with native bf16)")
     p.add_argument("-p", "--processes", type=int, default=1, help="preprocessing worker processes (default 1)")
     _add_common(p)
     p.set_defaults(func=_cmd_predict)

@@ -31,110 +31,20 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from _common import MIB, dir_size, fresh, have_smaps_rollup, link_dir, log_tail, run_measured
+
 DATASET_ID = 950
 DATASET_NAME = "Dataset950_Bench"
 CONFIGS = ("2d", "3d_fullres")
-MIB = 1024 * 1024
-
-
-# --------------------------------------------------------------------------- process-tree memory
-
-def _children_map() -> dict[int, list[int]]:
-    """ppid -> [pid] for every process visible in /proc right now."""
-    kids: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # the process just exited
-            continue
-        # "pid (comm) state ppid ..." -- comm may hold spaces and parentheses: split after the last ')'
-        rest = stat[stat.rfind(b")") + 2:].split()
-        if len(rest) < 2:
-            continue
-        kids.setdefault(int(rest[1]), []).append(int(name))
-    return kids
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its live descendants."""
-    kids = _children_map()
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(kids.get(pid, ()))
-    return out
-
-
-def _rollup_kib(pid: int) -> tuple[int, int]:
-    """(Pss, Rss) of one process in KiB; (0, 0) when it is gone or a zombie."""
-    pss = rss = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            for line in f:
-                if line.startswith(b"Pss:"):
-                    pss = int(line.split()[1])
-                elif line.startswith(b"Rss:"):
-                    rss = int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return pss, rss
-
-
-class TreeMemorySampler:
-    """Samples the summed PSS/RSS of a process tree every ``interval`` seconds in a thread."""
-
-    def __init__(self, root_pid: int, interval: float = 0.05):
-        self.root_pid = root_pid
-        self.interval = interval
-        self.peak_pss_kib = 0
-        self.peak_rss_kib = 0
-        self.peak_procs = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> "TreeMemorySampler":
-        self._thread.start()
-        return self
-
-    def sample(self) -> None:
-        pids = process_tree(self.root_pid)
-        pss = rss = 0
-        live = 0
-        for pid in pids:
-            p, r = _rollup_kib(pid)
-            pss += p
-            rss += r
-            live += p > 0
-        self.peak_pss_kib = max(self.peak_pss_kib, pss)
-        self.peak_rss_kib = max(self.peak_rss_kib, rss)
-        self.peak_procs = max(self.peak_procs, live)
-        self.samples += 1
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            self.sample()
-            self._stop.wait(max(0.0, self.interval - (time.perf_counter() - t0)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # --------------------------------------------------------------------------- running one tool
@@ -155,61 +65,9 @@ class RunResult:
     log: str = ""
 
 
-def _dir_size(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def run_measured(cmd: list[str], env: dict[str, str], log_path: Path, interval: float) -> tuple[int, float, float, TreeMemorySampler]:
-    """Run ``cmd`` with its output in ``log_path``; returns (rc, wall s, cpu s, sampler)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(log_path, "wb") as log:
-        log.write((" ".join(cmd) + "\n\n").encode())
-        log.flush()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        sampler = TreeMemorySampler(proc.pid, interval).start()
-        rc = proc.wait()
-        wall = time.perf_counter() - t0
-        sampler.stop()
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    return rc, wall, cpu, sampler
-
-
-def _log_tail(path: Path, n: int = 30) -> str:
-    lines = [ln for ln in path.read_text(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
-    return "\n".join(lines[-n:])
-
-
-def _fresh(path: Path) -> Path:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
-def _link(target: Path, link: Path) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        if link.is_symlink() and Path(os.readlink(link)) == target:
-            return
-        link.unlink() if link.is_symlink() else shutil.rmtree(link)
-    link.symlink_to(target, target_is_directory=True)
-
-
 def run_autounet(args: argparse.Namespace, raw: Path, rnd: int, env: dict[str, str]) -> RunResult:
-    ws = _fresh(args.out / "work" / "autounet")
-    _link(raw, ws / "raw" / DATASET_NAME)
+    ws = fresh(args.out / "work" / "autounet")
+    link_dir(raw, ws / "raw" / DATASET_NAME)
     cmd = [sys.executable, "-m", "autounet.cli", "plan_and_preprocess", str(DATASET_ID), "--root", str(ws),
            "-p", str(args.processes), "--force", "-c", *CONFIGS]
     log = args.out / "logs" / f"autounet_round{rnd}.log"
@@ -221,13 +79,13 @@ def run_autounet(args: argparse.Namespace, raw: Path, rnd: int, env: dict[str, s
     except (OSError, ValueError, KeyError):
         pass
     return RunResult("autounet", rnd, wall, cpu, s.peak_pss_kib / 1024, s.peak_rss_kib / 1024, s.peak_procs,
-                     s.samples, _dir_size(pre) / MIB, rc, planned, str(log))
+                     s.samples, dir_size(pre) / MIB, rc, planned, str(log))
 
 
 def run_nnunet(args: argparse.Namespace, raw: Path, rnd: int, env: dict[str, str]) -> RunResult:
-    base = _fresh(args.out / "work" / "nnunet")
+    base = fresh(args.out / "work" / "nnunet")
     nn_raw = args.out / "nnunet_raw"  # nnU-Net's raw layout: a link to the very same dataset folder
-    _link(raw, nn_raw / DATASET_NAME)
+    link_dir(raw, nn_raw / DATASET_NAME)
     env = dict(env, nnUNet_raw=str(nn_raw), nnUNet_preprocessed=str(base / "preprocessed"),
                nnUNet_results=str(base / "results"))
     (base / "preprocessed").mkdir()
@@ -246,7 +104,7 @@ def run_nnunet(args: argparse.Namespace, raw: Path, rnd: int, env: dict[str, str
     except (OSError, ValueError, KeyError):
         pass
     return RunResult("nnunet", rnd, wall, cpu, s.peak_pss_kib / 1024, s.peak_rss_kib / 1024, s.peak_procs,
-                     s.samples, _dir_size(pre) / MIB, rc, planned, str(log))
+                     s.samples, dir_size(pre) / MIB, rc, planned, str(log))
 
 
 # --------------------------------------------------------------------------- dataset
@@ -342,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds (default 0.05)")
     ap.add_argument("--keep", action="store_true", help="keep the last run's preprocessed output under OUT/work")
     args = ap.parse_args(argv)
-    if not Path("/proc/self/smaps_rollup").exists():
+    if not have_smaps_rollup():
         ap.error("needs Linux >= 4.14 (/proc/<pid>/smaps_rollup)")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -370,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if r.returncode == 0 else f"FAILED rc={r.returncode}"
             print(f"  round {rnd} {name:<9} {r.wall_s:7.1f} s  peak PSS {r.peak_pss_mib:7.0f} MiB  {status}", flush=True)
             if r.returncode != 0:
-                print(_log_tail(Path(r.log)), file=sys.stderr)
+                print(log_tail(Path(r.log)), file=sys.stderr)
             if not args.keep:
                 shutil.rmtree(args.out / "work" / name, ignore_errors=True)
 

@@ -43,6 +43,7 @@ class PredictSettings:
     mirror: bool = True
     step: float = 0.5
     save_probabilities: bool = False
+    amp: bool = True  # float16 on CUDA, bfloat16 on CPUs with native support
     processes: int = 1  # preprocessing worker processes (0: in the main process)
 
 
@@ -124,7 +125,7 @@ class Predictor:
         for weights in self.model.fold_weights.values():
             self.network.load_state_dict(weights)
             logits = predict_logits(self.network, data, self.model.stage, self.device, self.settings.mirror,
-                                    self.settings.step)
+                                    self.settings.step, amp=self.settings.amp)
             p = logits_to_probabilities(logits, self.regions).numpy()
             total = p if total is None else total + p
         return total / len(self.model.fold_weights)

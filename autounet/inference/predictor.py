@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import logging
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from autounet.autoplan.plans import StagePlan
+from autounet.hardware import autocast_for
 from autounet.inference.sliding_window import sliding_window_predict
 
 
 def predict_logits(network: torch.nn.Module, data: np.ndarray, stage: StagePlan, device: torch.device,
                    mirror: bool = True, step_fraction: float = 0.5, batch_size: int | None = None,
-                   show_progress: bool = False) -> torch.Tensor:
+                   show_progress: bool = False, amp: bool = True) -> torch.Tensor:
     """Logits (K, Z, Y, X) on the CPU for preprocessed data (C, Z, Y, X).
 
-    A 2D configuration predicts each slice with 2D windows. Mixed precision on CUDA.
+    A 2D configuration predicts each slice with 2D windows. ``amp``: float16 on CUDA, bfloat16 on
+    CPUs with native support. On CUDA the windows are accumulated on the GPU, falling back to
+    the CPU when the GPU runs out of memory.
     """
+    if device.type == "cuda":
+        try:
+            return _predict(network, data, stage, device, mirror, step_fraction, batch_size, show_progress, amp, device)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            logging.getLogger("autounet.inference").info("GPU memory too small to accumulate; using the CPU")
+    return _predict(network, data, stage, device, mirror, step_fraction, batch_size, show_progress, amp,
+                    torch.device("cpu"))
+
+
+def _predict(network, data, stage, device, mirror, step_fraction, batch_size, show_progress, amp_enabled,
+             accumulate) -> torch.Tensor:
     network.eval()
     was = getattr(network, "deep_supervision", False)
     network.deep_supervision = False
-    amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+    amp = autocast_for(device, amp_enabled)
     image = torch.from_numpy(np.array(data, dtype=np.float32)).to(device)  # a writable copy of the memmap
     k = stage.network.num_outputs
     mirror_axes = stage.mirror_axes if mirror else ()
@@ -36,12 +51,12 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray, stage: StagePlan,
         with torch.inference_mode():
             if stage.network.dims == 3:
                 return sliding_window_predict(image, run, stage.patch_size, k, step_fraction, batch_size,
-                                              mirror_axes, "cpu").cpu()
+                                              mirror_axes, accumulate).cpu()
             out = torch.zeros((k,) + tuple(image.shape[1:]), dtype=torch.float32)
             slices = tqdm(range(image.shape[1]), desc="slices", unit="slice", leave=False, disable=not show_progress)
             for z in slices:
                 out[:, z] = sliding_window_predict(image[:, z], run, stage.patch_size, k, step_fraction, batch_size,
-                                                   mirror_axes, "cpu").cpu()
+                                                   mirror_axes, accumulate).cpu()
             return out
     finally:
         network.deep_supervision = was

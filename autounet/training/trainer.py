@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from autounet.autoplan.plans import Plans, StagePlan, load_plans
 from autounet.errors import WorkspaceError
+from autounet.hardware import autocast_for
 from autounet.io.atomic import read_json
 from autounet.preprocess.pipeline import GT_FOLDER
 from autounet.training import checkpoint as ckpt
@@ -191,8 +191,13 @@ def _checkpoint(run: Run, setup: FoldSetup, config: TrainingConfig, epoch: int) 
     }
 
 
+def _precision_note(device: torch.device, config: TrainingConfig) -> str:
+    ctx = autocast_for(device, config.amp)
+    return f", mixed precision ({ctx.fast_dtype})" if isinstance(ctx, torch.autocast) else ", float32"
+
+
 def _amp(device: torch.device, config: TrainingConfig):
-    return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" and config.amp else nullcontext()
+    return autocast_for(device, config.amp)
 
 
 def train_epoch(run: Run, batches: Iterator, config: TrainingConfig, device: torch.device, show_bar: bool) -> float:
@@ -311,7 +316,8 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
             summary = validate(module, setup.plans, stage, setup.val_ids, setup.data_folder, setup.gt_folder,
                                folder / "validation", dev, mirror=config.validation_tta, step=config.validation_step,
                                save_probabilities=config.save_probabilities,
-                               previous_stage_folder=setup.previous_stage_folder, next_stage=setup.next_stage)
+                               previous_stage_folder=setup.previous_stage_folder, next_stage=setup.next_stage,
+                               amp=config.amp)
             log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f", setup.fold,
                      {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"])
         barrier(dist)
@@ -339,9 +345,9 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
     workers = default_workers(dev.type) if config.num_workers is None else config.num_workers
     if run.epoch == 0 and dist.is_main:
         log.info("training %s fold %s: %d train / %d validation cases, patch %s, batch %d%s, %d epochs x %d iterations, "
-                 "%d augmentation worker(s), device %s", setup.configuration, setup.fold, len(setup.train_ids),
+                 "%d augmentation worker(s), device %s%s", setup.configuration, setup.fold, len(setup.train_ids),
                  len(setup.val_ids), stage.patch_size, batch, f" x {dist.world_size} processes" if dist.enabled else "",
-                 config.epochs, config.iterations_per_epoch, workers, dev)
+                 config.epochs, config.iterations_per_epoch, workers, dev, _precision_note(dev, config))
     seed = config.seed * 1000 + dist.rank
     last_plot = -math.inf
     while run.epoch < config.epochs:

@@ -48,7 +48,7 @@ def next_stage_labels(logits: torch.Tensor, shape: tuple[int, ...], regions: boo
 def validate(network: torch.nn.Module, plans: Plans, stage: StagePlan, case_ids: list[str], data_folder: Path,
              gt_folder: Path, out_folder: Path, device: torch.device, *, mirror: bool = True, step: float = 0.5,
              save_probabilities: bool = False, previous_stage_folder: Path | None = None,
-             next_stage: tuple[Path, Path] | None = None) -> dict:
+             next_stage: tuple[Path, Path] | None = None, amp: bool = True) -> dict:
     """Predict, export and evaluate every validation case; returns the summary written to summary.json.
 
     next_stage : (next stage's data folder, folder for this stage's predictions at its resolution).
@@ -65,7 +65,7 @@ def validate(network: torch.nn.Module, plans: Plans, stage: StagePlan, case_ids:
             continue
         data = np.load(data_folder / f"{case_id}_data.npy", mmap_mode="r")
         prev = np.load(previous_stage_folder / f"{case_id}.npy") if previous_stage_folder else None
-        logits = predict_logits(network, with_previous_stage(data, prev, n_prev), stage, device, mirror, step)
+        logits = predict_logits(network, with_previous_stage(data, prev, n_prev), stage, device, mirror, step, amp=amp)
         geometry = Geometry.from_json(case_meta(data_folder, case_id)["geometry"])
         seg, probs = export_prediction(logits, geometry, plans, stage)
         write_segmentation(seg, geometry, out_folder / f"{case_id}{plans.file_ending}")
