@@ -65,10 +65,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _cmd_predict(a: argparse.Namespace) -> int:
     from autounet import api
 
-    report = api.predict(a.input, a.output, dataset=a.dataset, configuration=a.configuration, folds=a.folds,
+    report = api.predict(a.input, a.output, dataset=a.dataset, configurations=a.configuration, folds=a.folds,
                          model=a.model, root=a.root, device=a.device, mirror=a.tta, step=a.step,
                          save_probabilities=a.save_probabilities, checkpoint=a.checkpoint, processes=a.processes,
-                         amp=a.amp)
+                         amp=a.amp, postprocessing=a.postprocessing)
     for case, reason in report.failed.items():
         print(f"autounet predict: failed: {reason}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -86,9 +86,12 @@ def _cmd_export_model(a: argparse.Namespace) -> int:
     from autounet.inference.portable import export_model
     from autounet.workspace import resolve_dataset
 
+    from autounet.api import resolve_model
+
     paths = resolve_dataset(a.dataset, a.root)
-    extra = [paths.results / "best_configuration.json", paths.results / "postprocessing.json", paths.raw / "dataset.json"]
-    out = export_model(paths.results, a.configuration, a.output, a.folds, a.checkpoint, extra)
+    source = resolve_model(a.dataset, a.configuration, None, a.root)
+    extra = [paths.raw / "dataset.json"] + ([source.postprocessing] if source.postprocessing else [])
+    out = export_model(paths.results, source.configurations, a.output, a.folds, a.checkpoint, extra)
     logging.getLogger("autounet").info("model written to %s", out)
     return 0
 
@@ -97,7 +100,50 @@ def _cmd_import_model(a: argparse.Namespace) -> int:
     from autounet.inference.portable import import_model
 
     info = import_model(a.zip, a.output)
-    logging.getLogger("autounet").info("imported %s (folds %s) into %s", info["configuration"], " ".join(info["folds"]), a.output)
+    logging.getLogger("autounet").info("imported %s (folds %s) into %s", " + ".join(info["configurations"]),
+                                       " ".join(info["folds"]), a.output)
+    return 0
+
+
+def _cmd_find_best_configuration(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    api.find_best_configuration(a.dataset, a.root, a.configurations, not a.no_ensembles, a.processes)
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    result = api.evaluate(a.reference, a.prediction, a.output, a.nsd_tolerance, a.processes)
+    log = logging.getLogger("autounet")
+    for cls, m in result["mean"].items():
+        log.info("class %s: %s", cls, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
+    log.info("foreground mean: %s", "  ".join(f"{k} {v:.4f}" for k, v in result["foreground_mean"].items()))
+    log.info("written: %s", (a.output or a.prediction) / "summary.json")
+    return 0
+
+
+def _cmd_apply_postprocessing(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    written = api.apply_postprocessing(a.input, a.output, a.postprocessing, a.processes)
+    logging.getLogger("autounet").info("postprocessed %d mask(s) into %s", len(written), a.output)
+    return 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    page = api.report(a.dataset, a.root, a.output)
+    logging.getLogger("autounet").info("report: %s", page)
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from autounet import api
+
+    api.demo(a.root, epochs=a.epochs, iterations_per_epoch=a.iterations_per_epoch, device=a.device)
     return 0
 
 
@@ -187,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", required=True, type=Path, help="folder of images, or one image file")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (or file, for one image)")
     p.add_argument("-d", "--dataset", default=None, help="dataset whose trained model to use")
-    p.add_argument("-c", "--configuration", default=None, help="configuration (default: the chosen best one)")
+    p.add_argument("-c", "--configuration", nargs="+", default=None,
+                   help="configuration(s); several are ensembled (default: the chosen best configuration or ensemble)")
+    p.add_argument("--no-postprocessing", dest="postprocessing", action="store_false",
+                   help="do not apply the postprocessing chosen on the cross-validation")
     p.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)")
     p.add_argument("-m", "--model", type=Path, default=None, help="an exported model zip instead of -d")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final", help="which checkpoint (default final)")
@@ -210,9 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=_cmd_ensemble)
 
-    p = sub.add_parser("export_model", help="write a trained configuration to a portable zip")
+    p = sub.add_parser("export_model", help="write a trained model to a portable zip",
+                       description="Write the chosen best configuration (or ensemble) with its postprocessing, or "
+                                   "the configurations given with -c, to a zip that `autounet predict -m` takes.")
     p.add_argument("dataset", help="dataset id, name or raw folder path")
-    p.add_argument("configuration", help="the trained configuration to export")
+    p.add_argument("-c", "--configuration", nargs="+", default=None,
+                   help="configuration(s) to export (default: the chosen best, with its postprocessing)")
     p.add_argument("-o", "--output", required=True, type=Path, help="zip file to write")
     p.add_argument("-f", "--folds", nargs="+", default=None, help="folds (default: every trained fold)")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
@@ -226,6 +278,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=Path, help="folder to unpack into")
     _add_common(p)
     p.set_defaults(func=_cmd_import_model)
+
+    p = sub.add_parser("find_best_configuration", help="choose the best configuration/ensemble and postprocessing",
+                       description="Score every trained configuration and every pair ensemble on the 5-fold "
+                                   "cross-validation, pick the best (ties go to the simpler), determine its "
+                                   "postprocessing, and print the predict command.")
+    p.add_argument("dataset", help="dataset id, name or raw folder path")
+    p.add_argument("-c", "--configurations", nargs="+", default=None, help="only these (default: every trained one)")
+    p.add_argument("--no-ensembles", action="store_true", help="do not consider ensembles")
+    p.add_argument("-p", "--processes", type=int, default=None, help="worker processes (default: number of cores)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_find_best_configuration)
+
+    p = sub.add_parser("evaluate", help="per-case, per-class metrics of predictions against references",
+                       description="Dice, IoU, TP/FP/FN, HD95 and normalized surface Dice (mm) per case and class; "
+                                   "writes summary.json and metrics.csv.")
+    p.add_argument("-r", "--reference", required=True, type=Path, help="folder of reference label maps")
+    p.add_argument("-p", "--prediction", required=True, type=Path, help="folder of predicted label maps")
+    p.add_argument("-o", "--output", type=Path, default=None, help="where to write (default: the prediction folder)")
+    p.add_argument("--nsd-tolerance", type=float, default=1.0, help="surface Dice tolerance in mm (default 1)")
+    p.add_argument("--processes", type=int, default=None)
+    _add_common(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("apply_postprocessing", help="apply a postprocessing.json to a folder of masks")
+    p.add_argument("-i", "--input", required=True, type=Path)
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("-pp", "--postprocessing", required=True, type=Path, help="postprocessing.json")
+    p.add_argument("--processes", type=int, default=None)
+    _add_common(p)
+    p.set_defaults(func=_cmd_apply_postprocessing)
+
+    p = sub.add_parser("report", help="write an HTML report of a dataset's plan, training and selection")
+    p.add_argument("dataset", help="dataset id, name or raw folder path")
+    p.add_argument("-o", "--output", type=Path, default=None, help="folder (default results/DATASET/report)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="the whole pipeline on a generated example dataset (the README's main job)",
+                       description="Generate an example dataset, plan and preprocess, train 5 folds of 2d and "
+                                   "3d_fullres with a short schedule, choose the best, predict and evaluate the "
+                                   "held-out cases, and write the report. Resumable.")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--iterations-per-epoch", type=int, default=12)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    _add_common(p)
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -464,8 +464,14 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     spec = ensure_dataset(args, lay, env)
     prep = ensure_preprocessed(args, lay, env, spec)
-    plans = match_plans(lay) if args.nnunet_venv is not None else {
-        "autounet_used": autounet_config(json.loads(lay.au_plans.read_text())), "changes": [], "warnings": []}
+    if args.nnunet_venv is not None:
+        plans = match_plans(lay)
+    else:  # autounet alone: its own plan (undo an earlier run's nnU-Net patch/network)
+        if lay.au_plans_original.is_file():
+            lay.au_plans.write_text(lay.au_plans_original.read_text())
+        plans = {"autounet_used": autounet_config(json.loads(lay.au_plans.read_text())), "changes": [], "warnings": []}
+        print(f"\nautounet's own plan, {CONFIG}: patch {plans['autounet_used']['patch_size']}, "
+              f"batch {plans['autounet_used']['batch_size']}")
 
     print(f"\nbenchmark: {args.repeats} round(s) x {variants}, {args.iterations} iterations "
           f"(autounet: {args.autounet_epochs} epochs of them), {os.cpu_count()} cores; logs in {lay.logs}")

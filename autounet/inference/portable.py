@@ -17,20 +17,24 @@ from autounet.inference.model import CHECKPOINTS, available_folds
 MANIFEST = "autounet_model.json"
 
 
-def export_model(results: Path, configuration: str, out_zip: Path, folds: Sequence[str] | None = None,
+def export_model(results: Path, configurations: Sequence[str], out_zip: Path, folds: Sequence[str] | None = None,
                  checkpoint: str = "final", extra_files: Sequence[Path] = ()) -> Path:
-    """Write ``configuration`` (and its previous stage, for a cascade) with the chosen folds to a zip."""
-    results = Path(results)
-    folds = [str(f) for f in folds] if folds else available_folds(results / configuration, checkpoint)
-    if not folds:
-        raise WorkspaceError(f"{results / configuration}: no trained fold to export")
-    configs = [configuration]
+    """Write configurations (an ensemble has several; a cascade brings its previous stage) with
+    the chosen folds to a zip, with extra files (postprocessing.json, dataset.json) at its root."""
     from autounet.training.checkpoint import load_checkpoint, plans_of
 
-    first = results / configuration / f"fold_{folds[0]}" / CHECKPOINTS[checkpoint]
-    previous = plans_of(load_checkpoint(first))["configurations"][configuration].get("previous_stage")
-    if previous:
-        configs.append(previous)
+    results = Path(results)
+    folds = [str(f) for f in folds] if folds else available_folds(results / configurations[0], checkpoint)
+    if not folds:
+        raise WorkspaceError(f"{results / configurations[0]}: no trained fold to export")
+    configs = list(configurations)
+    for configuration in configurations:
+        first = results / configuration / f"fold_{folds[0]}" / CHECKPOINTS[checkpoint]
+        if not first.is_file():
+            raise WorkspaceError(f"{first}: missing; cannot export fold {folds[0]} of {configuration}")
+        previous = plans_of(load_checkpoint(first))["configurations"][configuration].get("previous_stage")
+        if previous and previous not in configs:
+            configs.append(previous)
     out_zip = Path(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_zip.with_name(f".{out_zip.name}.tmp")
@@ -44,7 +48,7 @@ def export_model(results: Path, configuration: str, out_zip: Path, folds: Sequen
         for f in extra_files:
             if Path(f).is_file():
                 z.write(f, Path(f).name)
-        z.writestr(MANIFEST, json.dumps({"configuration": configuration, "folds": folds,
+        z.writestr(MANIFEST, json.dumps({"configurations": list(configurations), "folds": folds,
                                          "checkpoint": checkpoint, "stages": configs}, indent=2))
     tmp.replace(out_zip)
     return out_zip

@@ -39,6 +39,11 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write(path, lambda f: f.write(text), "w")
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically."""
+    _atomic_write(path, lambda f: f.write(text), "w")
+
+
 def read_json(path: Path) -> Any:
     """Read a JSON file; errors name the file."""
     path = Path(path)

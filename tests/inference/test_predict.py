@@ -55,7 +55,7 @@ def test_mask_has_exactly_the_input_geometry(trained_3d, tmp_path):
     for c in range(2):  # a new shape, odd spacing, offset origin, rotated axes
         _write(rng.normal(100, 20, (13, 31, 27)).astype(np.float32), inputs / f"odd_{c:04d}.nii.gz",
                (0.7, 0.9, 3.3), (12.5, -40.0, 7.25), ROTATION)
-    report = api.predict(inputs, tmp_path / "out", dataset=raw, configuration="3d_fullres", root=root, device="cpu")
+    report = api.predict(inputs, tmp_path / "out", dataset=raw, configurations=["3d_fullres"], root=root, device="cpu")
     assert not report.failed
     ref = sitk.ReadImage(str(inputs / "odd_0000.nii.gz"))
     out = sitk.ReadImage(str(tmp_path / "out" / "odd.nii.gz"))
@@ -149,14 +149,14 @@ def test_wrong_dimensionality_is_rejected(trained_3d, tmp_path):
     for c in range(2):
         img = sitk.GetImageFromArray(np.zeros((20, 20), np.float32))
         sitk.WriteImage(img, str(inputs / f"flat_{c:04d}.nii.gz"))
-    report = api.predict(inputs, tmp_path / "out", dataset=raw, configuration="3d_fullres", root=root, device="cpu")
+    report = api.predict(inputs, tmp_path / "out", dataset=raw, configurations=["3d_fullres"], root=root, device="cpu")
     assert "2D image" in report.failed["flat"] and not report.written
 
 
 def test_export_import_and_predict_from_zip(trained_3d, tmp_path):
     raw, root = trained_3d
     zip_path = tmp_path / "model.zip"
-    assert subprocess.run([sys.executable, "-m", "autounet.cli", "export_model", str(raw), "3d_fullres", "-o",
+    assert subprocess.run([sys.executable, "-m", "autounet.cli", "export_model", str(raw), "-c", "3d_fullres", "-o",
                            str(zip_path), "--root", str(root)], capture_output=True).returncode == 0
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
@@ -184,11 +184,11 @@ def test_ensemble_averages_saved_probabilities(trained_3d, tmp_path):
     outs = []
     for fold in ("0", "1"):
         out = tmp_path / f"f{fold}"
-        api.predict(raw / "imagesTs", out, dataset=raw, configuration="3d_fullres", folds=[fold], root=root,
+        api.predict(raw / "imagesTs", out, dataset=raw, configurations=["3d_fullres"], folds=[fold], root=root,
                     device="cpu", mirror=False, save_probabilities=True)
         outs.append(out)
     both = tmp_path / "both"
-    api.predict(raw / "imagesTs", both, dataset=raw, configuration="3d_fullres", folds=["0", "1"], root=root,
+    api.predict(raw / "imagesTs", both, dataset=raw, configurations=["3d_fullres"], folds=["0", "1"], root=root,
                 device="cpu", mirror=False, save_probabilities=True)
     ens = tmp_path / "ens"
     assert subprocess.run([sys.executable, "-m", "autounet.cli", "ensemble", "-i", str(outs[0]), str(outs[1]), "-o",
