@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from autounet.autoplan.plans import Fingerprint, Plans, load_fingerprint
 from autounet.autoplan.splits import ensure_splits
 from autounet.autoplan.summary import format_plan_summary
 from autounet.example_data import make_example_dataset
+from autounet.hardware import detect_hardware, memory_target_gb
 from autounet.io.atomic import write_json
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
 from autounet.io.verify import check_layout, verify_dataset as _verify
@@ -58,19 +60,27 @@ def fingerprint_dataset(paths: DatasetPaths, layout: tuple[DatasetSpec, list[Cas
 
 
 def plan_and_preprocess(dataset: str | Path, root: Path | None = None, processes: int | None = None,
-                        gpu_memory_gb: float = 8.0, configurations: Sequence[str] | None = None,
+                        gpu_memory_gb: float | None = None, configurations: Sequence[str] | None = None,
                         force: bool = False, seed: int = 0, splits_file: Path | None = None,
-                        preprocess: bool = True, network: str = "plain") -> Plans:
+                        preprocess: bool = True, network: str = "plain", device: str = "auto") -> Plans:
     """Verify, fingerprint, plan, split and preprocess a dataset. Resumable; returns the plans.
 
     dataset : id, name, or raw folder path. configurations : subset of the planned ones to
-    preprocess (default all). force : redo the fingerprint and every case.
+    preprocess (default all). force : redo the fingerprint and every case. gpu_memory_gb : the
+    memory to plan for; None reads it from the device present (see autounet.hardware).
     """
     paths = resolve_dataset(dataset, root)
     processes = processes or default_processes()
     layout = check_layout(paths.raw, processes)
     fp = fingerprint_dataset(paths, layout, processes, seed, force)
-    plans = plan_dataset(fp, layout[0], PlannerSettings(memory_target_gb=gpu_memory_gb, block=network))
+    hw = detect_hardware(device)
+    target = gpu_memory_gb if gpu_memory_gb is not None else memory_target_gb(hw)
+    plans = plan_dataset(fp, layout[0], PlannerSettings(memory_target_gb=target, block=network))
+    plans = dataclasses.replace(plans, hardware={
+        **hw.to_json(), "memory_target_gb": target,
+        "memory_target_source": "--gpu-memory-gb" if gpu_memory_gb is not None else "detected"})
+    log.info("hardware: %s; planning for %.1f GB (%s)", hw.describe(), target,
+             "set with --gpu-memory-gb" if gpu_memory_gb is not None else "detected")
     write_json(paths.plans, plans.to_json())
     ensure_splits(paths.splits, [c.case_id for c in layout[1]], seed=seed, user_file=splits_file)
     unknown = sorted(set(configurations or ()) - set(plans.configurations))

@@ -43,7 +43,7 @@ def _cmd_plan_and_preprocess(a: argparse.Namespace) -> int:
 
     api.plan_and_preprocess(a.dataset, root=a.root, processes=a.processes, gpu_memory_gb=a.gpu_memory_gb,
                             configurations=a.configurations, force=a.force, seed=a.seed, splits_file=a.splits,
-                            preprocess=not a.plan_only, network=a.network)
+                            preprocess=not a.plan_only, network=a.network, device=a.device)
     return 0
 
 
@@ -53,8 +53,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from autounet import api
     from autounet.training.config import TrainingConfig
 
+    from autounet.training.budget import parse_duration
+
     overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainingConfig)
                  if getattr(a, f.name, None) is not None}
+    if a.time_budget is not None:
+        overrides["time_budget_s"] = parse_duration(a.time_budget)
     config = TrainingConfig(**overrides)
     folds = a.fold
     for fold in folds:
@@ -181,7 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "preprocess every training case for every planned configuration. Resumable.")
     p.add_argument("dataset", help="dataset id (900), name (Dataset900_Example) or raw folder path")
     p.add_argument("-p", "--processes", type=int, default=None, help="worker processes (default: number of cores)")
-    p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory to plan patch and batch size for (default 8)")
+    p.add_argument("--gpu-memory-gb", type=float, default=None,
+                   help="memory to plan patch and batch size for (default: read from the device: a GPU's memory minus "
+                        "a margin, or 30%% of the RAM up to 8 GB on a CPU)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="the device to plan for (default: the one present)")
     p.add_argument("-c", "--configurations", nargs="+", default=None,
                    help="preprocess only these planned configurations (default: all)")
     p.add_argument("--network", choices=("plain", "residual"), default="plain",
@@ -201,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fold", nargs="+", help="fold number(s) 0..4, or 'all' to train on every case")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last checkpoint")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: cuda if present")
+    p.add_argument("--time-budget", default=None,
+                   help="wall-clock budget per fold, e.g. 30m, 8h, 1h30m: autounet measures this machine's speed and "
+                        "chooses epochs x iterations (and a lighter network if needed) to finish on time")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 1000)")
     p.add_argument("--iterations-per-epoch", dest="iterations_per_epoch", type=int, default=None,
                    help="training iterations per epoch (default 250)")

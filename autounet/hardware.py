@@ -1,12 +1,104 @@
-"""What the machine can do, as far as choosing defaults is concerned."""
+"""What the machine can do, as far as choosing defaults is concerned.
+
+Rules (each a default; flags override):
+- memory target for planning: a CUDA GPU's memory minus a margin (10% and 0.5 GB for the
+  framework); on a CPU 30% of the RAM, at most 8 GB, so that the training process, its
+  augmentation workers and the system stay well inside it;
+- augmentation workers: on a CPU half the cores (the network needs the others); on a GPU all
+  cores but one, at most 12; never more than the RAM holds (about 0.75 GB each, 4 GB reserved);
+- pinned memory: on CUDA when the machine has at least 16 GB of RAM.
+"""
 
 from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
 
 from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+
+CPU_RAM_FRACTION = 0.3
+MAX_MEMORY_TARGET_GB = 8.0
+GPU_MARGIN_FRACTION, GPU_MARGIN_GB = 0.10, 0.5
+WORKER_RAM_GB, RESERVED_RAM_GB = 0.75, 4.0
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    """The device autounet would use and the host around it."""
+
+    device: str                      # "cuda", "mps" or "cpu"
+    device_name: str
+    gpu_memory_gb: float | None
+    cpu_cores: int
+    ram_gb: float
+    native_bf16: bool
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        gpu = f", {self.gpu_memory_gb:.1f} GB" if self.gpu_memory_gb else ""
+        return (f"{self.device} ({self.device_name}{gpu}), {self.cpu_cores} CPU core(s), {self.ram_gb:.1f} GB RAM"
+                f"{', native bf16' if self.native_bf16 and self.device == 'cpu' else ''}")
+
+
+def _ram_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError, AttributeError):
+        return 8.0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_cores() -> int:
+    """Cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def detect_hardware(device: str = "auto") -> HardwareInfo:
+    """The device ("auto": CUDA, then MPS, then CPU) and the host's cores and RAM."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    name, gpu_gb = _cpu_model(), None
+    if device == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        name, gpu_gb = props.name, props.total_memory / 1024**3
+    return HardwareInfo(device, name, gpu_gb, cpu_cores(), round(_ram_gb(), 2), cpu_has_native_bf16())
+
+
+def memory_target_gb(hw: HardwareInfo) -> float:
+    """Memory to plan patch and batch size for (see the module rules)."""
+    if hw.device == "cuda" and hw.gpu_memory_gb:
+        return round(max(1.0, hw.gpu_memory_gb * (1 - GPU_MARGIN_FRACTION) - GPU_MARGIN_GB), 2)
+    return round(min(MAX_MEMORY_TARGET_GB, hw.ram_gb * CPU_RAM_FRACTION), 2)
+
+
+def data_loading(hw: HardwareInfo) -> tuple[int, bool]:
+    """(augmentation workers, pin memory) for this machine."""
+    workers = max(1, hw.cpu_cores // 2) if hw.device == "cpu" else max(1, min(12, hw.cpu_cores - 1))
+    by_ram = int((hw.ram_gb - RESERVED_RAM_GB) // WORKER_RAM_GB)
+    return max(1, min(workers, by_ram)), hw.device == "cuda" and hw.ram_gb >= 16
 
 
 @lru_cache(maxsize=1)

@@ -190,6 +190,7 @@ class Plans:
     foreground_labels: tuple[int, ...] = ()
     ignore_label: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    hardware: dict[str, Any] = field(default_factory=dict)  # what was detected when planning, and the target's source
     schema_version: int = PLANS_SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:

@@ -25,4 +25,9 @@ def format_plan_summary(plans: Plans) -> str:
     lines.append(f"  normalization: {norms}")
     for note in plans.notes:
         lines.append(f"  note: {note}")
+    hw = plans.hardware
+    if hw:
+        lines.append(f"  planned on: {hw.get('device')} ({hw.get('device_name')}), {hw.get('cpu_cores')} core(s), "
+                     f"{hw.get('ram_gb')} GB RAM; memory target {hw.get('memory_target_gb')} GB "
+                     f"({hw.get('memory_target_source')})")
     return "\n".join(lines)

@@ -11,8 +11,10 @@ class TrainingConfig:
     """How to train one fold. Defaults follow nnU-Net's documented schedule and optimiser.
 
     num_workers : augmentation worker processes; None chooses from the machine (see
-        :func:`autounet.training.data.default_workers`); 0 runs augmentation in the main process.
+        :func:`autounet.hardware.data_loading`); 0 runs augmentation in the main process.
     batch_size : None uses the plan's.
+    time_budget_s : wall-clock budget of the fold; overrides epochs and iterations (see
+        :mod:`autounet.training.budget`).
     """
 
     epochs: int = 1000
@@ -37,6 +39,7 @@ class TrainingConfig:
     validation_tta: bool = True
     validation_step: float = 0.5
     save_probabilities: bool = False
+    time_budget_s: float | None = None  # choose epochs, iterations (and, if needed, a lighter network) to fit
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,7 +8,6 @@ image are padded (image 0, label 0).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -150,8 +149,8 @@ class BatchStream:
 
 
 def default_workers(device_type: str) -> int:
-    """Augmentation workers: on a CPU the network needs the cores too, so fewer workers."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if device_type == "cpu":
-        return max(1, cores // 2)
-    return max(1, min(12, cores - 1))
+    """Augmentation workers for this machine (see :func:`autounet.hardware.data_loading`)."""
+    from autounet.hardware import data_loading, detect_hardware
+
+    hw = detect_hardware("cpu" if device_type == "cpu" else device_type)
+    return data_loading(hw)[0]

@@ -8,6 +8,7 @@ write the final checkpoint and validate the fold with full sliding-window infere
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -26,6 +27,8 @@ from autounet.hardware import autocast_for
 from autounet.io.atomic import read_json
 from autounet.preprocess.pipeline import GT_FOLDER
 from autounet.training import checkpoint as ckpt
+from autounet.training.budget import Calibration, decide
+from autounet.training.calibration import cached, calibration_key, measure, store
 from autounet.training.augmentation import (augmentation_params, enlarged_patch_size, training_transforms,
                                             validation_transforms)
 from autounet.training.config import TrainingConfig, poly_lr
@@ -180,6 +183,7 @@ class Run:
     log: EpochLog
     epoch: int = 0
     best_ema: float = -math.inf
+    budget: dict | None = None      # {"seconds", "decision"} of a --time-budget run
 
 
 def _checkpoint(run: Run, setup: FoldSetup, config: TrainingConfig, epoch: int) -> dict:
@@ -187,7 +191,7 @@ def _checkpoint(run: Run, setup: FoldSetup, config: TrainingConfig, epoch: int) 
         "network": run.module.state_dict(), "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
         "epoch": epoch, "best_ema": run.best_ema, "rng": ckpt.rng_state(), "log": run.log.to_json(),
         "plans": json.dumps(setup.plans.to_json()), "configuration": setup.configuration, "fold": setup.fold,
-        "training_config": json.dumps(config.to_json()),
+        "training_config": json.dumps(config.to_json()), **({"budget": run.budget} if run.budget else {}),
     }
 
 
@@ -256,48 +260,168 @@ def _setup_logging(folder: Path) -> logging.Handler:
     return handler
 
 
-def _resume_or_refuse(run: Run, folder: Path, resume: bool, device: torch.device) -> bool:
-    """Load checkpoint_latest when resuming; returns True when training is already finished."""
+def _checkpoint_to_resume(folder: Path, resume: bool) -> Path | None:
+    """The checkpoint to continue from; refuses to overwrite an existing run without --continue."""
     latest, final = folder / ckpt.LATEST, folder / ckpt.FINAL
     if not resume:
         if latest.is_file() or final.is_file():
             raise WorkspaceError(f"{folder} already holds a training run; use --continue to resume it, "
                                  "or delete the folder to start over")
-        return False
+        return None
     source = latest if latest.is_file() else final if final.is_file() else None
     if source is None:
         log.info("--continue: no checkpoint in %s, starting from scratch", folder)
-        return False
-    state = ckpt.load_checkpoint(source, device)
+    return source
+
+
+def _restore(run: Run, state: dict) -> None:
     run.module.load_state_dict(state["network"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
     run.epoch, run.best_ema = int(state["epoch"]), float(state["best_ema"])
     run.log = EpochLog.from_json(state["log"])
     ckpt.restore_rng_state(state["rng"])
-    log.info("resumed from %s at epoch %d", source.name, run.epoch)
-    return source == final
+
+
+def _with_stage(setup: FoldSetup, stage: StagePlan) -> FoldSetup:
+    """The fold's setup with another version of its configuration (a budget's lighter variant)."""
+    plans = dataclasses.replace(setup.plans, configurations={**setup.plans.configurations, setup.configuration: stage})
+    return dataclasses.replace(setup, plans=plans, stage=stage)
+
+
+def _new_run(setup: FoldSetup, config: TrainingConfig, dev: torch.device) -> Run:
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    module = build_network(setup.stage.network, deep_supervision=config.deep_supervision).to(dev)
+    optimizer = torch.optim.SGD(module.parameters(), lr=config.initial_lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and config.amp)
+    return Run(module, module, optimizer, scaler, build_loss(setup.plans, setup.stage, config.deep_supervision),
+               EpochLog())
+
+
+@dataclass
+class Inputs:
+    """Where a run's batches come from."""
+
+    train_sampler: PatchSampler
+    train_transform: object
+    val_sampler: PatchSampler
+    val_transform: object
+    workers: int
+    batch: int
+
+
+def _inputs(setup: FoldSetup, config: TrainingConfig, dev: torch.device, dist: DistInfo) -> Inputs:
+    stage = setup.stage
+    batch = split_batch(config.batch_size or stage.batch_size, dist)
+    params = augmentation_params(stage.patch_size, stage.mirror_axes)
+    n_prev = stage.network.input_channels - len(setup.plans.channel_names)
+    open_all = lambda ids: [open_case(setup.data_folder, c, setup.previous_stage_folder) for c in ids]  # noqa: E731
+    if config.augmentation:
+        train_sampler = PatchSampler(open_all(setup.train_ids), enlarged_patch_size(stage.patch_size, params), batch,
+                                     config.oversample_foreground)
+        train_transform = training_transforms(stage.patch_size, params, n_prev)
+    else:
+        train_sampler = PatchSampler(open_all(setup.train_ids), stage.patch_size, batch, config.oversample_foreground)
+        train_transform = validation_transforms(n_prev)
+    val_sampler = PatchSampler(open_all(setup.val_ids), stage.patch_size, batch, config.oversample_foreground)
+    workers = default_workers(dev.type) if config.num_workers is None else config.num_workers
+    return Inputs(train_sampler, train_transform, val_sampler, validation_transforms(n_prev), workers, batch)
+
+
+def _calibrate(setup: FoldSetup, config: TrainingConfig, dev: torch.device) -> Calibration:
+    """Seconds per training iteration (data loading included) and per forward pass, measured
+    with the real pipeline, or read from the per-machine cache."""
+    inputs = _inputs(setup, config, dev, DistInfo())
+    key = calibration_key(setup.stage, dev, config.amp, inputs.workers, config.augmentation)
+    hit = cached(key)
+    if hit is not None:
+        log.info("calibration (cached): %.3f s/iteration, %.3f s/forward for %s", hit.seconds_per_iteration,
+                 hit.seconds_per_val_iteration, _network_text(setup.stage))
+        return hit
+    run = _new_run(setup, config, dev)
+    batches, stop = _loader(inputs.train_sampler, inputs.train_transform, config.seed, 10**6, inputs.workers,
+                            dev.type == "cuda")
+    val_batches, _ = _loader(inputs.val_sampler, inputs.val_transform, config.seed + 500, 10**6, 0, False)
+    try:
+        calibration = measure(
+            lambda n: train_epoch(run, batches, dataclasses.replace(config, iterations_per_epoch=n), dev, False),
+            lambda n: validation_epoch(run, val_batches, setup, dataclasses.replace(config, val_iterations_per_epoch=n),
+                                       dev, DistInfo()))
+    finally:
+        stop()
+    store(key, calibration)
+    log.info("calibration: %.3f s/iteration, %.3f s/forward for %s", calibration.seconds_per_iteration,
+             calibration.seconds_per_val_iteration, _network_text(setup.stage))
+    return calibration
+
+
+def _network_text(stage: StagePlan) -> str:
+    return (f"patch {stage.patch_size}, batch {stage.batch_size}, {stage.network.num_stages} stages, "
+            f"features {'-'.join(map(str, stage.network.features_per_stage))}")
+
+
+def _apply_budget(setup: FoldSetup, config: TrainingConfig, dev: torch.device, spent_s: float
+                  ) -> tuple[FoldSetup, TrainingConfig, dict]:
+    """Choose schedule and network variant for the time budget (rules in training/budget.py)."""
+    n_val = len(setup.val_ids) if config.final_validation and setup.fold != "all" else 0
+    decision = decide(config.time_budget_s - spent_s, setup.stage,
+                      lambda stage: _calibrate(_with_stage(setup, stage), config, dev), n_val, config.validation_tta)
+    s = decision.schedule
+    config = dataclasses.replace(config, epochs=s.epochs, iterations_per_epoch=s.iterations_per_epoch,
+                                 val_iterations_per_epoch=s.val_iterations_per_epoch)
+    log.info("%s", decision.explanation)
+    return _with_stage(setup, decision.stage), config, {"seconds": config.time_budget_s, "decision": decision.explanation}
+
+
+def _budget_from_checkpoint(state: dict, setup: FoldSetup, config: TrainingConfig
+                            ) -> tuple[FoldSetup, TrainingConfig, dict]:
+    """A resumed budgeted run keeps the schedule and network it chose at the start."""
+    stored = TrainingConfig.from_json(json.loads(state["training_config"]))
+    config = dataclasses.replace(config, epochs=stored.epochs, iterations_per_epoch=stored.iterations_per_epoch,
+                                 val_iterations_per_epoch=stored.val_iterations_per_epoch,
+                                 time_budget_s=stored.time_budget_s)
+    stage = Plans.from_json(json.loads(state["plans"])).configurations[setup.configuration]
+    budget = dict(state["budget"])
+    used = sum(state["log"]["epoch_seconds"])
+    log.info("budget %.0f s: %.0f s used by %d of %d epochs; continuing the same schedule (%s)", budget["seconds"],
+             used, int(state["epoch"]), config.epochs, budget["decision"])
+    return _with_stage(setup, stage), config, budget
 
 
 def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config: TrainingConfig = TrainingConfig(),
                device: str = "auto", resume: bool = False) -> Path:
     """Train (or resume) one fold and validate it; returns the fold's output folder."""
+    started = time.monotonic()
     setup = prepare_fold(paths, configuration, fold)
     dev = resolve_device(device)
     dist = init_distributed(dev.type)
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(dev)
-    stage, folder = setup.stage, setup.output_folder
+    folder = setup.output_folder
     handler = _setup_logging(folder) if dist.is_main else None
     try:
-        torch.manual_seed(config.seed)  # identical initial weights on every rank
-        module = build_network(stage.network, deep_supervision=config.deep_supervision).to(dev)
-        optimizer = torch.optim.SGD(module.parameters(), lr=config.initial_lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay, nesterov=True)
-        scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and config.amp)
-        run = Run(module, module, optimizer, scaler, build_loss(setup.plans, stage, config.deep_supervision), EpochLog())
-        finished = _resume_or_refuse(run, folder, resume, dev)
+        source = _checkpoint_to_resume(folder, resume)
+        state = ckpt.load_checkpoint(source, dev) if source is not None else None
+        budget = None
+        if state is not None and "budget" in state:
+            setup, config, budget = _budget_from_checkpoint(state, setup, config)
+        elif config.time_budget_s and state is None:
+            if dist.enabled:
+                raise ValueError("--time-budget is not supported with torchrun yet; give --epochs and "
+                                 "--iterations-per-epoch instead")
+            setup, config, budget = _apply_budget(setup, config, dev, time.monotonic() - started)
+        elif config.time_budget_s:
+            log.warning("--time-budget ignored: resuming a run with a fixed schedule")
+        run = _new_run(setup, config, dev)
+        run.budget = budget
+        finished = False
+        if state is not None:
+            _restore(run, state)
+            finished = source.name == ckpt.FINAL
+            log.info("resumed from %s at epoch %d", source.name, run.epoch)
+        module = run.module
         network: torch.nn.Module = torch.compile(module) if config.compile else module
         if dist.enabled:
             network = torch.nn.parallel.DistributedDataParallel(network, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -313,13 +437,15 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
             (folder / ckpt.LATEST).unlink(missing_ok=True)
         barrier(dist)
         if dist.is_main and config.final_validation and setup.fold != "all":
-            summary = validate(module, setup.plans, stage, setup.val_ids, setup.data_folder, setup.gt_folder,
+            summary = validate(module, setup.plans, setup.stage, setup.val_ids, setup.data_folder, setup.gt_folder,
                                folder / "validation", dev, mirror=config.validation_tta, step=config.validation_step,
                                save_probabilities=config.save_probabilities,
                                previous_stage_folder=setup.previous_stage_folder, next_stage=setup.next_stage,
                                amp=config.amp)
             log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f", setup.fold,
                      {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"])
+        if budget is not None and dist.is_main:
+            log.info("time budget %.0f s, used %.0f s by this process", budget["seconds"], time.monotonic() - started)
         barrier(dist)
         return folder
     finally:
@@ -329,25 +455,14 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
 
 
 def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch.device, dist: DistInfo) -> None:
-    stage, plans, folder = setup.stage, setup.plans, setup.output_folder
-    batch = split_batch(config.batch_size or stage.batch_size, dist)
-    params = augmentation_params(stage.patch_size, stage.mirror_axes)
-    n_prev = stage.network.input_channels - len(plans.channel_names)
-    open_all = lambda ids: [open_case(setup.data_folder, c, setup.previous_stage_folder) for c in ids]  # noqa: E731
-    if config.augmentation:
-        train_sampler = PatchSampler(open_all(setup.train_ids), enlarged_patch_size(stage.patch_size, params), batch,
-                                     config.oversample_foreground)
-        train_transform = training_transforms(stage.patch_size, params, n_prev)
-    else:
-        train_sampler = PatchSampler(open_all(setup.train_ids), stage.patch_size, batch, config.oversample_foreground)
-        train_transform = validation_transforms(n_prev)
-    val_sampler = PatchSampler(open_all(setup.val_ids), stage.patch_size, batch, config.oversample_foreground)
-    workers = default_workers(dev.type) if config.num_workers is None else config.num_workers
+    stage, folder = setup.stage, setup.output_folder
+    inputs = _inputs(setup, config, dev, dist)
     if run.epoch == 0 and dist.is_main:
         log.info("training %s fold %s: %d train / %d validation cases, patch %s, batch %d%s, %d epochs x %d iterations, "
                  "%d augmentation worker(s), device %s%s", setup.configuration, setup.fold, len(setup.train_ids),
-                 len(setup.val_ids), stage.patch_size, batch, f" x {dist.world_size} processes" if dist.enabled else "",
-                 config.epochs, config.iterations_per_epoch, workers, dev, _precision_note(dev, config))
+                 len(setup.val_ids), stage.patch_size, inputs.batch,
+                 f" x {dist.world_size} processes" if dist.enabled else "", config.epochs, config.iterations_per_epoch,
+                 inputs.workers, dev, _precision_note(dev, config))
     seed = config.seed * 1000 + dist.rank
     last_plot = -math.inf
     while run.epoch < config.epochs:
@@ -356,12 +471,13 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
         for g in run.optimizer.param_groups:
             g["lr"] = lr
         torch.manual_seed(config.seed * 100003 + run.epoch)
-        batches, stop = _loader(train_sampler, train_transform, seed, run.epoch, workers, dev.type == "cuda")
+        batches, stop = _loader(inputs.train_sampler, inputs.train_transform, seed, run.epoch, inputs.workers,
+                                dev.type == "cuda")
         try:
             train_loss = train_epoch(run, batches, config, dev, dist.is_main)
         finally:
             stop()
-        val_batches, _ = _loader(val_sampler, validation_transforms(n_prev), seed + 500, run.epoch, 0, False)
+        val_batches, _ = _loader(inputs.val_sampler, inputs.val_transform, seed + 500, run.epoch, 0, False)
         val_loss, dice = validation_epoch(run, val_batches, setup, config, dev, dist)
         finite = [d for d in dice if not math.isnan(d)]
         pseudo = float(np.mean(finite)) if finite else float("nan")

@@ -1,0 +1,163 @@
+"""Budget-aware schedules: the best training that fits a wall-clock budget on this machine.
+
+The rules, in order:
+1. Reserve time for what is not training: start-up (``STARTUP_S``) and the final sliding-window
+   validation of the fold (windows x mirrorings x measured forward time).
+2. With the measured seconds per iteration (data loading included), choose iterations per epoch
+   so that there are about ``TARGET_EPOCHS`` epochs (between 10 and 250 iterations each: enough
+   epochs for the learning-rate decay and checkpoints), one validation iteration per 5 training
+   iterations (at most 50), and as many epochs as fit.
+3. If that gives the planned network fewer than ``MIN_LEARNING_ITERATIONS`` iterations, it would
+   barely learn (measured: 150 CPU iterations found a large organ but not a small lesion), so
+   lighter variants are tried in order — half the features; then also one stage fewer; then
+   also half the patch — and the first that reaches the minimum is taken (else the lightest).
+Every decision is explained in one log line, e.g. "budget 30 min, 1.90 s/iteration -> 900
+iterations (36 epochs x 25); planned network kept".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from autounet.autoplan.memory import GIB, estimate_training_bytes
+from autounet.autoplan.plans import NetworkTopology, StagePlan
+from autounet.autoplan.topology import pad_to_multiple
+
+STARTUP_S = 10.0
+EPOCH_OVERHEAD_S = 0.5           # checkpoint write, log line, occasional plot
+TARGET_EPOCHS = 20
+MIN_ITERATIONS_PER_EPOCH, MAX_ITERATIONS_PER_EPOCH = 10, 250
+MIN_LEARNING_ITERATIONS = 1000
+VALIDATION_OVERHEAD = 1.3        # export, resampling and writing on top of the network's forwards
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured speed of one configuration on this machine."""
+
+    seconds_per_iteration: float      # one training step, data loading and augmentation included
+    seconds_per_val_iteration: float  # one forward pass of a batch, no gradients
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int
+    iterations_per_epoch: int
+    val_iterations_per_epoch: int
+    expected_seconds: float
+
+    @property
+    def iterations(self) -> int:
+        return self.epochs * self.iterations_per_epoch
+
+
+@dataclass(frozen=True)
+class BudgetDecision:
+    schedule: Schedule
+    stage: StagePlan
+    variant: str
+    calibration: Calibration
+    explanation: str
+
+
+def windows_per_case(stage: StagePlan, step: float = 0.5) -> int:
+    """Sliding windows over a median case (2D: per slice, times the slices)."""
+    dims = len(stage.patch_size)
+    shape = stage.median_shape[-dims:]
+    n = math.prod(max(1, math.ceil((s - p) / (p * step)) + 1) if s > p else 1 for s, p in zip(shape, stage.patch_size))
+    return n * (max(1, stage.median_shape[0]) if dims == 2 else 1)
+
+
+def final_validation_seconds(stage: StagePlan, calibration: Calibration, num_cases: int, mirror: bool) -> float:
+    """Expected time of the end-of-training validation of ``num_cases`` cases."""
+    forwards = windows_per_case(stage) * (2 ** len(stage.mirror_axes) if mirror else 1) * num_cases
+    per_window = calibration.seconds_per_val_iteration / max(1, min(stage.batch_size, 8))
+    return forwards * per_window * VALIDATION_OVERHEAD + num_cases * 0.5
+
+
+def schedule_for(budget_s: float, calibration: Calibration, reserve_s: float) -> Schedule | None:
+    """Epochs x iterations that fit ``budget_s`` minus ``reserve_s`` (None when not even one epoch fits)."""
+    available = budget_s - reserve_s
+    s = calibration.seconds_per_iteration
+    if available <= 0 or s <= 0:
+        return None
+    per_epoch = int(min(MAX_ITERATIONS_PER_EPOCH, max(MIN_ITERATIONS_PER_EPOCH, available / s / TARGET_EPOCHS)))
+    val = max(1, min(50, per_epoch // 5))
+    epoch_s = per_epoch * s + val * calibration.seconds_per_val_iteration + EPOCH_OVERHEAD_S
+    epochs = int(available // epoch_s)
+    if epochs < 1:
+        per_epoch = int((available - EPOCH_OVERHEAD_S - calibration.seconds_per_val_iteration) // s)
+        if per_epoch < 1:
+            return None
+        return Schedule(1, per_epoch, 1, reserve_s + per_epoch * s + calibration.seconds_per_val_iteration)
+    return Schedule(epochs, per_epoch, val, reserve_s + epochs * epoch_s)
+
+
+def _with_network(stage: StagePlan, net: NetworkTopology, patch: tuple[int, ...]) -> StagePlan:
+    return replace(stage, network=net, patch_size=patch,
+                   estimated_memory_gb=round(estimate_training_bytes(patch, net, stage.batch_size) / GIB, 3))
+
+
+def lighter_variants(stage: StagePlan) -> list[tuple[str, StagePlan]]:
+    """Cheaper versions of a configuration's network, lightest last."""
+    net = stage.network
+    half = replace(net, features_per_stage=tuple(max(8, f // 2) for f in net.features_per_stage))
+    out = [("half the features", _with_network(stage, half, stage.patch_size))]
+    if net.num_stages > 3:
+        n = net.num_stages - 1
+        shallow = replace(half, features_per_stage=half.features_per_stage[:n], kernel_sizes=net.kernel_sizes[:n],
+                          strides=net.strides[:n], convs_per_stage_encoder=net.convs_per_stage_encoder[:n],
+                          convs_per_stage_decoder=net.convs_per_stage_decoder[:n - 1])
+        out.append(("half the features, one stage fewer", _with_network(stage, shallow, stage.patch_size)))
+    last = out[-1][1].network
+    smaller = tuple(pad_to_multiple([p // 2], [f])[0] if p >= 2 * f else p
+                    for p, f in zip(stage.patch_size, last.downsampling_factor))
+    if smaller != tuple(stage.patch_size):
+        out.append((out[-1][0] + ", half the patch", _with_network(stage, last, smaller)))
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Calibration], num_val_cases: int,
+           mirror: bool = True) -> BudgetDecision:
+    """Choose network variant and schedule for a budget (rules in the module docstring)."""
+    tried = []
+    for variant, candidate in [("planned network kept", stage)] + lighter_variants(stage):
+        calibration = measure(candidate)
+        reserve = STARTUP_S + final_validation_seconds(candidate, calibration, num_val_cases, mirror)
+        sched = schedule_for(budget_s, calibration, reserve)
+        tried.append((variant, candidate, calibration, sched))
+        if sched is not None and sched.iterations >= MIN_LEARNING_ITERATIONS:
+            break
+    else:
+        feasible = [t for t in tried if t[3] is not None]
+        if not feasible:
+            v, c, cal, _ = tried[-1]
+            raise ValueError(f"a budget of {_minutes(budget_s)} does not fit one epoch of even the lightest variant "
+                             f"({cal.seconds_per_iteration:.2f} s/iteration, final validation "
+                             f"{final_validation_seconds(c, cal, num_val_cases, mirror):.0f} s); give more time")
+        tried = [max(feasible, key=lambda t: t[3].iterations)]
+    variant, candidate, calibration, sched = tried[-1]
+    note = "" if sched.iterations >= MIN_LEARNING_ITERATIONS else f" (below the {MIN_LEARNING_ITERATIONS} iterations a network needs to learn well)"
+    explanation = (f"budget {_minutes(budget_s)}, {calibration.seconds_per_iteration:.2f} s/iteration -> "
+                   f"{sched.iterations} iterations ({sched.epochs} epochs x {sched.iterations_per_epoch}){note}; "
+                   f"{variant}")
+    return BudgetDecision(sched, candidate, variant, calibration, explanation)
+
+
+def parse_duration(text: str) -> float:
+    """"30m", "8h", "1h30m", "90s" -> seconds; a bare number means minutes."""
+    import re
+
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t) * 60
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(h|m|min|s)", t)
+    if not parts or "".join(a + b for a, b in parts) != re.sub(r"\s+", "", t):
+        raise ValueError(f"time budget '{text}' not understood; write e.g. 30m, 8h, 1h30m or 90s")
+    return sum(float(v) * {"h": 3600, "m": 60, "min": 60, "s": 1}[u] for v, u in parts)

@@ -1,0 +1,73 @@
+"""Calibration: measure a configuration's real speed on this machine, data loading included.
+
+A few training steps (with the real sampler, augmentation workers, network, loss and
+optimiser) and a few forward passes are timed after a warm-up. Results are cached per machine,
+software and configuration in ``$AUTOUNET_CACHE`` (default ``~/.cache/autounet``), so a second
+fold or a re-run does not measure again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from autounet.autoplan.plans import StagePlan
+from autounet.hardware import detect_hardware
+from autounet.io.atomic import read_json, write_json
+from autounet.training.budget import Calibration
+
+log = logging.getLogger("autounet.training")
+WARMUP_STEPS, MEASURED_STEPS, MEASURED_FORWARDS = 2, 5, 3
+
+
+def cache_file() -> Path:
+    return Path(os.environ.get("AUTOUNET_CACHE") or Path.home() / ".cache" / "autounet") / "calibration.json"
+
+
+def calibration_key(stage: StagePlan, device: torch.device, amp: bool, workers: int, augmentation: bool) -> str:
+    hw = detect_hardware(device.type)
+    fields = {"hw": [hw.device, hw.device_name, hw.cpu_cores, hw.gpu_memory_gb], "torch": torch.__version__,
+              "network": asdict(stage.network), "patch": stage.patch_size, "batch": stage.batch_size, "amp": amp,
+              "workers": workers, "augmentation": augmentation}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cached(key: str) -> Calibration | None:
+    try:
+        entry = read_json(cache_file()).get(key)
+    except (OSError, ValueError):
+        return None
+    return Calibration(**entry["calibration"]) if entry else None
+
+
+def store(key: str, calibration: Calibration) -> None:
+    path = cache_file()
+    try:
+        data = read_json(path) if path.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = {"calibration": asdict(calibration), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        write_json(path, data)
+    except OSError as e:  # a read-only home must not stop training
+        log.warning("could not cache the calibration in %s: %s", path, e)
+
+
+def measure(run_steps, run_forwards) -> Calibration:
+    """Time ``run_steps(n)`` (training steps) and ``run_forwards(n)`` after a warm-up."""
+    run_steps(WARMUP_STEPS)
+    start = time.perf_counter()
+    run_steps(MEASURED_STEPS)
+    step = (time.perf_counter() - start) / MEASURED_STEPS
+    run_forwards(1)
+    start = time.perf_counter()
+    run_forwards(MEASURED_FORWARDS)
+    forward = (time.perf_counter() - start) / MEASURED_FORWARDS
+    return Calibration(seconds_per_iteration=step, seconds_per_val_iteration=forward)

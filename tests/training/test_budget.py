@@ -1,0 +1,145 @@
+"""Budget rules with a stand-in calibration, and a budgeted run that is killed and resumed."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from autounet import api
+from autounet.autoplan.plans import NetworkTopology, StagePlan
+from autounet.training import checkpoint as ckpt
+from autounet.training.budget import (MIN_LEARNING_ITERATIONS, STARTUP_S, Calibration, decide, lighter_variants,
+                                      parse_duration, schedule_for)
+from autounet.training.network import build_network
+
+
+def stage_3d() -> StagePlan:
+    net = NetworkTopology(3, 1, 3, (32, 64, 128, 256, 320), ((1, 3, 3),) + ((3, 3, 3),) * 4,
+                          ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2)), (2,) * 5, (2,) * 4)
+    return StagePlan("3d_fullres", "3d_fullres", (3.0, 0.8, 0.8), (40, 200, 200), (32, 128, 128), 2, False, net, 7.0,
+                     mirror_axes=(0, 1, 2))
+
+
+def stand_in(speeds: dict[int, float]):
+    """Seconds per iteration by first-stage feature count (the planned network has 32)."""
+    return lambda st: Calibration(speeds[st.network.features_per_stage[0]] * (0.5 if st.patch_size[1] < 128 else 1), 0.5)
+
+
+def test_small_budget_picks_a_lighter_network_with_a_known_schedule():
+    d = decide(1800, stage_3d(), stand_in({32: 1.9, 16: 0.8}), num_val_cases=0)
+    # planned: 1790 s / 1.9 s -> 47 it/epoch, 9 val, 94.3 s/epoch -> 18 epochs = 846 < 1000 iterations
+    # half the features: 0.8 s -> 111 it/epoch, 22 val, 100.3 s/epoch -> 17 epochs = 1887 iterations
+    assert d.variant == "half the features"
+    assert (d.schedule.epochs, d.schedule.iterations_per_epoch, d.schedule.val_iterations_per_epoch) == (17, 111, 22)
+    assert d.stage.network.features_per_stage == (16, 32, 64, 128, 160)
+    assert "budget 30 min, 0.80 s/iteration -> 1887 iterations (17 epochs x 111); half the features" == d.explanation
+    assert d.schedule.expected_seconds <= 1800
+
+
+def test_large_budget_keeps_the_planned_network():
+    d = decide(8 * 3600, stage_3d(), stand_in({32: 1.9, 16: 0.8}), num_val_cases=0)
+    assert d.variant == "planned network kept"
+    assert d.schedule.iterations_per_epoch == 250 and d.schedule.iterations >= MIN_LEARNING_ITERATIONS
+    assert d.schedule.expected_seconds <= 8 * 3600
+
+
+def test_no_variant_reaches_the_minimum_takes_the_one_with_most_iterations():
+    d = decide(600, stage_3d(), stand_in({32: 4.0, 16: 2.0}), num_val_cases=0)
+    assert d.variant.endswith("half the patch")
+    assert "below the 1000 iterations" in d.explanation
+
+
+def test_final_validation_time_is_reserved():
+    with_val = decide(1800, stage_3d(), stand_in({32: 0.1, 16: 0.05}), num_val_cases=20)
+    without = decide(1800, stage_3d(), stand_in({32: 0.1, 16: 0.05}), num_val_cases=0)
+    assert with_val.schedule.iterations < without.schedule.iterations
+
+
+def test_budget_too_small_for_one_epoch_is_a_clear_error():
+    with pytest.raises(ValueError, match="give more time"):
+        decide(STARTUP_S + 1, stage_3d(), stand_in({32: 5.0, 16: 4.0}), num_val_cases=0)
+
+
+def test_schedule_never_exceeds_the_budget():
+    for budget in (60, 300, 1200, 7200):
+        for s in (0.05, 0.5, 3.0):
+            sched = schedule_for(budget, Calibration(s, s / 3), 10)
+            if sched is not None:
+                assert sched.expected_seconds <= budget
+
+
+def test_lighter_variants_are_valid_networks():
+    for name, st in lighter_variants(stage_3d()):
+        assert all(p % f == 0 for p, f in zip(st.patch_size, st.network.downsampling_factor)), name
+        out = build_network(st.network, deep_supervision=False)(torch.zeros((1, 1) + tuple(st.patch_size)))
+        assert out.shape[2:] == tuple(st.patch_size)
+
+
+@pytest.mark.parametrize("text,seconds", [("30m", 1800), ("8h", 28800), ("1h30m", 5400), ("90s", 90), ("45", 2700)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_parse_duration_rejects_nonsense():
+    with pytest.raises(ValueError, match="not understood"):
+        parse_duration("soon")
+
+
+_RUNNER = """
+import os, signal, sys
+import torch
+from autounet.cli import main
+calls = {"n": 0}
+real = torch.nn.utils.clip_grad_norm_
+def clip(*a, **k):
+    calls["n"] += 1
+    if calls["n"] == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*a, **k)
+torch.nn.utils.clip_grad_norm_ = clip
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_budgeted_run_records_its_decision_and_resume_keeps_the_schedule(tiny_2d: Path, tmp_path: Path):
+    root = tmp_path / "ws"
+    api.plan_and_preprocess(tiny_2d, root=root, processes=1)
+    env = {**os.environ, "AUTOUNET_CACHE": str(tmp_path / "cache")}
+
+    def args(fold):
+        return ["train", str(tiny_2d), "2d", str(fold), "--root", str(root), "--device", "cpu", "--num-workers", "0",
+                "--no-tta"]
+
+    # fold 2 runs through: it measures this machine (cached for fold 1) and records its decision
+    first = subprocess.run([sys.executable, "-m", "autounet.cli"] + args(2) + ["--time-budget", "20s"],
+                           capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    log2 = (root / "results" / tiny_2d.name / "2d" / "fold_2" / "training_log.txt").read_text()
+    decision = re.search(r"budget 20 s, [\d.]+ s/iteration -> \d+ iterations \((\d+) epochs x (\d+)\)", log2)
+    assert decision and "calibration:" in log2, log2
+    epochs, per_epoch = int(decision.group(1)), int(decision.group(2))
+    assert ckpt.load_checkpoint(root / "results" / tiny_2d.name / "2d" / "fold_2" / "checkpoint_final.pt")["epoch"] == epochs
+    # fold 1 (same number of validation cases, cached calibration: same decision) is killed in its third epoch
+    kill_at = 2 * per_epoch + 2
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, str(kill_at)] + args(1) + ["--time-budget", "20s"],
+                          capture_output=True, text=True, env=env)
+    folder = root / "results" / tiny_2d.name / "2d" / "fold_1"
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    log = (folder / "training_log.txt").read_text()
+    assert "calibration (cached)" in log and decision.group(0) in log
+    latest = ckpt.load_checkpoint(folder / "checkpoint_latest.pt")
+    assert latest["budget"]["seconds"] == 20 and latest["epoch"] == 2
+    # resumed with another budget: the original schedule and network are kept
+    done = subprocess.run([sys.executable, "-m", "autounet.cli"] + args(1) + ["--continue", "--time-budget", "5m"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (folder / "training_log.txt").read_text()
+    assert "continuing the same schedule" in log
+    final = ckpt.load_checkpoint(folder / "checkpoint_final.pt")
+    assert final["epoch"] == epochs and final["log"]["epoch"] == list(range(epochs))
