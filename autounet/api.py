@@ -295,11 +295,14 @@ def report(dataset: str | Path, root: Path | None = None, output: Path | None = 
 
 
 def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fullres"), folds: int = 5,
-         epochs: int = 4, iterations_per_epoch: int = 12, device: str = "auto") -> dict:
-    """The whole pipeline on a generated example dataset, with a short schedule; resumable.
+         time_budget_s: float | None = 360.0, epochs: int | None = None, iterations_per_epoch: int | None = None,
+         device: str = "auto") -> dict:
+    """The whole pipeline on a generated example dataset; resumable.
 
     make_example_dataset -> plan_and_preprocess -> train (folds x configurations) ->
     find_best_configuration -> predict the held-out test images -> evaluate -> report.
+    The training time is ``time_budget_s`` in all, split evenly over the folds (each fold fits
+    its schedule to this machine); or give ``epochs`` and ``iterations_per_epoch``.
     """
     from autounet.training.config import TrainingConfig
     from autounet.workspace import default_root
@@ -309,8 +312,13 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
     if not (raw / "dataset.json").is_file():
         make_example_dataset(raw, dims=3, cases=20, channels=1, anisotropic=True, shape=(16, 48, 48), test_cases=5)
     plan_and_preprocess(raw, root=root)
-    config = TrainingConfig(epochs=epochs, iterations_per_epoch=iterations_per_epoch, val_iterations_per_epoch=2,
-                            save_probabilities=True)
+    if epochs is not None or iterations_per_epoch is not None:
+        config = TrainingConfig(epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12,
+                                val_iterations_per_epoch=2, save_probabilities=True)
+    else:
+        per_fold = time_budget_s / (len(configurations) * folds)
+        config = TrainingConfig(time_budget_s=per_fold, save_probabilities=True)
+        log.info("demo: %.0f s of training in all, %.0f s per fold", time_budget_s, per_fold)
     for configuration in configurations:
         for fold in range(folds):
             train(raw, configuration, fold, root=root, config=config, device=device, resume=True)

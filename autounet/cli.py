@@ -147,7 +147,10 @@ def _cmd_report(a: argparse.Namespace) -> int:
 def _cmd_demo(a: argparse.Namespace) -> int:
     from autounet import api
 
-    api.demo(a.root, epochs=a.epochs, iterations_per_epoch=a.iterations_per_epoch, device=a.device)
+    from autounet.training.budget import parse_duration
+
+    api.demo(a.root, time_budget_s=parse_duration(a.time_budget), epochs=a.epochs,
+             iterations_per_epoch=a.iterations_per_epoch, device=a.device)
     return 0
 
 
@@ -328,10 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline on a generated example dataset (the README's main job)",
                        description="Generate an example dataset, plan and preprocess, train 5 folds of 2d and "
-                                   "3d_fullres with a short schedule, choose the best, predict and evaluate the "
+                                   "3d_fullres within a time budget, choose the best, predict and evaluate the "
                                    "held-out cases, and write the report. Resumable.")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--iterations-per-epoch", type=int, default=12)
+    p.add_argument("--time-budget", default="6m",
+                   help="training time in all, split over the 10 folds (default 6m); each fold fits its schedule")
+    p.add_argument("--epochs", type=int, default=None, help="a fixed schedule instead of the budget")
+    p.add_argument("--iterations-per-epoch", type=int, default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     _add_common(p)
     p.set_defaults(func=_cmd_demo)

@@ -56,7 +56,7 @@ def synth_case(rng: np.random.Generator, shape: tuple[int, ...], spacing: tuple[
     organ = _blob(coords, organ_c, organ_r, _random_rotation(rng, dims), 0.4 * _smooth_field(rng, shape, sigma)) & body
     direction = rng.normal(size=dims)
     lesion_c = organ_c + direction / np.linalg.norm(direction) * organ_r * rng.uniform(0.2, 0.8)
-    lesion = _blob(coords, lesion_c, organ_r * rng.uniform(0.25, 0.4), _random_rotation(rng, dims),
+    lesion = _blob(coords, lesion_c, organ_r * rng.uniform(0.4, 0.6), _random_rotation(rng, dims),
                    0.5 * _smooth_field(rng, shape, [s / 2 for s in sigma])) & body
     seg = np.zeros(shape, np.uint8)
     seg[organ] = 1
