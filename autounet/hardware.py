@@ -19,8 +19,6 @@ from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
 
 CPU_RAM_FRACTION = 0.3
 MAX_MEMORY_TARGET_GB = 8.0
@@ -71,19 +69,34 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _accelerator_possible() -> bool:
+    """Whether a CUDA or Apple GPU could be present (an NVIDIA driver, or macOS on arm64)."""
+    if Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists():
+        return True
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
 def cpu_cores() -> int:
     """Cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def detect_hardware(device: str = "auto") -> HardwareInfo:
-    """The device ("auto": CUDA, then MPS, then CPU) and the host's cores and RAM."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    """The device ("auto": CUDA, then MPS, then CPU) and the host's cores and RAM.
+
+    torch is imported only where a GPU is possible, so that planning on a CPU machine does
+    not pay its start-up time."""
     name, gpu_gb = _cpu_model(), None
-    if device == "cuda" and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        name, gpu_gb = props.name, props.total_memory / 1024**3
+    if device == "auto" and not _accelerator_possible():
+        device = "cpu"
+    if device in ("auto", "cuda", "mps"):
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        if device == "cuda" and torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            name, gpu_gb = props.name, props.total_memory / 1024**3
     return HardwareInfo(device, name, gpu_gb, cpu_cores(), round(_ram_gb(), 2), cpu_has_native_bf16())
 
 
@@ -114,8 +127,10 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def autocast_for(device: torch.device, enabled: bool):
+def autocast_for(device, enabled: bool):
     """Mixed precision: float16 on CUDA; bfloat16 on CPUs that compute it natively; else none."""
+    import torch
+
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     if enabled and device.type == "cpu" and cpu_has_native_bf16():
