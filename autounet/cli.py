@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities (.npz + .json)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--no-amp", dest="amp", action="store_false",
-                   help="predict in float32 (default: float16 on CUDA, bfloat16 on CPUs with native bf16)")
+                   help="predict in float32 on CUDA too (default: float16 on CUDA; CPUs always use float32)")
     p.add_argument("-p", "--processes", type=int, default=1, help="preprocessing worker processes (default 1)")
     _add_common(p)
     p.set_defaults(func=_cmd_predict)

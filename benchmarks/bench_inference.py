@@ -19,7 +19,8 @@ here, not the segmentations):
    Each variant runs on all cases and (unless ``--no-single``) on the first case alone; the
    difference gives a start-up-free time per case: (wall(N) - wall(1)) / (N - 1), medians.
    Peak memory: the maximum of the summed PSS of the process and all its descendants, sampled
-   every 50 ms (``_common.TreeMemorySampler``).
+   every 250 ms (``--interval``; ``_common.TreeMemorySampler``; a sample of a 1 GB tree costs about
+   15 ms of CPU, so 50 ms sampling would slow the measured tool, the bigger one more).
 3. Optional accuracy check of the lower-precision default (``--accuracy-model``): a better-trained
    autounet fold is copied into ``OUT/acc/`` (with its workspace's ``preprocessed/`` and a link to
    its ``raw/``), predicts the dataset's ``imagesTs`` with and without ``--no-amp``, and both are
@@ -440,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy-wait", type=float, default=0,
                     help="seconds to wait for the accuracy model's checkpoint_final.pt to appear (default 0)")
     ap.add_argument("--accuracy-only", action="store_true", help="skip the timing runs")
-    ap.add_argument("--interval", type=float, default=0.05, help="memory sampling interval in seconds (default 0.05)")
+    ap.add_argument("--interval", type=float, default=0.25,
+                    help="memory sampling interval in seconds (default 0.25: reading smaps_rollup of a 1 GB process "
+                         "costs ~15 ms, so 50 ms sampling would take ~25%% of a core from the tool measured)")
     args = ap.parse_args(argv)
     if not have_smaps_rollup():
         ap.error("needs Linux >= 4.14 (/proc/<pid>/smaps_rollup)")
@@ -531,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [
             "s_per_case = total wall / cases, start-up (imports, model loading) included for both tools",
             "s_per_case_startup_free = (median wall(N cases) - median wall(1 case)) / (N - 1)",
-            "peak PSS: max over 50 ms samples of the summed PSS of the tool's process tree",
+            f"peak PSS: max over {args.interval} s samples of the summed PSS of the tool's process tree",
             "the bench models are trained for a few iterations only: their segmentations are not compared",
         ],
         "total_s": time.perf_counter() - t_start,

@@ -43,7 +43,7 @@ class PredictSettings:
     mirror: bool = True
     step: float = 0.5
     save_probabilities: bool = False
-    amp: bool = True  # float16 on CUDA, bfloat16 on CPUs with native support
+    amp: bool = True  # float16 on CUDA (a CPU predicts in float32)
     processes: int = 1  # preprocessing worker processes (0: in the main process)
 
 

@@ -18,9 +18,10 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray, stage: StagePlan,
                    show_progress: bool = False, amp: bool = True) -> torch.Tensor:
     """Logits (K, Z, Y, X) on the CPU for preprocessed data (C, Z, Y, X).
 
-    A 2D configuration predicts each slice with 2D windows. ``amp``: float16 on CUDA, bfloat16 on
-    CPUs with native support. On CUDA the windows are accumulated on the GPU, falling back to
-    the CPU when the GPU runs out of memory.
+    A 2D configuration predicts each slice with 2D windows. ``amp``: float16 on CUDA. A CPU
+    predicts in float32 — bfloat16 autocast, which speeds up training steps 2.4x there, made
+    sliding-window inference 2x slower in benchmarks/bench_inference.py. On CUDA the windows are
+    accumulated on the GPU, falling back to the CPU when the GPU runs out of memory.
     """
     if device.type == "cuda":
         try:
@@ -37,7 +38,7 @@ def _predict(network, data, stage, device, mirror, step_fraction, batch_size, sh
     network.eval()
     was = getattr(network, "deep_supervision", False)
     network.deep_supervision = False
-    amp = autocast_for(device, amp_enabled)
+    amp = autocast_for(device, amp_enabled and device.type == "cuda")
     image = torch.from_numpy(np.array(data, dtype=np.float32)).to(device)  # a writable copy of the memmap
     k = stage.network.num_outputs
     mirror_axes = stage.mirror_axes if mirror else ()
