@@ -13,9 +13,10 @@ here, not the segmentations):
    (a) nnU-Net: ``nnUNetv2_predict -i IN -o OUT -d 970 -c 3d_fullres -f 0 -tr nnUNetTrainer_anchorTiny
        -device cpu -npp 1 -nps 1`` (test-time mirroring on, its default);
    (b) autounet default: ``autounet predict -i IN -o OUT -d 970 -c 3d_fullres -f 0 --root OUT/autounet
-       --device cpu`` (mirroring on; mixed precision = bfloat16 autocast on CPUs with native bf16,
-       else float32);
-   (c) autounet ``--no-amp`` (float32, the same arithmetic as nnU-Net).
+       --device cpu`` (mirroring on; float16 autocast on CUDA; on a CPU float32 since commit c78377b --
+       before it, bfloat16 autocast on CPUs with native bf16, which this benchmark measured 2x slower);
+   (c) autounet ``--no-amp`` (float32 everywhere, the same arithmetic as nnU-Net; on a CPU now the same
+       as (b)).
    Each variant runs on all cases and (unless ``--no-single``) on the first case alone; the
    difference gives a start-up-free time per case: (wall(N) - wall(1)) / (N - 1), medians.
    Peak memory: the maximum of the summed PSS of the process and all its descendants, sampled
@@ -23,7 +24,9 @@ here, not the segmentations):
    15 ms of CPU, so 50 ms sampling would slow the measured tool, the bigger one more).
 3. Optional accuracy check of the lower-precision default (``--accuracy-model``): a better-trained
    autounet fold is copied into ``OUT/acc/`` (with its workspace's ``preprocessed/`` and a link to
-   its ``raw/``), predicts the dataset's ``imagesTs`` with and without ``--no-amp``, and both are
+   its ``raw/``), predicts the dataset's ``imagesTs`` with and without ``--no-amp`` on
+   ``--accuracy-device`` (default cpu; the check only compares two arithmetics where the default is
+   not float32: CUDA, or a CPU with an autounet older than c78377b), and both are
    evaluated against ``labelsTs`` with ``autounet evaluate``; the per-class mean Dice of both, their
    difference and the voxel agreement of the two predictions are reported. The rule: a speed-up
    that changes the arithmetic must keep Dice within 0.005 of the float32 result.
@@ -65,7 +68,7 @@ VARIANTS = {  # name -> extra autounet predict arguments (None: nnU-Net)
     "autounet": [],
     "autounet_fp32": ["--no-amp"],
 }
-VARIANT_LABEL = {"nnunet": "nnU-Net (fp32)", "autounet": "autounet (default amp)", "autounet_fp32": "autounet --no-amp"}
+VARIANT_LABEL = {"nnunet": "nnU-Net (fp32)", "autounet": "autounet (default)", "autounet_fp32": "autounet --no-amp"}
 DICE_TOLERANCE = 0.005
 
 
@@ -260,12 +263,12 @@ def accuracy_check(args: argparse.Namespace, env: dict[str, str]) -> dict:
         shutil.copytree(src_root / "preprocessed" / ds, ws / "preprocessed" / ds)
     link_dir(src_root / "raw" / ds, ws / "raw" / ds)
     print(f"\naccuracy check: {fold_dir} (copied to {ws}), {len(_seg_files(images))} images of {images}")
-    res: dict = {"model": str(fold_dir), "workspace": str(ws), "dataset": ds, "configuration": config, "fold": fold,
+    res: dict = {"device": args.accuracy_device, "model": str(fold_dir), "workspace": str(ws), "dataset": ds, "configuration": config, "fold": fold,
                  "images": str(images), "labels": str(labels), "tolerance": DICE_TOLERANCE, "runs": {}}
     for name, extra in (("amp", []), ("fp32", ["--no-amp"])):
         pred = fresh(ws / f"pred_{name}")
         cmd = [sys.executable, "-m", "autounet.cli", "predict", "-i", str(images), "-o", str(pred), "-d", ds, "-c", config,
-               "-f", fold, "--root", str(ws), "--device", "cpu", *extra]
+               "-f", fold, "--root", str(ws), "--device", args.accuracy_device, *extra]
         log = args.out / "logs" / "inference" / f"accuracy_predict_{name}.log"
         rc, wall, _, s = run_measured(cmd, env, log, args.interval)
         run = {"predict_command": display(cmd), "predict_rc": rc, "predict_wall_s": wall,
@@ -294,7 +297,7 @@ def accuracy_check(args: argparse.Namespace, env: dict[str, str]) -> dict:
     a, f = res["runs"].get("amp", {}), res["runs"].get("fp32", {})
     if "dice_per_class" in a and "dice_per_class" in f:
         diff = {c: a["dice_per_class"][c] - f["dice_per_class"][c] for c in f["dice_per_class"]}
-        res["dice_difference_amp_minus_fp32"] = diff
+        res["dice_difference_default_minus_fp32"] = diff
         res["foreground_mean_difference"] = a["foreground_mean_dice"] - f["foreground_mean_dice"]
         res["max_abs_class_difference"] = max(abs(v) for v in diff.values())
         res["within_tolerance"] = res["max_abs_class_difference"] <= DICE_TOLERANCE
@@ -376,30 +379,30 @@ def report(runs: list[PredictRun], variants: list[str], n: int, single: bool) ->
                   + f"   peak PSS {_f(rr['peak_pss_autounet_over_nnunet'], '.2f')}")
     if "autounet" in medians and "autounet_fp32" in medians:
         a, f = medians["autounet"], medians["autounet_fp32"]
-        ratios["autounet_amp_vs_fp32"] = {
-            "time_fp32_over_amp": f["wall_s"] / a["wall_s"] if a["wall_s"] and f["wall_s"] else None,
-            "time_startup_free_fp32_over_amp": f["s_per_case_startup_free"] / a["s_per_case_startup_free"]
+        ratios["autounet_default_vs_no_amp"] = {
+            "time_no_amp_over_default": f["wall_s"] / a["wall_s"] if a["wall_s"] and f["wall_s"] else None,
+            "time_startup_free_no_amp_over_default": f["s_per_case_startup_free"] / a["s_per_case_startup_free"]
                 if a.get("s_per_case_startup_free") and f.get("s_per_case_startup_free") else None}
     return {"medians": medians, "ratios": ratios}
 
 
 def print_accuracy(acc: dict) -> None:
-    print("\naccuracy check of the default mixed precision (autounet predict vs --no-amp)")
+    print(f"\naccuracy check of the default precision (autounet predict vs --no-amp, device {acc.get('device')})")
     if "error" in acc:
         print("  skipped:", acc["error"])
         return
     print(f"  model {acc['model']}; {acc['images']} vs {acc['labels']}")
     a, f = acc["runs"].get("amp", {}), acc["runs"].get("fp32", {})
-    for name, r in (("default (amp)", a), ("--no-amp (fp32)", f)):
+    for name, r in (("default", a), ("--no-amp (fp32)", f)):
         if "dice_per_class" in r:
             per = "  ".join(f"class {c} {d:.4f}" for c, d in r["dice_per_class"].items())
             print(f"  {name:<16} mean Dice {per}   foreground mean {r['foreground_mean_dice']:.4f}"
                   f"   ({r['predict_wall_s']:.1f} s)")
         else:
             print(f"  {name:<16} FAILED: {r.get('error', '?')[-500:]}")
-    if "dice_difference_amp_minus_fp32" in acc:
-        d = acc["dice_difference_amp_minus_fp32"]
-        print("  difference amp - fp32: " + "  ".join(f"class {c} {v:+.5f}" for c, v in d.items())
+    if "dice_difference_default_minus_fp32" in acc:
+        d = acc["dice_difference_default_minus_fp32"]
+        print("  difference default - fp32: " + "  ".join(f"class {c} {v:+.5f}" for c, v in d.items())
               + f"   foreground mean {acc['foreground_mean_difference']:+.5f}")
         va = acc["voxel_agreement"]
         print(f"  max |difference| {acc['max_abs_class_difference']:.5f} "
@@ -440,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy-labels", type=Path, default=None, help="default ROOT/raw/DATASET/labelsTs")
     ap.add_argument("--accuracy-wait", type=float, default=0,
                     help="seconds to wait for the accuracy model's checkpoint_final.pt to appear (default 0)")
+    ap.add_argument("--accuracy-device", default="cpu", choices=("cpu", "cuda", "mps", "auto"),
+                    help="device of the accuracy check's predictions (default cpu)")
     ap.add_argument("--accuracy-only", action="store_true", help="skip the timing runs")
     ap.add_argument("--interval", type=float, default=0.25,
                     help="memory sampling interval in seconds (default 0.25: reading smaps_rollup of a 1 GB process "
@@ -483,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         inp, one, input_names = ensure_inputs(args, lay)
         sizes = [args.cases] + ([] if args.no_single else [1])
         print(f"\nbenchmark: {args.repeats} round(s) x {args.variants} x {sizes} case(s), {os.cpu_count()} cores; "
-              f"autounet default precision on this CPU: {'bfloat16 autocast' if bf16 else 'float32' if bf16 is False else '?'}; "
+              f"CPU with native bf16: {bf16}; "
               f"logs in {args.out / 'logs' / 'inference'}")
         for rnd in range(1, args.repeats + 1):
             for n, folder in ((args.cases, inp), (1, one)):
@@ -500,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(log_tail(Path(r.log)), file=sys.stderr)
         summary = report(runs, args.variants, args.cases, not args.no_single)
         if "autounet" in args.variants and "autounet_fp32" in args.variants:
-            # the same model predicting the same images in bfloat16 and float32 (last round's outputs)
+            # the same model predicting the same images by default and with --no-amp (last round's outputs)
             agreement = voxel_agreement(args.out / "infer_out" / f"autounet_{args.cases}cases",
                                         args.out / "infer_out" / f"autounet_fp32_{args.cases}cases")
             print(f"\nbench model, autounet default vs --no-amp: voxel agreement {_f(agreement['agreement'], '.6f')} "
@@ -522,20 +527,22 @@ def main(argv: list[str] | None = None) -> int:
         "commands": {v: display(predict_command(args, lay, v, Path("IN"), Path("OUT"), env)[0])
                      for v in args.variants},
         "autounet_cpu_native_bf16": bf16,
-        "autounet_default_precision_cpu": "bfloat16 autocast" if bf16 else "float32" if bf16 is False else None,
         "sampling_interval_s": args.interval,
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_at_end": os.getloadavg()},
         "models": models,
         "runs": [asdict(r) for r in runs],
         **summary,
-        "bench_model_amp_vs_fp32_agreement": agreement,
+        "bench_model_default_vs_no_amp_agreement": agreement,
         "accuracy_check": acc,
         "notes": [
             "s_per_case = total wall / cases, start-up (imports, model loading) included for both tools",
             "s_per_case_startup_free = (median wall(N cases) - median wall(1 case)) / (N - 1)",
             f"peak PSS: max over {args.interval} s samples of the summed PSS of the tool's process tree",
             "the bench models are trained for a few iterations only: their segmentations are not compared",
+            "autounet predicts in float32 on a CPU since commit c78377b (default and --no-amp are the same "
+            "arithmetic there; identical outputs expected); before it the default was bfloat16 autocast on CPUs "
+            "with native bf16",
         ],
         "total_s": time.perf_counter() - t_start,
     }

@@ -280,6 +280,7 @@ class TrainRun:
     s_per_iter_incl_warmup: float | None = None  # nnU-Net: mean of all iterations; autounet: epoch 0 / N
     samples_s: list[float] = field(default_factory=list)  # per-iteration (nnU-Net) or per-epoch (autounet) times
     compute_s_per_iter: float | None = None  # nnU-Net only: median time inside train_step
+    nnunet_epoch_medians_s: list[float] = field(default_factory=list)  # nnU-Net only: median s/iteration per epoch
     aug_workers: int | None = None
     precision: str = ""
     patch_size: list[int] = field(default_factory=list)
@@ -290,7 +291,7 @@ class TrainRun:
 
 def run_nnunet(args: argparse.Namespace, lay: Layout, rnd: int, env: dict[str, str]) -> TrainRun:
     fresh(lay.nn_results)
-    env = dict(nnunet_env(env, lay), nnUNet_extTrainer=str(args.nnunet_trainers), ANCHOR_EPOCHS="1",
+    env = dict(nnunet_env(env, lay), nnUNet_extTrainer=str(args.nnunet_trainers), ANCHOR_EPOCHS=str(args.nnunet_epochs),
                ANCHOR_TRAIN_ITERS=str(args.iterations), ANCHOR_VAL_ITERS="1", ANCHOR_SKIP_FINAL_VAL="1",
                nnUNet_n_proc_DA=str(args.processes), nnUNet_def_n_proc=str(args.processes))
     cmd = [str(args.nnunet_venv / "bin" / "nnUNetv2_train"), str(DATASET_ID), CONFIG, "0", "-tr", NNUNET_TRAINER,
@@ -304,11 +305,19 @@ def run_nnunet(args: argparse.Namespace, lay: Layout, rnd: int, env: dict[str, s
         t = json.loads(timings.read_text())
         w = [float(v) for v in t["raw"]["iter_wall_s"]]
         c = [float(v) for v in t["raw"]["step_compute_s"]]
-        skip = min(NNUNET_WARMUP_ITERS, len(w) - 1)
+        ep = [int(v) for v in t["raw"]["epoch"]]
+        if args.nnunet_epochs > 1:  # like autounet: drop epoch 0
+            keep = [i for i, e in enumerate(ep) if e >= 1]
+            first = [i for i, e in enumerate(ep) if e == 0]
+        else:  # one epoch: drop its first iterations
+            keep = list(range(min(NNUNET_WARMUP_ITERS, len(w) - 1), len(w)))
+            first = list(range(len(w)))
         r.samples_s = w
-        r.s_per_iter = float(np.median(w[skip:]))
-        r.s_per_iter_incl_warmup = float(np.mean(w))
-        r.compute_s_per_iter = float(np.median(c[skip:]))
+        r.s_per_iter = float(np.median([w[i] for i in keep]))
+        r.s_per_iter_incl_warmup = float(np.mean([w[i] for i in first]))
+        r.compute_s_per_iter = float(np.median([c[i] for i in keep]))
+        r.nnunet_epoch_medians_s = [float(np.median([w[i] for i, e in enumerate(ep) if e == k]))
+                                    for k in sorted(set(ep))]
         r.patch_size, r.batch_size = t["patch_size"], t["batch_size"]
     except (OSError, ValueError, KeyError) as e:
         r.error = f"no timings in {timings}: {type(e).__name__}: {e}"
@@ -367,7 +376,7 @@ def _f(v: float | None, fmt: str) -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
-def report(runs: list[TrainRun], variants: list[str]) -> dict:
+def report(runs: list[TrainRun], variants: list[str], iterations: int) -> dict:
     hdr = (f"{'round':>5}  {'run':<23} {'s/iter':>7} {'it/s':>6} {'s/it warm':>9} {'wall s':>7} {'cpu s':>7} "
            f"{'peak PSS MiB':>12} {'RSS-sum MiB':>11} {'procs':>5} {'DA workers':>10}  precision")
     print()
@@ -379,8 +388,13 @@ def report(runs: list[TrainRun], variants: list[str]) -> dict:
         print(f"{r.round:>5}  {VARIANT_LABEL[r.variant]:<23} {_f(r.s_per_iter, '7.2f')} {_f(ips, '6.3f')} "
               f"{_f(r.s_per_iter_incl_warmup, '9.2f')} {r.wall_s:>7.1f} {r.cpu_s:>7.1f} {r.peak_pss_mib:>12.0f} "
               f"{r.peak_rss_sum_mib:>11.0f} {r.peak_processes:>5} {_f(r.aug_workers, '>10')}  {r.precision}{flag}")
-    print("  s/iter: nnU-Net median of iterations 4..N; autounet median over epochs 1.. of (epoch time / N)")
-    print("  s/it warm: warm-up included (nnU-Net mean of all N iterations; autounet epoch 0 / N)")
+    print("per epoch, s/iteration (nnU-Net: median of the epoch's iterations; autounet: epoch time / N):")
+    for r in runs:
+        per = r.nnunet_epoch_medians_s if r.variant == "nnunet" else [v / iterations for v in r.samples_s]
+        print(f"  round {r.round} {VARIANT_LABEL[r.variant]:<23} " + " ".join(f"{v:.2f}" for v in per))
+    print("  s/iter: nnU-Net median of iterations 4..N (with --nnunet-epochs > 1: of the iterations of epochs 1..);"
+          " autounet median over epochs 1.. of (epoch time / N)")
+    print("  s/it warm: warm-up included (nnU-Net mean of the iterations of epoch 0; autounet epoch 0 / N)")
     keys = ("s_per_iter", "s_per_iter_incl_warmup", "wall_s", "cpu_s", "peak_pss_mib", "peak_rss_sum_mib",
             "compute_s_per_iter")
     medians = {v: {k: _med(runs, v, k) for k in keys} for v in variants}
@@ -428,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"folder holding {NNUNET_TRAINER}.py (default {DEFAULT_TRAINERS})")
     ap.add_argument("--repeats", type=int, default=2, help="rounds; each round runs every variant once (default 2)")
     ap.add_argument("--iterations", type=int, default=20, help="training iterations per epoch, N (default 20)")
+    ap.add_argument("--nnunet-epochs", type=int, default=1,
+                    help="nnU-Net epochs of N iterations (default 1: iterations 4..N are timed; more: epoch 0 is "
+                         "dropped, as for autounet)")
     ap.add_argument("--autounet-epochs", type=int, default=3,
                     help="autounet epochs of N iterations; epoch 0 is dropped as warm-up (default 3)")
     ap.add_argument("--autounet-workers", type=int, default=None,
@@ -442,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not have_smaps_rollup():
         ap.error("needs Linux >= 4.14 (/proc/<pid>/smaps_rollup)")
-    if args.iterations < 1 or args.autounet_epochs < 1 or args.repeats < 1:
-        ap.error("--iterations, --autounet-epochs and --repeats must be >= 1")
+    if min(args.iterations, args.autounet_epochs, args.nnunet_epochs, args.repeats) < 1:
+        ap.error("--iterations, --autounet-epochs, --nnunet-epochs and --repeats must be >= 1")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     variants = list(args.variants)
@@ -488,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             if not ok:
                 print(log_tail(Path(r.log)), file=sys.stderr)
-    summary = report(runs, variants)
+    summary = report(runs, variants, args.iterations)
 
     notes = []
     workers = {v: sorted({r.aug_workers for r in runs if r.variant == v and r.aug_workers is not None}) for v in variants}
@@ -515,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         "configuration": CONFIG,
         "iterations": args.iterations,
         "autounet_epochs": args.autounet_epochs,
+        "nnunet_epochs": args.nnunet_epochs,
         "nnunet_warmup_iterations_dropped": NNUNET_WARMUP_ITERS,
         "processes": args.processes,
         "repeats": args.repeats,

@@ -3,7 +3,8 @@
 
 For every dataset the script runs
 
-* ``autounet plan_and_preprocess ID --plan-only --force`` (fingerprint + plans.json), and
+* ``autounet plan_and_preprocess ID --plan-only --force --gpu-memory-gb 8`` (fingerprint + plans.json; 8 GB,
+  nnU-Net's default, instead of the target autounet would detect on this machine), and
 * ``nnUNetv2_plan_and_preprocess -d ID --no_pp --clean`` from nnU-Net's own virtualenv
   (fingerprint + nnUNetPlans.json; nnU-Net reads the very same raw folder: the workspace's
   ``raw/`` is also ``nnUNet_raw``),
@@ -312,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         times = {}
         print(f"{name}: autounet plan", flush=True)
         times["autounet"] = _run([sys.executable, "-m", "autounet.cli", "plan_and_preprocess", str(did), "--root",
-                                  str(out), "--plan-only", "--force", "-p", str(args.processes)], env,
+                                  str(out), "--plan-only", "--force", "-p", str(args.processes),
+                                  "--gpu-memory-gb", "8"], env,
                                  out / "logs" / f"{name}_autounet.log")
         print(f"{name}: nnU-Net plan", flush=True)
         times["nnunet"] = _run([str(exe), "-d", str(did), "--no_pp", "--clean", "-npfp", str(args.processes)], nn_env,

@@ -10,7 +10,11 @@ The rules, in order:
 3. If that gives the planned network fewer than ``MIN_LEARNING_ITERATIONS`` iterations, it would
    barely learn (measured: 150 CPU iterations found a large organ but not a small lesion), so
    lighter variants are tried in order — half the features; then also one stage fewer; then
-   also half the patch — and the first that reaches the minimum is taken (else the lightest).
+   also half the patch — and the first that reaches the minimum is taken (else the one with the
+   most iterations). Only the planned network is measured up front; a variant's speed is
+   estimated from its share of the work (activation volume, which tracks the convolutions'
+   arithmetic), and the variant finally chosen is measured before its schedule is fixed.
+   Time already spent (start-up, calibration) comes off the budget.
 Every decision is explained in one log line, e.g. "budget 30 min, 1.90 s/iteration -> 900
 iterations (36 epochs x 25); planned network kept".
 """
@@ -21,11 +25,11 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from autounet.autoplan.memory import GIB, estimate_training_bytes
+from autounet.autoplan.memory import GIB, activation_elements, estimate_training_bytes
 from autounet.autoplan.plans import NetworkTopology, StagePlan
 from autounet.autoplan.topology import pad_to_multiple
 
-STARTUP_S = 10.0
+STARTUP_S = 5.0   # process start-up before the fold begins, and the final checkpoint
 EPOCH_OVERHEAD_S = 0.5           # checkpoint write, log line, occasional plot
 TARGET_EPOCHS = 20
 MIN_ITERATIONS_PER_EPOCH, MAX_ITERATIONS_PER_EPOCH = 10, 250
@@ -123,26 +127,41 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+def estimate(measured: Calibration, stage: StagePlan, variant: StagePlan) -> Calibration:
+    """A variant's speed, scaled from a measured configuration by its share of the work."""
+    work = activation_elements(stage.patch_size, stage.network) * stage.batch_size
+    ratio = activation_elements(variant.patch_size, variant.network) * variant.batch_size / work
+    return Calibration(measured.seconds_per_iteration * ratio, measured.seconds_per_val_iteration * ratio)
+
+
 def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Calibration], num_val_cases: int,
-           mirror: bool = True) -> BudgetDecision:
-    """Choose network variant and schedule for a budget (rules in the module docstring)."""
+           mirror: bool = True, elapsed: Callable[[], float] = lambda: 0.0) -> BudgetDecision:
+    """Choose network variant and schedule for a budget (rules in the module docstring).
+
+    elapsed : seconds already spent of the budget (start-up, calibration), read when needed."""
+    base = measure(stage)
+
+    def plan(candidate: StagePlan, calibration: Calibration) -> Schedule | None:
+        reserve = STARTUP_S + final_validation_seconds(candidate, calibration, num_val_cases, mirror)
+        return schedule_for(budget_s - elapsed(), calibration, reserve)
+
     tried = []
     for variant, candidate in [("planned network kept", stage)] + lighter_variants(stage):
-        calibration = measure(candidate)
-        reserve = STARTUP_S + final_validation_seconds(candidate, calibration, num_val_cases, mirror)
-        sched = schedule_for(budget_s, calibration, reserve)
-        tried.append((variant, candidate, calibration, sched))
-        if sched is not None and sched.iterations >= MIN_LEARNING_ITERATIONS:
+        calibration = base if candidate is stage else estimate(base, stage, candidate)
+        tried.append((variant, candidate, plan(candidate, calibration)))
+        if tried[-1][2] is not None and tried[-1][2].iterations >= MIN_LEARNING_ITERATIONS:
             break
     else:
-        feasible = [t for t in tried if t[3] is not None]
-        if not feasible:
-            v, c, cal, _ = tried[-1]
-            raise ValueError(f"a budget of {_minutes(budget_s)} does not fit one epoch of even the lightest variant "
-                             f"({cal.seconds_per_iteration:.2f} s/iteration, final validation "
-                             f"{final_validation_seconds(c, cal, num_val_cases, mirror):.0f} s); give more time")
-        tried = [max(feasible, key=lambda t: t[3].iterations)]
-    variant, candidate, calibration, sched = tried[-1]
+        feasible = [t for t in tried if t[2] is not None]
+        tried = [max(feasible, key=lambda t: t[2].iterations)] if feasible else tried[-1:]
+    variant, candidate, sched = tried[-1]
+    calibration = base if candidate is stage else measure(candidate)
+    sched = plan(candidate, calibration)
+    if sched is None:
+        raise ValueError(f"a budget of {_minutes(budget_s)} does not fit one epoch of even the lightest variant "
+                         f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation "
+                         f"{final_validation_seconds(candidate, calibration, num_val_cases, mirror):.0f} s); "
+                         "give more time")
     note = "" if sched.iterations >= MIN_LEARNING_ITERATIONS else f" (below the {MIN_LEARNING_ITERATIONS} iterations a network needs to learn well)"
     explanation = (f"budget {_minutes(budget_s)}, {calibration.seconds_per_iteration:.2f} s/iteration -> "
                    f"{sched.iterations} iterations ({sched.epochs} epochs x {sched.iterations_per_epoch}){note}; "

@@ -361,12 +361,13 @@ def _network_text(stage: StagePlan) -> str:
             f"features {'-'.join(map(str, stage.network.features_per_stage))}")
 
 
-def _apply_budget(setup: FoldSetup, config: TrainingConfig, dev: torch.device, spent_s: float
+def _apply_budget(setup: FoldSetup, config: TrainingConfig, dev: torch.device, started: float
                   ) -> tuple[FoldSetup, TrainingConfig, dict]:
     """Choose schedule and network variant for the time budget (rules in training/budget.py)."""
     n_val = len(setup.val_ids) if config.final_validation and setup.fold != "all" else 0
-    decision = decide(config.time_budget_s - spent_s, setup.stage,
-                      lambda stage: _calibrate(_with_stage(setup, stage), config, dev), n_val, config.validation_tta)
+    decision = decide(config.time_budget_s, setup.stage,
+                      lambda stage: _calibrate(_with_stage(setup, stage), config, dev), n_val, config.validation_tta,
+                      elapsed=lambda: time.monotonic() - started)
     s = decision.schedule
     config = dataclasses.replace(config, epochs=s.epochs, iterations_per_epoch=s.iterations_per_epoch,
                                  val_iterations_per_epoch=s.val_iterations_per_epoch)
@@ -411,7 +412,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
             if dist.enabled:
                 raise ValueError("--time-budget is not supported with torchrun yet; give --epochs and "
                                  "--iterations-per-epoch instead")
-            setup, config, budget = _apply_budget(setup, config, dev, time.monotonic() - started)
+            setup, config, budget = _apply_budget(setup, config, dev, started)
         elif config.time_budget_s:
             log.warning("--time-budget ignored: resuming a run with a fixed schedule")
         run = _new_run(setup, config, dev)
