@@ -30,7 +30,7 @@ from autounet.autoplan.plans import NetworkTopology, StagePlan
 from autounet.autoplan.topology import pad_to_multiple
 
 STARTUP_S = 5.0   # process start-up before the fold begins, and the final checkpoint
-EPOCH_OVERHEAD_S = 0.5           # checkpoint write, log line, occasional plot
+EPOCH_OVERHEAD_S = 1.0           # augmentation workers started and stopped, checkpoint, log line, plot
 TARGET_EPOCHS = 20
 MIN_ITERATIONS_PER_EPOCH, MAX_ITERATIONS_PER_EPOCH = 10, 250
 MIN_LEARNING_ITERATIONS = 1000

@@ -33,9 +33,9 @@ def stand_in(speeds: dict[int, float]):
 
 def test_small_budget_picks_a_lighter_network_with_a_known_schedule():
     d = decide(1800, stage_3d(), stand_in({32: 1.9, 16: 0.8}), num_val_cases=0)
-    # planned: 1795 s / 1.9 s -> 47 it/epoch, 9 val, 94.3 s/epoch -> 19 epochs = 893 < 1000 iterations
+    # planned: 1795 s / 1.9 s -> 47 it/epoch, 9 val, 94.8 s/epoch -> 18 epochs = 846 < 1000 iterations
     # half the features: estimated at half the work (0.95 s) -> enough; measured 0.8 s -> 112 it/epoch,
-    # 22 val, 101.1 s/epoch -> 17 epochs = 1904 iterations
+    # 22 val, 101.6 s/epoch -> 17 epochs = 1904 iterations
     assert d.variant == "half the features"
     assert (d.schedule.epochs, d.schedule.iterations_per_epoch, d.schedule.val_iterations_per_epoch) == (17, 112, 22)
     assert d.stage.network.features_per_stage == (16, 32, 64, 128, 160)
