@@ -49,7 +49,9 @@ def test_find_best_then_predict_uses_the_choice(cross_validated, tmp_path):
     assert (results / "postprocessing.json").is_file()
     # predict without -c uses the choice; force a postprocessing rule to see it applied
     pp = read_json(results / "postprocessing.json")
+    # exactly the foreground rule: a per-class rule applied after it may split the foreground again
     pp["rules"]["keep_largest_foreground"] = True
+    pp["rules"]["keep_largest_per_class"] = []
     write_json(results / "postprocessing.json", pp)
     out = tmp_path / "pred"
     report = api.predict(raw / "imagesTs", out, dataset=raw, root=root, device="cpu", mirror=False)

@@ -21,15 +21,15 @@ import torch
 from tqdm import tqdm
 
 from autounet.autoplan.plans import Plans, StagePlan
-from autounet.inference.export import export_probabilities, logits_to_probabilities, prediction_meta
+from autounet.inference.export import (export_probabilities, logits_to_probabilities, prediction_meta,
+                                       probabilities_to_labels)
 from autounet.inference.model import TrainedModel
-from autounet.inference.predictor import predict_logits
+from autounet.inference.predictor import predict_logits, with_previous_stage
 from autounet.io.atomic import write_json, write_npz
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import SUPPORTED_ENDINGS, ImageReadError, read_channels, reader_for, write_segmentation
 from autounet.preprocess.pipeline import preprocess_for_prediction
 from autounet.preprocess.resample import resample_to_shape
-from autounet.training.validation import with_previous_stage
 
 log = logging.getLogger("autounet.inference")
 _ENDINGS = "|".join(re.escape(e) for e in sorted(SUPPORTED_ENDINGS, key=len, reverse=True))
@@ -137,7 +137,7 @@ class Predictor:
         prev_data, _ = preprocess_for_prediction(raw[0], raw[1], self.previous.plans, self.previous.model.stage)
         probs = resample_to_shape(self.previous.probabilities(prev_data), data.shape[1:], None, "linear")
         n_prev = self.model.stage.network.input_channels - len(self.plans.channel_names)
-        return with_previous_stage(data, np.argmax(probs, 0), n_prev)
+        return with_previous_stage(data, probabilities_to_labels(probs, self.previous.plans.regions_class_order), n_prev)
 
 
 def _write(case: CaseInput, probs: np.ndarray, geometry: Geometry, plans: Plans, stage: StagePlan,

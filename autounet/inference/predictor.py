@@ -61,3 +61,11 @@ def _predict(network, data, stage, device, mirror, step_fraction, batch_size, sh
             return out
     finally:
         network.deep_supervision = was
+
+
+def with_previous_stage(data: np.ndarray, previous: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """Cascade input: image channels plus the one-hot previous-stage labels 1..num_classes."""
+    if previous is None:
+        return data
+    onehot = np.stack([(previous == c) for c in range(1, num_classes + 1)]).astype(np.float32)
+    return np.concatenate([np.asarray(data, np.float32), onehot])

@@ -16,8 +16,9 @@ import torch
 from tqdm import tqdm
 
 from autounet.autoplan.plans import Plans, StagePlan
-from autounet.inference.export import export_prediction, logits_to_probabilities, prediction_meta
-from autounet.inference.predictor import predict_logits
+from autounet.inference.export import (export_prediction, logits_to_probabilities, prediction_meta,
+                                       probabilities_to_labels)
+from autounet.inference.predictor import predict_logits, with_previous_stage
 from autounet.io.atomic import read_json, write_json, write_npy, write_npz
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import read_segmentation, write_segmentation
@@ -28,21 +29,11 @@ from autounet.training.data import case_meta
 log = logging.getLogger(__name__)
 
 
-def with_previous_stage(data: np.ndarray, previous: np.ndarray | None, num_classes: int) -> np.ndarray:
-    """Cascade input: image channels plus the one-hot previous-stage labels 1..num_classes."""
-    if previous is None:
-        return data
-    onehot = np.stack([(previous == c) for c in range(1, num_classes + 1)]).astype(np.float32)
-    return np.concatenate([np.asarray(data, np.float32), onehot])
-
-
-def next_stage_labels(logits: torch.Tensor, shape: tuple[int, ...], regions: bool) -> np.ndarray:
+def next_stage_labels(logits: torch.Tensor, shape: tuple[int, ...], plans: Plans) -> np.ndarray:
     """Low-resolution logits -> labels at the next stage's preprocessed shape (for the cascade)."""
-    probs = logits_to_probabilities(logits.float(), regions).numpy()
+    probs = logits_to_probabilities(logits.float(), plans.regions_class_order is not None).numpy()
     probs = resample_to_shape(probs, shape, None, "linear")
-    if regions:
-        return np.stack([p > 0.5 for p in probs]).argmax(0).astype(np.int8)  # not used for regions
-    return np.argmax(probs, 0).astype(np.int8)
+    return probabilities_to_labels(probs, plans.regions_class_order).astype(np.int16)
 
 
 def validate(network: torch.nn.Module, plans: Plans, stage: StagePlan, case_ids: list[str], data_folder: Path,
@@ -55,7 +46,6 @@ def validate(network: torch.nn.Module, plans: Plans, stage: StagePlan, case_ids:
     """
     out_folder.mkdir(parents=True, exist_ok=True)
     classes = plans.evaluation_classes
-    regions = plans.regions is not None
     n_prev = stage.network.input_channels - len(plans.channel_names)
     per_case = []
     for case_id in tqdm(case_ids, desc="validation", unit="case"):
@@ -73,7 +63,7 @@ def validate(network: torch.nn.Module, plans: Plans, stage: StagePlan, case_ids:
             write_npz(out_folder / f"{case_id}.npz", {"probabilities": probs.astype(np.float16)})
         if next_stage is not None:
             shape = tuple(case_meta(next_stage[0], case_id)["shape"])
-            write_npy(next_stage[1] / f"{case_id}.npy", next_stage_labels(logits, shape, regions))
+            write_npy(next_stage[1] / f"{case_id}.npy", next_stage_labels(logits, shape, plans))
         ref, _ = read_segmentation(gt_folder / f"{case_id}{plans.file_ending}", plans.reader)
         result = {**prediction_meta(case_id, geometry, plans.file_ending, plans),
                   "metrics": dice_per_class(seg, ref, classes, plans.ignore_label)}
