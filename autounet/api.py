@@ -12,7 +12,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from autounet.autoplan.fingerprint import extract_fingerprint, source_signature
 from autounet.autoplan.planner import PlannerSettings, plan_dataset
@@ -30,6 +30,9 @@ from autounet.workspace import DatasetPaths, resolve_dataset
 
 __all__ = ["make_example_dataset", "verify_dataset", "plan_and_preprocess", "fingerprint_dataset", "train", "predict",
            "find_best_configuration", "evaluate", "apply_postprocessing", "report", "demo"]
+
+if TYPE_CHECKING:
+    from autounet.training.config import TrainingConfig
 
 log = logging.getLogger("autounet")
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from autounet.autoplan.memory import GIB, estimate_training_bytes, max_batch_size
 from autounet.autoplan.plans import ChannelNormalization, Fingerprint, NetworkTopology, Plans, StagePlan
-from autounet.autoplan.topology import features_per_stage, pad_to_multiple, pooling_and_kernels, total_stride
+from autounet.autoplan.topology import features_per_stage, pad_to_multiple, pooling_and_kernels
 from autounet.io.dataset_json import DatasetSpec
 from autounet.io.geometry import FLAT_AXIS_SPACING
 

@@ -52,11 +52,6 @@ def pooling_and_kernels(patch_size: Sequence[int], spacing: Sequence[float]
     return tuple(strides), tuple(kernels)
 
 
-def total_stride(strides: Sequence[Sequence[int]]) -> tuple[int, ...]:
-    """Product of the strides per axis: a patch must be divisible by it."""
-    return tuple(math.prod(s[i] for s in strides) for i in range(len(strides[0])))
-
-
 def pad_to_multiple(patch_size: Sequence[int], factor: Sequence[int]) -> tuple[int, ...]:
     """Round each axis up to a multiple of its downsampling factor."""
     return tuple(int(math.ceil(p / f) * f) for p, f in zip(patch_size, factor))

@@ -146,11 +146,3 @@ class BatchStream:
 
     def __next__(self) -> dict[str, np.ndarray]:
         return self.sampler.sample(self.rng)
-
-
-def default_workers(device_type: str) -> int:
-    """Augmentation workers for this machine (see :func:`autounet.hardware.data_loading`)."""
-    from autounet.hardware import data_loading, detect_hardware
-
-    hw = detect_hardware("cpu" if device_type == "cpu" else device_type)
-    return data_loading(hw)[0]

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from autounet.autoplan.plans import Plans, StagePlan, load_plans
 from autounet.errors import WorkspaceError
-from autounet.hardware import autocast_for
+from autounet.hardware import autocast_for, data_loading, detect_hardware
 from autounet.io.atomic import read_json
 from autounet.preprocess.pipeline import GT_FOLDER
 from autounet.training import checkpoint as ckpt
@@ -32,7 +32,7 @@ from autounet.training.calibration import cached, calibration_key, measure, stor
 from autounet.training.augmentation import (augmentation_params, enlarged_patch_size, training_transforms,
                                             validation_transforms)
 from autounet.training.config import TrainingConfig, poly_lr
-from autounet.training.data import BatchStream, PatchSampler, case_ids_in, default_workers, open_case
+from autounet.training.data import BatchStream, PatchSampler, case_ids_in, open_case
 from autounet.training.distributed import (DistInfo, all_reduce_sum, barrier, check_replicas_identical,
                                            init_distributed, split_batch)
 from autounet.training.losses import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss, deep_supervision_weights
@@ -308,6 +308,7 @@ class Inputs:
     val_sampler: PatchSampler
     val_transform: object
     workers: int
+    pin_memory: bool
     batch: int
 
 
@@ -325,8 +326,9 @@ def _inputs(setup: FoldSetup, config: TrainingConfig, dev: torch.device, dist: D
         train_sampler = PatchSampler(open_all(setup.train_ids), stage.patch_size, batch, config.oversample_foreground)
         train_transform = validation_transforms(n_prev)
     val_sampler = PatchSampler(open_all(setup.val_ids), stage.patch_size, batch, config.oversample_foreground)
-    workers = default_workers(dev.type) if config.num_workers is None else config.num_workers
-    return Inputs(train_sampler, train_transform, val_sampler, validation_transforms(n_prev), workers, batch)
+    workers, pin = data_loading(detect_hardware(dev.type))
+    workers = workers if config.num_workers is None else config.num_workers
+    return Inputs(train_sampler, train_transform, val_sampler, validation_transforms(n_prev), workers, pin, batch)
 
 
 def _calibrate(setup: FoldSetup, config: TrainingConfig, dev: torch.device) -> Calibration:
@@ -341,7 +343,7 @@ def _calibrate(setup: FoldSetup, config: TrainingConfig, dev: torch.device) -> C
         return hit
     run = _new_run(setup, config, dev)
     batches, stop = _loader(inputs.train_sampler, inputs.train_transform, config.seed, 10**6, inputs.workers,
-                            dev.type == "cuda")
+                            inputs.pin_memory)
     val_batches, _ = _loader(inputs.val_sampler, inputs.val_transform, config.seed + 500, 10**6, 0, False)
     try:
         calibration = measure(
@@ -473,7 +475,7 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
             g["lr"] = lr
         torch.manual_seed(config.seed * 100003 + run.epoch)
         batches, stop = _loader(inputs.train_sampler, inputs.train_transform, seed, run.epoch, inputs.workers,
-                                dev.type == "cuda")
+                                inputs.pin_memory)
         try:
             train_loss = train_epoch(run, batches, config, dev, dist.is_main)
         finally:

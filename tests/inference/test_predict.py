@@ -14,7 +14,6 @@ import pytest
 import SimpleITK as sitk
 
 from autounet import api
-from autounet.autoplan.plans import load_plans
 from autounet.errors import AutounetError
 from autounet.inference.model import TrainedModel
 from autounet.inference.predict import PredictSettings, Predictor, find_inputs, predict_cases
