@@ -15,6 +15,13 @@ The rules, in order:
    estimated from its share of the work (activation volume, which tracks the convolutions'
    arithmetic), and the variant finally chosen is measured before its schedule is fixed.
    Time already spent (start-up, calibration) comes off the budget.
+4. While training, after every epoch, the number of epochs is re-planned from the measured wall
+   time of the last epochs (``epochs_that_fit``): a machine that turns out faster or slower than
+   its calibration (other jobs starting or stopping, a warmed-up cache) still ends on time. The
+   learning rate follows the new total; the total never grows beyond ``MAX_EXTENSION`` times the
+   first plan, and training stops early when not even one more epoch fits. Epochs are added only
+   when more than one epoch and more than ``REPLAN_SLACK`` of the budget would stay unused (noise
+   in epoch times must not move the total back and forth).
 Every decision is explained in one log line, e.g. "budget 30 min, 1.90 s/iteration -> 900
 iterations (36 epochs x 25); planned network kept".
 """
@@ -35,6 +42,10 @@ TARGET_EPOCHS = 20
 MIN_ITERATIONS_PER_EPOCH, MAX_ITERATIONS_PER_EPOCH = 10, 250
 MIN_LEARNING_ITERATIONS = 1000
 VALIDATION_OVERHEAD = 1.3        # export, resampling and writing on top of the network's forwards
+FINISH_S = 2.0                   # final checkpoint and shutdown after the last epoch
+REPLAN_WINDOW = 3                # the last epochs whose wall time predicts the next ones
+MAX_EXTENSION = 2.0              # re-planning never more than doubles the first plan's epochs
+REPLAN_SLACK = 0.04              # share of the budget that may stay unused before epochs are added
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,29 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
                    f"{sched.iterations} iterations ({sched.epochs} epochs x {sched.iterations_per_epoch}){note}; "
                    f"{variant}")
     return BudgetDecision(sched, candidate, variant, calibration, explanation)
+
+
+def epochs_that_fit(budget_s: float, used_s: float, done: int, epoch_walls: list[float], reserve_s: float,
+                    planned: int, current: int) -> int:
+    """Total epochs of a budgeted run after ``done`` epochs, from the wall time they took.
+
+    used_s : seconds of the budget spent so far (all processes of the run);
+    epoch_walls : wall seconds of the epochs run by this process, checkpoints included;
+    reserve_s : what still comes after the last epoch (final validation, final checkpoint);
+    planned : the total chosen before training (bounds how far re-planning may extend it);
+    current : the total in force. It is kept while it fits and leaves no more than one epoch or
+    ``REPLAN_SLACK`` of the budget unused, so that noise in epoch times does not move it back
+    and forth."""
+    if not epoch_walls:
+        return current
+    recent = epoch_walls[-REPLAN_WINDOW:]
+    per_epoch = sum(recent) / len(recent)
+    if per_epoch <= 0:
+        return current
+    fit = done + math.floor((budget_s - used_s - reserve_s) / per_epoch)
+    if current <= fit and fit - current <= max(1.0, REPLAN_SLACK * budget_s / per_epoch):
+        return current
+    return max(done, min(fit, math.ceil(planned * MAX_EXTENSION)))
 
 
 def parse_duration(text: str) -> float:

@@ -27,7 +27,7 @@ from autounet.hardware import autocast_for, data_loading, detect_hardware
 from autounet.io.atomic import read_json
 from autounet.preprocess.pipeline import GT_FOLDER
 from autounet.training import checkpoint as ckpt
-from autounet.training.budget import Calibration, decide
+from autounet.training.budget import FINISH_S, Calibration, decide, epochs_that_fit, final_validation_seconds
 from autounet.training.calibration import cached, calibration_key, measure, store
 from autounet.training.augmentation import (augmentation_params, enlarged_patch_size, training_transforms,
                                             validation_transforms)
@@ -183,7 +183,14 @@ class Run:
     log: EpochLog
     epoch: int = 0
     best_ema: float = -math.inf
-    budget: dict | None = None      # {"seconds", "decision"} of a --time-budget run
+    budget: dict | None = None      # a --time-budget run's {"seconds", "decision", "reserve_s", "planned_epochs", "used_s"}
+    started: float = dataclasses.field(default_factory=time.monotonic)  # this process's start, for the budget
+    used_before_s: float = 0.0      # budget seconds used by earlier processes of a resumed run
+
+
+def budget_used(run: Run) -> float:
+    """Seconds of the budget spent so far, earlier processes of a resumed run included."""
+    return run.used_before_s + time.monotonic() - run.started
 
 
 def _checkpoint(run: Run, setup: FoldSetup, config: TrainingConfig, epoch: int) -> dict:
@@ -191,7 +198,8 @@ def _checkpoint(run: Run, setup: FoldSetup, config: TrainingConfig, epoch: int) 
         "network": run.module.state_dict(), "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
         "epoch": epoch, "best_ema": run.best_ema, "rng": ckpt.rng_state(), "log": run.log.to_json(),
         "plans": json.dumps(setup.plans.to_json()), "configuration": setup.configuration, "fold": setup.fold,
-        "training_config": json.dumps(config.to_json()), **({"budget": run.budget} if run.budget else {}),
+        "training_config": json.dumps(config.to_json()),
+        **({"budget": {**run.budget, "used_s": budget_used(run)}} if run.budget else {}),
     }
 
 
@@ -209,7 +217,7 @@ def train_epoch(run: Run, batches: Iterator, config: TrainingConfig, device: tor
     run.network.train()
     losses = []
     bar = tqdm(range(config.iterations_per_epoch), desc=f"epoch {run.epoch}", unit="it", leave=False,
-               disable=not show_bar, dynamic_ncols=True)
+               disable=None if show_bar else True, dynamic_ncols=True)  # None: no bar when not a terminal
     for _ in bar:
         x, y = _to_device(next(batches), device)
         run.optimizer.zero_grad(set_to_none=True)
@@ -373,8 +381,11 @@ def _apply_budget(setup: FoldSetup, config: TrainingConfig, dev: torch.device, s
     s = decision.schedule
     config = dataclasses.replace(config, epochs=s.epochs, iterations_per_epoch=s.iterations_per_epoch,
                                  val_iterations_per_epoch=s.val_iterations_per_epoch)
-    log.info("%s", decision.explanation)
-    return _with_stage(setup, decision.stage), config, {"seconds": config.time_budget_s, "decision": decision.explanation}
+    final_val = final_validation_seconds(decision.stage, decision.calibration, n_val, config.validation_tta)
+    log.info("%s; final validation expected to take %.0f s", decision.explanation, final_val)
+    return _with_stage(setup, decision.stage), config, {
+        "seconds": config.time_budget_s, "decision": decision.explanation, "reserve_s": final_val + FINISH_S,
+        "planned_epochs": s.epochs}
 
 
 def _budget_from_checkpoint(state: dict, setup: FoldSetup, config: TrainingConfig
@@ -386,9 +397,9 @@ def _budget_from_checkpoint(state: dict, setup: FoldSetup, config: TrainingConfi
                                  time_budget_s=stored.time_budget_s)
     stage = Plans.from_json(json.loads(state["plans"])).configurations[setup.configuration]
     budget = dict(state["budget"])
-    used = sum(state["log"]["epoch_seconds"])
-    log.info("budget %.0f s: %.0f s used by %d of %d epochs; continuing the same schedule (%s)", budget["seconds"],
-             used, int(state["epoch"]), config.epochs, budget["decision"])
+    used = budget.get("used_s", sum(state["log"]["epoch_seconds"]))
+    log.info("budget %.0f s: %.0f s used by %d of %d epochs; continuing the same network and schedule, re-planned "
+             "with the time left (%s)", budget["seconds"], used, int(state["epoch"]), config.epochs, budget["decision"])
     return _with_stage(setup, stage), config, budget
 
 
@@ -418,7 +429,9 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
         elif config.time_budget_s:
             log.warning("--time-budget ignored: resuming a run with a fixed schedule")
         run = _new_run(setup, config, dev)
-        run.budget = budget
+        run.budget, run.started = budget, started
+        if budget is not None and state is not None:
+            run.used_before_s = float(budget.get("used_s", sum(state["log"]["epoch_seconds"])))
         finished = False
         if state is not None:
             _restore(run, state)
@@ -430,7 +443,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
             network = torch.nn.parallel.DistributedDataParallel(network, device_ids=[dev.index] if dev.type == "cuda" else None)
         run.network = network
         if not finished:
-            _train_epochs(run, setup, config, dev, dist)
+            config = _train_epochs(run, setup, config, dev, dist)
         if dist.enabled:
             checksum = check_replicas_identical(module, dist)
             if dist.is_main:
@@ -440,15 +453,18 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
             (folder / ckpt.LATEST).unlink(missing_ok=True)
         barrier(dist)
         if dist.is_main and config.final_validation and setup.fold != "all":
+            validation_started = time.monotonic()
             summary = validate(module, setup.plans, setup.stage, setup.val_ids, setup.data_folder, setup.gt_folder,
                                folder / "validation", dev, mirror=config.validation_tta, step=config.validation_step,
                                save_probabilities=config.save_probabilities,
                                previous_stage_folder=setup.previous_stage_folder, next_stage=setup.next_stage,
                                amp=config.amp)
-            log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f", setup.fold,
-                     {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"])
+            log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f (%.0f s)", setup.fold,
+                     {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"],
+                     time.monotonic() - validation_started)
         if budget is not None and dist.is_main:
-            log.info("time budget %.0f s, used %.0f s by this process", budget["seconds"], time.monotonic() - started)
+            log.info("time budget %.0f s, used %.0f s (%.0f s by this process)", budget["seconds"], budget_used(run),
+                     time.monotonic() - started)
         barrier(dist)
         return folder
     finally:
@@ -457,7 +473,22 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
             handler.close()
 
 
-def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch.device, dist: DistInfo) -> None:
+def _replan(run: Run, config: TrainingConfig, epoch_walls: list[float]) -> TrainingConfig:
+    """A budgeted run's total epochs re-planned from the epochs' measured wall time (budget.epochs_that_fit)."""
+    b = run.budget
+    total = epochs_that_fit(b["seconds"], budget_used(run), run.epoch, epoch_walls, b.get("reserve_s", FINISH_S),
+                            b.get("planned_epochs", config.epochs), config.epochs)
+    if total != config.epochs:
+        recent = epoch_walls[-3:]
+        log.info("budget: %.0f s used, epochs take %.1f s -> %d epochs instead of %d", budget_used(run),
+                 sum(recent) / len(recent), total, config.epochs)
+        config = dataclasses.replace(config, epochs=total)
+    return config
+
+
+def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch.device, dist: DistInfo
+                  ) -> TrainingConfig:
+    """The epoch loop; returns the config with the number of epochs actually run (a budget may change it)."""
     stage, folder = setup.stage, setup.output_folder
     inputs = _inputs(setup, config, dev, dist)
     if run.epoch == 0 and dist.is_main:
@@ -468,6 +499,8 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
                  inputs.workers, dev, _precision_note(dev, config))
     seed = config.seed * 1000 + dist.rank
     last_plot = -math.inf
+    epoch_walls: list[float] = []
+    epoch_end = time.monotonic()
     while run.epoch < config.epochs:
         start = time.perf_counter()
         lr = poly_lr(config.initial_lr, run.epoch, config.epochs, config.lr_exponent)
@@ -490,6 +523,10 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
         run.log.append(epoch=run.epoch, train_loss=train_loss, val_loss=val_loss, pseudo_dice=pseudo,
                        pseudo_dice_ema=ema, lr=lr, epoch_seconds=time.perf_counter() - start)
         run.epoch += 1
+        if run.budget is not None:  # wall time since the previous epoch ended: last epoch's checkpoint included
+            epoch_walls.append(time.monotonic() - epoch_end)
+            epoch_end = time.monotonic()
+            config = _replan(run, config, epoch_walls)
         if dist.is_main:
             log.info("%s", format_epoch(run.log, config.epochs))
             if not math.isnan(ema) and ema > run.best_ema:
@@ -501,3 +538,4 @@ def _train_epochs(run: Run, setup: FoldSetup, config: TrainingConfig, dev: torch
             if time.monotonic() - last_plot > PLOT_INTERVAL_S or run.epoch == config.epochs:
                 plot_progress(run.log, folder / "progress.png")
                 last_plot = time.monotonic()
+    return config

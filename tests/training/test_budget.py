@@ -14,8 +14,8 @@ import torch
 from autounet import api
 from autounet.autoplan.plans import NetworkTopology, StagePlan
 from autounet.training import checkpoint as ckpt
-from autounet.training.budget import (MIN_LEARNING_ITERATIONS, STARTUP_S, Calibration, decide, lighter_variants,
-                                      parse_duration, schedule_for)
+from autounet.training.budget import (MAX_EXTENSION, MIN_LEARNING_ITERATIONS, STARTUP_S, Calibration, decide,
+                                      epochs_that_fit, lighter_variants, parse_duration, schedule_for)
 from autounet.training.network import build_network
 
 
@@ -92,6 +92,17 @@ def test_parse_duration_rejects_nonsense():
         parse_duration("soon")
 
 
+def test_replanning_follows_the_measured_epoch_time():
+    # 600 s budget, 100 s used, 5 epochs done, 40 s still to come after training; 20 planned and in force
+    assert epochs_that_fit(600, 100, 5, [20, 20, 20], 40, 20, 20) == 5 + 23   # faster than planned: more epochs
+    assert epochs_that_fit(600, 100, 5, [20, 20, 20], 40, 20, 27) == 27       # 1 epoch (3% of the budget) unused: kept
+    assert epochs_that_fit(600, 100, 5, [20, 20, 20], 40, 20, 29) == 28       # one too many: fewer
+    assert epochs_that_fit(600, 300, 5, [30, 50, 50, 50], 40, 20, 20) == 5 + 5  # slower (last 3 count): fewer
+    assert epochs_that_fit(600, 590, 5, [20], 40, 20, 20) == 5                # over budget: stop now
+    assert epochs_that_fit(600, 10, 1, [1.0], 40, 10, 10) == 10 * MAX_EXTENSION  # bounded extension
+    assert epochs_that_fit(600, 10, 0, [], 40, 10, 12) == 12                  # nothing measured yet
+
+
 _RUNNER = """
 import os, signal, sys
 import torch
@@ -125,8 +136,12 @@ def test_budgeted_run_records_its_decision_and_resume_keeps_the_schedule(tiny_2d
     decision = re.search(r"budget 30 s, [\d.]+ s/iteration -> \d+ iterations \((\d+) epochs x (\d+)\)", log2)
     assert decision and "calibration:" in log2, log2
     epochs, per_epoch = int(decision.group(1)), int(decision.group(2))
-    assert ckpt.load_checkpoint(root / "results" / tiny_2d.name / "2d" / "fold_2" / "checkpoint_final.pt")["epoch"] == epochs
     assert epochs >= 3, f"30 s gave only {epochs} epoch(s) on this machine: {decision.group(0)}"
+    # re-planned while training from the measured epoch times: the budget is used, not exceeded
+    final2 = ckpt.load_checkpoint(root / "results" / tiny_2d.name / "2d" / "fold_2" / "checkpoint_final.pt")
+    assert final2["log"]["epoch"] == list(range(final2["epoch"])) and final2["epoch"] <= epochs * MAX_EXTENSION
+    used = int(re.search(r"time budget 30 s, used (\d+) s", log2).group(1))
+    assert 18 <= used <= 33, log2
     # fold 1 (cached calibration) decides again, with the time it has left: about the same schedule.
     # It is killed after about one and a half epochs.
     kill_at = int(1.5 * per_epoch) + 2
@@ -142,11 +157,16 @@ def test_budgeted_run_records_its_decision_and_resume_keeps_the_schedule(tiny_2d
     assert proc.returncode == -9, proc.stderr[-2000:]
     latest = ckpt.load_checkpoint(folder / "checkpoint_latest.pt")
     assert latest["budget"]["seconds"] == 30 and latest["epoch"] == (kill_at - 1) // per_epoch
-    # resumed with another budget: the original schedule and network are kept
+    # resumed with another budget: the original budget, network and accounting are kept
     done = subprocess.run([sys.executable, "-m", "autounet.cli"] + args(1) + ["--continue", "--time-budget", "5m"],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     log = (folder / "training_log.txt").read_text()
-    assert "continuing the same schedule" in log
+    assert "continuing the same network and schedule" in log
     final = ckpt.load_checkpoint(folder / "checkpoint_final.pt")
-    assert final["epoch"] == epochs and final["log"]["epoch"] == list(range(epochs))
+    assert final["budget"]["seconds"] == 30 and final["budget"]["used_s"] > latest["budget"]["used_s"]
+    assert final["budget"]["decision"] == latest["budget"]["decision"]
+    assert final["log"]["epoch"] == list(range(final["epoch"])) and final["epoch"] > latest["epoch"]
+    assert final["epoch"] <= epochs * MAX_EXTENSION
+    used = re.findall(r"time budget 30 s, used (\d+) s \((\d+) s by this process\)", log)
+    assert used and int(used[-1][0]) > int(used[-1][1]), log  # the killed process's time is counted
