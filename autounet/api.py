@@ -298,7 +298,7 @@ def report(dataset: str | Path, root: Path | None = None, output: Path | None = 
 
 
 def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fullres"), folds: int = 5,
-         time_budget_s: float | None = 360.0, epochs: int | None = None, iterations_per_epoch: int | None = None,
+         time_budget_s: float | None = 240.0, epochs: int | None = None, iterations_per_epoch: int | None = None,
          device: str = "auto") -> dict:
     """The whole pipeline on a generated example dataset; resumable.
 

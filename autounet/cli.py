@@ -333,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate an example dataset, plan and preprocess, train 5 folds of 2d and "
                                    "3d_fullres within a time budget, choose the best, predict and evaluate the "
                                    "held-out cases, and write the report. Resumable.")
-    p.add_argument("--time-budget", default="6m",
-                   help="training time in all, split over the 10 folds (default 6m); each fold fits its schedule")
+    p.add_argument("--time-budget", default="4m",
+                   help="training time in all, split over the 10 folds (default 4m); each fold fits its schedule")
     p.add_argument("--epochs", type=int, default=None, help="a fixed schedule instead of the budget")
     p.add_argument("--iterations-per-epoch", type=int, default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))

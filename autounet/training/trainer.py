@@ -27,7 +27,8 @@ from autounet.hardware import autocast_for, data_loading, detect_hardware
 from autounet.io.atomic import read_json
 from autounet.preprocess.pipeline import GT_FOLDER
 from autounet.training import checkpoint as ckpt
-from autounet.training.budget import FINISH_S, Calibration, decide, epochs_that_fit, final_validation_seconds
+from autounet.training.budget import (FINISH_S, REPLAN_WINDOW, Calibration, decide, epochs_that_fit,
+                                      final_validation_seconds)
 from autounet.training.calibration import cached, calibration_key, measure, store
 from autounet.training.augmentation import (augmentation_params, enlarged_patch_size, training_transforms,
                                             validation_transforms)
@@ -479,7 +480,7 @@ def _replan(run: Run, config: TrainingConfig, epoch_walls: list[float]) -> Train
     total = epochs_that_fit(b["seconds"], budget_used(run), run.epoch, epoch_walls, b.get("reserve_s", FINISH_S),
                             b.get("planned_epochs", config.epochs), config.epochs)
     if total != config.epochs:
-        recent = epoch_walls[-3:]
+        recent = epoch_walls[-REPLAN_WINDOW:]
         log.info("budget: %.0f s used, epochs take %.1f s -> %d epochs instead of %d", budget_used(run),
                  sum(recent) / len(recent), total, config.epochs)
         config = dataclasses.replace(config, epochs=total)
