@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -304,9 +305,12 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
 
     make_example_dataset -> plan_and_preprocess -> train (folds x configurations) ->
     find_best_configuration -> predict the held-out test images -> evaluate -> report.
-    The training time is ``time_budget_s`` in all, split evenly over the folds (each fold fits
-    its schedule to this machine); or give ``epochs`` and ``iterations_per_epoch``.
+    The training time is ``time_budget_s`` in all, shared over the folds: each fold gets the time
+    still left divided by the folds still to train, and fits its schedule to this machine. A fold
+    whose share does not fit one epoch (a slow or busy machine) trains a minimal fixed schedule
+    instead, so that the demo always finishes. Or give ``epochs`` and ``iterations_per_epoch``.
     """
+    from autounet.training.budget import BudgetTooSmall
     from autounet.training.config import TrainingConfig
     from autounet.workspace import default_root
 
@@ -315,16 +319,25 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
     if not (raw / "dataset.json").is_file():
         make_example_dataset(raw, dims=3, cases=20, channels=1, anisotropic=True, shape=(16, 48, 48), test_cases=5)
     plan_and_preprocess(raw, root=root)
-    if epochs is not None or iterations_per_epoch is not None:
-        config = TrainingConfig(epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12,
-                                val_iterations_per_epoch=2, save_probabilities=True)
+    minimal = TrainingConfig(epochs=2, iterations_per_epoch=10, val_iterations_per_epoch=2, save_probabilities=True)
+    fixed = epochs is not None or iterations_per_epoch is not None or time_budget_s is None
+    if fixed:
+        minimal = dataclasses.replace(minimal, epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12)
     else:
-        per_fold = time_budget_s / (len(configurations) * folds)
-        config = TrainingConfig(time_budget_s=per_fold, save_probabilities=True)
-        log.info("demo: %.0f s of training in all, %.0f s per fold", time_budget_s, per_fold)
-    for configuration in configurations:
-        for fold in range(folds):
+        log.info("demo: %.0f s of training in all, shared over %d folds", time_budget_s, len(configurations) * folds)
+    jobs = [(c, f) for c in configurations for f in range(folds)]
+    started = time.monotonic()
+    for i, (configuration, fold) in enumerate(jobs):
+        config = minimal
+        if not fixed:
+            share = max(0.0, time_budget_s - (time.monotonic() - started)) / (len(jobs) - i)
+            config = TrainingConfig(time_budget_s=share, save_probabilities=True)
+        try:
             train(raw, configuration, fold, root=root, config=config, device=device, resume=True)
+        except BudgetTooSmall as e:
+            log.warning("demo: %s fold %d: %s; training a minimal schedule (%d epochs x %d iterations) instead",
+                        configuration, fold, e, minimal.epochs, minimal.iterations_per_epoch)
+            train(raw, configuration, fold, root=root, config=minimal, device=device, resume=True)
     best = find_best_configuration(raw, root=root)
     predictions = root / "demo_predictions" / raw.name
     predict(raw / "imagesTs", predictions, dataset=raw, root=root, device=device)

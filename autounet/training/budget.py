@@ -48,6 +48,10 @@ MAX_EXTENSION = 2.0              # re-planning never more than doubles the first
 REPLAN_SLACK = 0.04              # share of the budget that may stay unused before epochs are added
 
 
+class BudgetTooSmall(ValueError):
+    """Not even one epoch of the lightest network fits the time budget."""
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Measured speed of one configuration on this machine."""
@@ -169,7 +173,7 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
     calibration = base if candidate is stage else measure(candidate)
     sched = plan(candidate, calibration)
     if sched is None:
-        raise ValueError(f"a budget of {_minutes(budget_s)} does not fit one epoch of even the lightest variant "
+        raise BudgetTooSmall(f"a budget of {_minutes(budget_s)} does not fit one epoch of even the lightest variant "
                          f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation "
                          f"{final_validation_seconds(candidate, calibration, num_val_cases, mirror):.0f} s); "
                          "give more time")

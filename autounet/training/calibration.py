@@ -24,7 +24,7 @@ from autounet.io.atomic import read_json, write_json
 from autounet.training.budget import Calibration
 
 log = logging.getLogger("autounet.training")
-WARMUP_STEPS, MEASURED_STEPS, MEASURED_FORWARDS = 2, 5, 3
+WARMUP_STEPS, MEASURED_STEPS, MEASURED_FORWARDS = 1, 3, 2  # short: training re-plans from real epoch times
 
 
 def cache_file() -> Path:

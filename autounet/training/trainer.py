@@ -184,7 +184,7 @@ class Run:
     log: EpochLog
     epoch: int = 0
     best_ema: float = -math.inf
-    budget: dict | None = None      # a --time-budget run's {"seconds", "decision", "reserve_s", "planned_epochs", "used_s"}
+    budget: dict | None = None      # --time-budget: {"seconds", "decision", "reserve_s", "planned_epochs", "used_s"}
     started: float = dataclasses.field(default_factory=time.monotonic)  # this process's start, for the budget
     used_before_s: float = 0.0      # budget seconds used by earlier processes of a resumed run
 

@@ -14,8 +14,8 @@ import torch
 from autounet import api
 from autounet.autoplan.plans import NetworkTopology, StagePlan
 from autounet.training import checkpoint as ckpt
-from autounet.training.budget import (MAX_EXTENSION, MIN_LEARNING_ITERATIONS, STARTUP_S, Calibration, decide,
-                                      epochs_that_fit, lighter_variants, parse_duration, schedule_for)
+from autounet.training.budget import (MAX_EXTENSION, MIN_LEARNING_ITERATIONS, STARTUP_S, BudgetTooSmall, Calibration,
+                                      decide, epochs_that_fit, lighter_variants, parse_duration, schedule_for)
 from autounet.training.network import build_network
 
 
@@ -63,7 +63,7 @@ def test_final_validation_time_is_reserved():
 
 
 def test_budget_too_small_for_one_epoch_is_a_clear_error():
-    with pytest.raises(ValueError, match="give more time"):
+    with pytest.raises(BudgetTooSmall, match="give more time"):  # a ValueError: the CLI prints it as an error
         decide(STARTUP_S + 1, stage_3d(), stand_in({32: 5.0, 16: 4.0}), num_val_cases=0)
 
 
