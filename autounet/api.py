@@ -307,7 +307,7 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
     find_best_configuration -> predict the held-out test images -> evaluate -> report.
     The training time is ``time_budget_s`` in all, shared over the folds: each fold gets the time
     still left divided by the folds still to train, and fits its schedule to this machine. A fold
-    whose share does not fit one epoch (a slow or busy machine) trains a minimal fixed schedule
+    whose share does not fit one epoch (a slow or busy machine) gets the time one epoch needs
     instead, so that the demo always finishes. Or give ``epochs`` and ``iterations_per_epoch``.
     """
     from autounet.training.budget import BudgetTooSmall
@@ -319,25 +319,23 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
     if not (raw / "dataset.json").is_file():
         make_example_dataset(raw, dims=3, cases=20, channels=1, anisotropic=True, shape=(16, 48, 48), test_cases=5)
     plan_and_preprocess(raw, root=root)
-    minimal = TrainingConfig(epochs=2, iterations_per_epoch=10, val_iterations_per_epoch=2, save_probabilities=True)
     fixed = epochs is not None or iterations_per_epoch is not None or time_budget_s is None
-    if fixed:
-        minimal = dataclasses.replace(minimal, epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12)
-    else:
+    config = TrainingConfig(epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12,
+                            val_iterations_per_epoch=2, save_probabilities=True)
+    if not fixed:
         log.info("demo: %.0f s of training in all, shared over %d folds", time_budget_s, len(configurations) * folds)
     jobs = [(c, f) for c in configurations for f in range(folds)]
     started = time.monotonic()
     for i, (configuration, fold) in enumerate(jobs):
-        config = minimal
         if not fixed:
             share = max(0.0, time_budget_s - (time.monotonic() - started)) / (len(jobs) - i)
             config = TrainingConfig(time_budget_s=share, save_probabilities=True)
         try:
             train(raw, configuration, fold, root=root, config=config, device=device, resume=True)
         except BudgetTooSmall as e:
-            log.warning("demo: %s fold %d: %s; training a minimal schedule (%d epochs x %d iterations) instead",
-                        configuration, fold, e, minimal.epochs, minimal.iterations_per_epoch)
-            train(raw, configuration, fold, root=root, config=minimal, device=device, resume=True)
+            log.warning("demo: %s fold %d: %s; giving it %.0f s instead", configuration, fold, e, e.needed_s)
+            train(raw, configuration, fold, root=root, config=dataclasses.replace(config, time_budget_s=e.needed_s),
+                  device=device, resume=True)
     best = find_best_configuration(raw, root=root)
     predictions = root / "demo_predictions" / raw.name
     predict(raw / "imagesTs", predictions, dataset=raw, root=root, device=device)

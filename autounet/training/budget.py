@@ -49,7 +49,11 @@ REPLAN_SLACK = 0.04              # share of the budget that may stay unused befo
 
 
 class BudgetTooSmall(ValueError):
-    """Not even one epoch of the lightest network fits the time budget."""
+    """Not even one epoch of the lightest network fits the time budget; ``needed_s`` would fit one."""
+
+    def __init__(self, message: str, needed_s: float):
+        super().__init__(message)
+        self.needed_s = needed_s
 
 
 @dataclass(frozen=True)
@@ -150,10 +154,16 @@ def estimate(measured: Calibration, stage: StagePlan, variant: StagePlan) -> Cal
 
 
 def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Calibration], num_val_cases: int,
-           mirror: bool = True, elapsed: Callable[[], float] = lambda: 0.0) -> BudgetDecision:
+           mirror: bool = True, elapsed: Callable[[], float] = lambda: 0.0, variant: str | None = None
+           ) -> BudgetDecision:
     """Choose network variant and schedule for a budget (rules in the module docstring).
 
-    elapsed : seconds already spent of the budget (start-up, calibration), read when needed."""
+    elapsed : seconds already spent of the budget (start-up, calibration), read when needed;
+    variant : a variant already chosen for this configuration (by another fold: folds must share
+    one network to be ensembled); only its schedule is chosen then."""
+    candidates = [("planned network kept", stage)] + lighter_variants(stage)
+    if variant is not None and any(name == variant for name, _ in candidates):
+        candidates = [(name, c) for name, c in candidates if name == variant]
     base = measure(stage)
 
     def plan(candidate: StagePlan, calibration: Calibration) -> Schedule | None:
@@ -161,7 +171,7 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
         return schedule_for(budget_s - elapsed(), calibration, reserve)
 
     tried = []
-    for variant, candidate in [("planned network kept", stage)] + lighter_variants(stage):
+    for variant, candidate in candidates:
         calibration = base if candidate is stage else estimate(base, stage, candidate)
         tried.append((variant, candidate, plan(candidate, calibration)))
         if tried[-1][2] is not None and tried[-1][2].iterations >= MIN_LEARNING_ITERATIONS:
@@ -173,11 +183,14 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
     calibration = base if candidate is stage else measure(candidate)
     sched = plan(candidate, calibration)
     if sched is None:
-        raise BudgetTooSmall(f"a budget of {_minutes(budget_s)} does not fit one epoch of even the lightest variant "
-                         f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation "
-                         f"{final_validation_seconds(candidate, calibration, num_val_cases, mirror):.0f} s); "
-                         "give more time")
-    note = "" if sched.iterations >= MIN_LEARNING_ITERATIONS else f" (below the {MIN_LEARNING_ITERATIONS} iterations a network needs to learn well)"
+        final_val = final_validation_seconds(candidate, calibration, num_val_cases, mirror)
+        one_epoch = (MIN_ITERATIONS_PER_EPOCH * calibration.seconds_per_iteration
+                     + calibration.seconds_per_val_iteration + EPOCH_OVERHEAD_S)
+        raise BudgetTooSmall(f"a budget of {_minutes(budget_s)} does not fit one epoch ({variant}) "
+                             f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation {final_val:.0f} s); "
+                             "give more time", needed_s=elapsed() + STARTUP_S + final_val + one_epoch)
+    note = "" if sched.iterations >= MIN_LEARNING_ITERATIONS else (
+        f" (below the {MIN_LEARNING_ITERATIONS} iterations a network needs to learn well)")
     explanation = (f"budget {_minutes(budget_s)}, {calibration.seconds_per_iteration:.2f} s/iteration -> "
                    f"{sched.iterations} iterations ({sched.epochs} epochs x {sched.iterations_per_epoch}){note}; "
                    f"{variant}")

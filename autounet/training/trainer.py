@@ -24,7 +24,7 @@ from tqdm import tqdm
 from autounet.autoplan.plans import Plans, StagePlan, load_plans
 from autounet.errors import WorkspaceError
 from autounet.hardware import autocast_for, data_loading, detect_hardware
-from autounet.io.atomic import read_json
+from autounet.io.atomic import read_json, write_json
 from autounet.preprocess.pipeline import GT_FOLDER
 from autounet.training import checkpoint as ckpt
 from autounet.training.budget import (FINISH_S, REPLAN_WINDOW, Calibration, decide, epochs_that_fit,
@@ -44,6 +44,7 @@ from autounet.workspace import DatasetPaths
 
 log = logging.getLogger("autounet.training")
 NEXT_STAGE_FOLDER = "predicted_next_stage"
+BUDGET_VARIANT_FILE = "budget_variant.json"  # the network a budgeted fold chose; the configuration's other folds follow
 PLOT_INTERVAL_S = 30.0  # progress.png is redrawn at most this often (drawing takes ~0.5 s), and at the end
 
 
@@ -374,11 +375,22 @@ def _network_text(stage: StagePlan) -> str:
 
 def _apply_budget(setup: FoldSetup, config: TrainingConfig, dev: torch.device, started: float
                   ) -> tuple[FoldSetup, TrainingConfig, dict]:
-    """Choose schedule and network variant for the time budget (rules in training/budget.py)."""
+    """Choose schedule and network variant for the time budget (rules in training/budget.py). The
+    first fold of a configuration chooses the network; its other folds keep that choice, so that
+    they can be ensembled, and choose only their schedule."""
     n_val = len(setup.val_ids) if config.final_validation and setup.fold != "all" else 0
+    planned = json.dumps(dataclasses.asdict(setup.stage), sort_keys=True, default=list)
+    chosen = _sibling_variant(setup.output_folder, planned)
+    if chosen is not None:
+        log.info("network: %s, as fold %s of this configuration chose (folds must share a network to be ensembled)",
+                 chosen["variant"], chosen["fold"])
     decision = decide(config.time_budget_s, setup.stage,
                       lambda stage: _calibrate(_with_stage(setup, stage), config, dev), n_val, config.validation_tta,
-                      elapsed=lambda: time.monotonic() - started)
+                      elapsed=lambda: time.monotonic() - started,
+                      variant=chosen["variant"] if chosen is not None else None)
+    if chosen is None:
+        write_json(setup.output_folder / BUDGET_VARIANT_FILE,
+                   {"variant": decision.variant, "fold": setup.fold, "planned_stage": json.loads(planned)})
     s = decision.schedule
     config = dataclasses.replace(config, epochs=s.epochs, iterations_per_epoch=s.iterations_per_epoch,
                                  val_iterations_per_epoch=s.val_iterations_per_epoch)
@@ -387,6 +399,18 @@ def _apply_budget(setup: FoldSetup, config: TrainingConfig, dev: torch.device, s
     return _with_stage(setup, decision.stage), config, {
         "seconds": config.time_budget_s, "decision": decision.explanation, "reserve_s": final_val + FINISH_S,
         "planned_epochs": s.epochs}
+
+
+def _sibling_variant(folder: Path, planned: str) -> dict | None:
+    """The variant another fold of this configuration chose for the same planned network, if any."""
+    for f in sorted(folder.parent.glob(f"fold_*/{BUDGET_VARIANT_FILE}")):
+        try:
+            d = read_json(f)
+            if json.dumps(d["planned_stage"], sort_keys=True) == planned and isinstance(d["variant"], str):
+                return d
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("%s: unreadable, ignored", f)
+    return None
 
 
 def _budget_from_checkpoint(state: dict, setup: FoldSetup, config: TrainingConfig

@@ -67,6 +67,22 @@ def test_budget_too_small_for_one_epoch_is_a_clear_error():
         decide(STARTUP_S + 1, stage_3d(), stand_in({32: 5.0, 16: 4.0}), num_val_cases=0)
 
 
+def test_budget_too_small_says_what_would_fit():
+    measure = stand_in({32: 5.0, 16: 4.0})
+    with pytest.raises(BudgetTooSmall) as e:
+        decide(60, stage_3d(), measure, num_val_cases=2)
+    d = decide(e.value.needed_s, stage_3d(), measure, num_val_cases=2)
+    assert d.schedule.epochs >= 1 and d.schedule.expected_seconds <= e.value.needed_s
+
+
+def test_a_variant_chosen_by_another_fold_is_kept():
+    measure = stand_in({32: 0.2, 16: 0.1})
+    assert decide(3600, stage_3d(), measure, num_val_cases=2).variant == "planned network kept"
+    d = decide(3600, stage_3d(), measure, num_val_cases=2, variant="half the features")
+    assert d.variant == "half the features" and d.stage.network.features_per_stage[0] == 16
+    assert d.schedule.iterations >= MIN_LEARNING_ITERATIONS  # only the schedule is chosen for it
+
+
 def test_schedule_never_exceeds_the_budget():
     for budget in (60, 300, 1200, 7200):
         for s in (0.05, 0.5, 3.0):
@@ -151,6 +167,7 @@ def test_budgeted_run_records_its_decision_and_resume_keeps_the_schedule(tiny_2d
     log = (folder / "training_log.txt").read_text()
     own = re.search(r"budget 30 s, [\d.]+ s/iteration -> \d+ iterations \((\d+) epochs x (\d+)\)", log)
     assert "calibration (cached)" in log and own, log
+    assert "as fold 2 of this configuration chose" in log, log  # one network for all folds
     epochs, per_epoch = int(own.group(1)), int(own.group(2))
     if kill_at > epochs * per_epoch:
         pytest.skip(f"fold 1 chose {epochs} x {per_epoch} iterations; the kill at {kill_at} came too late")
