@@ -37,14 +37,14 @@ from autounet.autoplan.plans import NetworkTopology, StagePlan
 from autounet.autoplan.topology import pad_to_multiple
 
 STARTUP_S = 5.0   # process start-up before the fold begins, and the final checkpoint
-EPOCH_OVERHEAD_S = 1.0           # augmentation workers started and stopped, checkpoint, log line, plot
+EPOCH_OVERHEAD_S = 0.5           # augmentation workers started and stopped, checkpoint, log line, plot
 TARGET_EPOCHS = 20
 MIN_ITERATIONS_PER_EPOCH, MAX_ITERATIONS_PER_EPOCH = 10, 250
 MIN_LEARNING_ITERATIONS = 1000
 VALIDATION_OVERHEAD = 1.3        # export, resampling and writing on top of the network's forwards
 FINISH_S = 2.0                   # final checkpoint and shutdown after the last epoch
 REPLAN_WINDOW = 3                # the last epochs whose wall time predicts the next ones
-MAX_EXTENSION = 2.0              # re-planning never more than doubles the first plan's epochs
+MAX_EXTENSION = 10.0             # sanity bound: re-planning never goes beyond 10x the first plan's epochs
 REPLAN_SLACK = 0.04              # share of the budget that may stay unused before epochs are added
 
 

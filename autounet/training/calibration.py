@@ -33,7 +33,8 @@ def cache_file() -> Path:
 
 def calibration_key(stage: StagePlan, device: torch.device, amp: bool, workers: int, augmentation: bool) -> str:
     hw = detect_hardware(device.type)
-    fields = {"hw": [hw.device, hw.device_name, hw.cpu_cores, hw.gpu_memory_gb], "torch": torch.__version__,
+    fields = {"version": 2, "hw": [hw.device, hw.device_name, hw.cpu_cores, hw.gpu_memory_gb],
+              "torch": torch.__version__,
               "network": asdict(stage.network), "patch": stage.patch_size, "batch": stage.batch_size, "amp": amp,
               "workers": workers, "augmentation": augmentation}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -342,8 +342,8 @@ def _inputs(setup: FoldSetup, config: TrainingConfig, dev: torch.device, dist: D
 
 
 def _calibrate(setup: FoldSetup, config: TrainingConfig, dev: torch.device) -> Calibration:
-    """Seconds per training iteration (data loading included) and per forward pass, measured
-    with the real pipeline, or read from the per-machine cache."""
+    """Seconds per training iteration (data loading included) and per forward pass of a batch,
+    measured with the real pipeline, or read from the per-machine cache."""
     inputs = _inputs(setup, config, dev, DistInfo())
     key = calibration_key(setup.stage, dev, config.amp, inputs.workers, config.augmentation)
     hit = cached(key)
@@ -355,11 +355,18 @@ def _calibrate(setup: FoldSetup, config: TrainingConfig, dev: torch.device) -> C
     batches, stop = _loader(inputs.train_sampler, inputs.train_transform, config.seed, 10**6, inputs.workers,
                             inputs.pin_memory)
     val_batches, _ = _loader(inputs.val_sampler, inputs.val_transform, config.seed + 500, 10**6, 0, False)
+    x, _ = _to_device(next(val_batches), dev)
+
+    def forwards(n: int) -> None:  # the network alone, as sliding-window prediction runs it (no data loading)
+        run.network.eval()
+        with torch.no_grad(), _amp(dev, config):
+            for _ in range(n):
+                run.network(x)
+
     try:
         calibration = measure(
             lambda n: train_epoch(run, batches, dataclasses.replace(config, iterations_per_epoch=n), dev, False),
-            lambda n: validation_epoch(run, val_batches, setup, dataclasses.replace(config, val_iterations_per_epoch=n),
-                                       dev, DistInfo()))
+            forwards)
     finally:
         stop()
     store(key, calibration)
