@@ -332,7 +332,7 @@ def _autounet_log_facts(path: Path) -> tuple[int | None, str, list[int], int | N
         return None, "", [], None
     workers = re.search(r"(\d+) augmentation worker\(s\)", text)
     prec = re.search(r"device \S+?, (mixed precision \([^)]*\)|float32)", text)
-    patch = re.search(r"patch \(([\d, ]+)\), batch (\d+)", text)
+    patch = re.search(r"training \S+ fold \S+: [^\n]*?patch \(([\d, ]+)\), batch (\d+)", text)  # as trained
     return (int(workers.group(1)) if workers else None, prec.group(1) if prec else "",
             [int(v) for v in patch.group(1).split(",") if v.strip()] if patch else [],
             int(patch.group(2)) if patch else None)
