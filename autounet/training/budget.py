@@ -186,7 +186,8 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
         final_val = final_validation_seconds(candidate, calibration, num_val_cases, mirror)
         one_epoch = (MIN_ITERATIONS_PER_EPOCH * calibration.seconds_per_iteration
                      + calibration.seconds_per_val_iteration + EPOCH_OVERHEAD_S)
-        raise BudgetTooSmall(f"a budget of {_minutes(budget_s)} does not fit one epoch ({variant}) "
+        network = "the planned network" if candidate is stage else f"the variant with {variant}"
+        raise BudgetTooSmall(f"a budget of {_minutes(budget_s)} does not fit one epoch of {network} "
                              f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation {final_val:.0f} s); "
                              "give more time", needed_s=elapsed() + STARTUP_S + final_val + one_epoch)
     note = "" if sched.iterations >= MIN_LEARNING_ITERATIONS else (
