@@ -429,7 +429,8 @@ def _budget_from_checkpoint(state: dict, setup: FoldSetup, config: TrainingConfi
                                  time_budget_s=stored.time_budget_s)
     stage = Plans.from_json(json.loads(state["plans"])).configurations[setup.configuration]
     budget = dict(state["budget"])
-    used = budget.get("used_s", sum(state["log"]["epoch_seconds"]))
+    budget.setdefault("used_s", sum(state["log"]["epoch_seconds"]))  # checkpoints of older versions lack it
+    used = budget["used_s"]
     log.info("budget %.0f s: %.0f s used by %d of %d epochs; continuing the same network and schedule, re-planned "
              "with the time left (%s)", budget["seconds"], used, int(state["epoch"]), config.epochs, budget["decision"])
     return _with_stage(setup, stage), config, budget
@@ -463,7 +464,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
         run = _new_run(setup, config, dev)
         run.budget, run.started = budget, started
         if budget is not None and state is not None:
-            run.used_before_s = float(budget.get("used_s", sum(state["log"]["epoch_seconds"])))
+            run.used_before_s = float(budget["used_s"])
         finished = False
         if state is not None:
             _restore(run, state)
@@ -507,12 +508,12 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
 
 def _replan(run: Run, config: TrainingConfig, epoch_walls: list[float]) -> TrainingConfig:
     """A budgeted run's total epochs re-planned from the epochs' measured wall time (budget.epochs_that_fit)."""
-    b = run.budget
-    total = epochs_that_fit(b["seconds"], budget_used(run), run.epoch, epoch_walls, b.get("reserve_s", FINISH_S),
+    b, used = run.budget, budget_used(run)
+    total = epochs_that_fit(b["seconds"], used, run.epoch, epoch_walls, b.get("reserve_s", FINISH_S),
                             b.get("planned_epochs", config.epochs), config.epochs)
     if total != config.epochs:
         recent = epoch_walls[-REPLAN_WINDOW:]
-        log.info("budget: %.0f s used, epochs take %.1f s -> %d epochs instead of %d", budget_used(run),
+        log.info("budget: %.0f s used, epochs take %.1f s -> %d epochs instead of %d", used,
                  sum(recent) / len(recent), total, config.epochs)
         config = dataclasses.replace(config, epochs=total)
     return config
