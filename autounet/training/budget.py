@@ -100,6 +100,12 @@ def final_validation_seconds(stage: StagePlan, calibration: Calibration, num_cas
     return forwards * per_window * VALIDATION_OVERHEAD + num_cases * 0.5
 
 
+def epoch_seconds(calibration: Calibration, iterations: int, val_iterations: int) -> float:
+    """Expected wall time of one epoch: training steps, validation forwards and the per-epoch overhead."""
+    return (iterations * calibration.seconds_per_iteration + val_iterations * calibration.seconds_per_val_iteration
+            + EPOCH_OVERHEAD_S)
+
+
 def schedule_for(budget_s: float, calibration: Calibration, reserve_s: float) -> Schedule | None:
     """Epochs x iterations that fit ``budget_s`` minus ``reserve_s`` (None when not even one epoch fits)."""
     available = budget_s - reserve_s
@@ -108,7 +114,7 @@ def schedule_for(budget_s: float, calibration: Calibration, reserve_s: float) ->
         return None
     per_epoch = int(min(MAX_ITERATIONS_PER_EPOCH, max(MIN_ITERATIONS_PER_EPOCH, available / s / TARGET_EPOCHS)))
     val = max(1, min(50, per_epoch // 5))
-    epoch_s = per_epoch * s + val * calibration.seconds_per_val_iteration + EPOCH_OVERHEAD_S
+    epoch_s = epoch_seconds(calibration, per_epoch, val)
     epochs = int(available // epoch_s)
     if epochs < 1:
         per_epoch = int((available - EPOCH_OVERHEAD_S - calibration.seconds_per_val_iteration) // s)
@@ -171,22 +177,21 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
         return schedule_for(budget_s - elapsed(), calibration, reserve)
 
     tried = []
-    for variant, candidate in candidates:
+    for name, candidate in candidates:
         calibration = base if candidate is stage else estimate(base, stage, candidate)
-        tried.append((variant, candidate, plan(candidate, calibration)))
+        tried.append((name, candidate, plan(candidate, calibration)))
         if tried[-1][2] is not None and tried[-1][2].iterations >= MIN_LEARNING_ITERATIONS:
             break
     else:
         feasible = [t for t in tried if t[2] is not None]
         tried = [max(feasible, key=lambda t: t[2].iterations)] if feasible else tried[-1:]
-    variant, candidate, sched = tried[-1]
+    name, candidate, sched = tried[-1]
     calibration = base if candidate is stage else measure(candidate)
     sched = plan(candidate, calibration)
     if sched is None:
         final_val = final_validation_seconds(candidate, calibration, num_val_cases, mirror)
-        one_epoch = (MIN_ITERATIONS_PER_EPOCH * calibration.seconds_per_iteration
-                     + calibration.seconds_per_val_iteration + EPOCH_OVERHEAD_S)
-        network = "the planned network" if candidate is stage else f"the variant with {variant}"
+        one_epoch = epoch_seconds(calibration, MIN_ITERATIONS_PER_EPOCH, 1)
+        network = "the planned network" if candidate is stage else f"the variant with {name}"
         raise BudgetTooSmall(f"a budget of {_minutes(budget_s)} does not fit one epoch of {network} "
                              f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation {final_val:.0f} s); "
                              "give more time", needed_s=elapsed() + STARTUP_S + final_val + one_epoch)
@@ -194,8 +199,8 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
         f" (below the {MIN_LEARNING_ITERATIONS} iterations a network needs to learn well)")
     explanation = (f"budget {_minutes(budget_s)}, {calibration.seconds_per_iteration:.2f} s/iteration -> "
                    f"{sched.iterations} iterations ({sched.epochs} epochs x {sched.iterations_per_epoch}){note}; "
-                   f"{variant}")
-    return BudgetDecision(sched, candidate, variant, calibration, explanation)
+                   f"{name}")
+    return BudgetDecision(sched, candidate, name, calibration, explanation)
 
 
 def epochs_that_fit(budget_s: float, used_s: float, done: int, epoch_walls: list[float], reserve_s: float,
