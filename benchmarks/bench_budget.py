@@ -16,8 +16,9 @@ Dice of the two is compared:
    ``nnUNet_preprocessed/DS/splits_final.json`` (the same JSON format) before every nnU-Net run.
 4. nnU-Net's schedule is cut to fit the budget from a calibration, once per dataset and invocation:
    (a) ``nnUNetv2_train ID CONFIG 0 -tr nnUNetTrainer_anchorTiny`` with ``ANCHOR_EPOCHS=1
-   ANCHOR_TRAIN_ITERS=6 ANCHOR_VAL_ITERS=1 ANCHOR_SKIP_FINAL_VAL=1``: s/iteration = median of
-   ``iter_wall_s`` without the first 2; start-up = wall - 6 x s/iteration - validation steps; epoch
+   ANCHOR_TRAIN_ITERS=N ANCHOR_VAL_ITERS=1 ANCHOR_SKIP_FINAL_VAL=1`` (N: ``--nnunet-calibration-iterations``,
+   default 6): s/iteration = median of ``iter_wall_s`` without the first max(2, N/5); start-up =
+   wall - N x s/iteration - validation steps; epoch
    overhead (checkpoint + progress plot) = mtime of ``progress.png`` - time stamp of the "Epoch time"
    log line; (b) ``nnUNetv2_train ... --val`` (final validation alone, from (a)'s checkpoint):
    final validation = process end - first time-stamped log line (``--nnunet-final-val estimate``:
@@ -32,7 +33,7 @@ Dice of the two is compared:
    ``results/DS/CONFIG/fold_0/validation/summary.json``; epochs from ``checkpoint_final.pt``'s log,
    iterations per epoch from the training log's "budget ... -> N iterations (E epochs x I)" line.
 6. Every run starts from an empty results folder; the two tools alternate (autounet first in odd
-   rounds). Per run: wall time and its ratio to the budget, iterations trained, validation
+   rounds; ``--tools`` runs one alone). Per run: wall time and its ratio to the budget, iterations trained, validation
    foreground-mean and per-class Dice, peak PSS of the process tree (``_common.py``'s sampler).
    Prints a table and writes ``OUT/bench_budget.json``; logs in ``OUT/logs/``.
 
@@ -72,7 +73,7 @@ DATASETS = {
     "example3d": {"id": 980, "name": "Dataset980_Budget3D", "configuration": "3d_fullres",
                   "make": ["--dims", "3", "--cases", "20", "--seed", "0"]},
 }
-CAL_TRAIN_ITERS, CAL_WARMUP_DROPPED = 6, 2   # calibration: iterations run, and dropped as warm-up
+CAL_TRAIN_ITERS, CAL_WARMUP_DROPPED = 6, 2   # calibration defaults: iterations run, and dropped as warm-up
 NNUNET_MAX_ITERS, NNUNET_VAL_ITERS, NNUNET_MIN_EPOCHS = 50, 5, 2
 FINAL_VAL_FRACTION = 0.15                    # estimate of nnU-Net's final validation when not measured
 DEFAULT_EPOCH_OVERHEAD_S = 1.5               # when the calibration's log cannot tell
@@ -228,7 +229,8 @@ def nnunet_calibrate(args: argparse.Namespace, lay: BudgetLayout, ds: dict, env:
     log = lay.logs / f"{lay.name}_nnunet_calibration.log"
     cal: dict = {"log": str(log)}
     os.sync()
-    rc, wall, _, s = run_measured(train, _nnunet_train_env(args, lay, env, results, 1, CAL_TRAIN_ITERS, 1, True),
+    n_iters = args.nnunet_calibration_iterations
+    rc, wall, _, s = run_measured(train, _nnunet_train_env(args, lay, env, results, 1, n_iters, 1, True),
                                   log, args.interval)
     cal.update(returncode=rc, wall_s=wall, peak_pss_mib=s.peak_pss_kib / 1024)
     if rc != 0:
@@ -238,7 +240,8 @@ def nnunet_calibrate(args: argparse.Namespace, lay: BudgetLayout, ds: dict, env:
     w = [float(v) for v in t["raw"]["iter_wall_s"]]
     v = [float(x) for x in t["raw"]["val_step_s"]]
     cal["iter_wall_s"], cal["val_step_s_samples"] = w, v
-    cal["s_per_iter"] = float(np.median(w[CAL_WARMUP_DROPPED:] if len(w) > CAL_WARMUP_DROPPED else w))
+    dropped = max(CAL_WARMUP_DROPPED, len(w) // 5)  # longer calibrations drop the first fifth
+    cal["s_per_iter"] = float(np.median(w[dropped:] if len(w) > dropped else w))
     cal["val_step_s"] = float(np.median(v)) if v else 0.0
     cal["patch_size"], cal["batch_size"] = t.get("patch_size"), t.get("batch_size")
     # everything that is not a (steady) training iteration or a validation step: imports, data, DA worker
@@ -259,7 +262,7 @@ def nnunet_calibrate(args: argparse.Namespace, lay: BudgetLayout, ds: dict, env:
         os.sync()
         t0 = time.time()
         rc, vwall, _, vs = run_measured(train + ["--val"],
-                                        _nnunet_train_env(args, lay, env, results, 1, CAL_TRAIN_ITERS, 1, False),
+                                        _nnunet_train_env(args, lay, env, results, 1, n_iters, 1, False),
                                         vlog, args.interval)
         t_end = t0 + vwall
         cal.update(val_run_returncode=rc, val_run_wall_s=vwall, val_run_peak_pss_mib=vs.peak_pss_kib / 1024,
@@ -516,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nnunet-final-val", choices=("measure", "estimate"), default="measure",
                     help="nnU-Net's final validation time for its schedule: measured once per dataset with "
                          f"'nnUNetv2_train ... --val', or {FINAL_VAL_FRACTION * 100:.0f}%% of the budget (default measure)")
+    ap.add_argument("--nnunet-calibration-iterations", type=int, default=CAL_TRAIN_ITERS,
+                    help=f"training iterations of nnU-Net's calibration run (default {CAL_TRAIN_ITERS}); more give "
+                         "a steadier s/iteration and so a schedule that fills the budget better")
+    ap.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
+                    help="which tools to run (default both; one alone checks a single cell again)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds per dataset and budget (default 1)")
     ap.add_argument("-p", "--processes", type=int, default=2,
                     help="preprocessing processes of both tools and nnU-Net's DA workers (default 2)")
@@ -531,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("needs Linux >= 4.14 (/proc/<pid>/smaps_rollup)")
     if args.repeats < 1 or any(b <= 0 for b in args.budgets):
         ap.error("--repeats and every budget must be > 0")
+    if args.nnunet_calibration_iterations <= CAL_WARMUP_DROPPED:
+        ap.error(f"--nnunet-calibration-iterations must be > {CAL_WARMUP_DROPPED} (the first are dropped as warm-up)")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     args.nnunet_venv = args.nnunet_venv.resolve()
@@ -553,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     def write_json() -> None:
         out = {
             "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
-            "budgets_min": args.budgets, "datasets": per_dataset, "repeats": args.repeats,
+            "budgets_min": args.budgets, "datasets": per_dataset, "repeats": args.repeats, "tools": args.tools,
+            "nnunet_calibration_iterations": args.nnunet_calibration_iterations,
             "processes": args.processes, "nnunet_trainer": NNUNET_TRAINER,
             "nnunet_final_val": args.nnunet_final_val,
             "autounet_calibration": "shared cache" if args.share_autounet_calibration else "empty cache per run",
@@ -575,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         split = copy_split(lay, ds["configuration"])
         print(f"  split: fold 0 = {split['fold0_train']} training / {split['fold0_val']} validation cases "
               f"(autounet's splits.json -> {lay.nn_splits})")
-        cal = nnunet_calibrate(args, lay, ds, env)
+        cal = nnunet_calibrate(args, lay, ds, env) if "nnunet" in args.tools else None
         per_dataset[key] = {"name": ds["name"], "id": ds["id"], "configuration": ds["configuration"],
                             "path": str(lay.raw), "spec": spec, "preprocessing": prep, "split": split,
                             "nnunet_calibration": cal}
@@ -583,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         for minutes in args.budgets:
             for _ in range(args.repeats):
                 rnd += 1
-                order = TOOLS if rnd % 2 == 1 else tuple(reversed(TOOLS))
+                tools = [t for t in TOOLS if t in args.tools]
+                order = tools if rnd % 2 == 1 else tools[::-1]
                 for pos, tool in enumerate(order, 1):
                     if tool == "nnunet":
                         sc = nnunet_schedule(cal, minutes * 60)
