@@ -33,8 +33,8 @@ Dice of the two is compared:
    ``results/DS/CONFIG/fold_0/validation/summary.json``; epochs from ``checkpoint_final.pt``'s log,
    iterations per epoch from the training log's "budget ... -> N iterations (E epochs x I)" line.
 6. Every run starts from an empty results folder; the two tools alternate (autounet first in odd
-   rounds; ``--tools`` runs one alone). Per run: wall time and its ratio to the budget, iterations trained, validation
-   foreground-mean and per-class Dice, peak PSS of the process tree (``_common.py``'s sampler).
+   rounds; ``--tools`` runs one alone). Per run: wall time and its ratio to the budget, iterations
+   trained, validation foreground-mean and per-class Dice, peak PSS of the process tree (``_common.py``'s sampler).
    Prints a table and writes ``OUT/bench_budget.json``; logs in ``OUT/logs/``.
 
 nnU-Net runs only as a subprocess from its own virtual environment; autounet never imports it.
