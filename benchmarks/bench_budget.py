@@ -577,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         out_path.write_text(json.dumps(out, indent=2))
 
     comparisons: list[dict] = []
+    tools = [t for t in TOOLS if t in args.tools]  # in TOOLS' order, whatever the command line's
     for key in args.datasets:
         ds = DATASETS[key]
         lay = BudgetLayout(args.out, ds["name"])
@@ -594,7 +595,6 @@ def main(argv: list[str] | None = None) -> int:
         for minutes in args.budgets:
             for _ in range(args.repeats):
                 rnd += 1
-                tools = [t for t in TOOLS if t in args.tools]
                 order = tools if rnd % 2 == 1 else tools[::-1]
                 for pos, tool in enumerate(order, 1):
                     if tool == "nnunet":
