@@ -1,126 +1,100 @@
 """The ``autounet`` command: one program, one subcommand per pipeline step.
 
-Each handler parses its arguments and calls :mod:`autounet.api`; nothing else happens here.
+Each handler turns its arguments into a call of :mod:`autounet.api` and reports the result;
+the work happens behind the API, so a notebook can do what the command does.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from autounet import __version__
+from autounet import __version__, api
 from autounet.errors import AutounetError
 
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", type=Path, default=None,
-                   help="workspace root holding raw/, preprocessed/, results/ (default: $AUTOUNET_ROOT or the current directory)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+log = logging.getLogger("autounet")
 
 
 def _cmd_make_example_dataset(a: argparse.Namespace) -> int:
-    from autounet import api
-
     out = api.make_example_dataset(a.out, dims=a.dims, cases=a.cases, channels=a.channels, anisotropic=a.anisotropic,
                                    seed=a.seed, test_cases=a.test_cases, shape=a.shape)
-    logging.getLogger("autounet").info("example dataset written to %s", out)
+    log.info("example dataset written to %s", out)
     return 0
 
 
 def _cmd_verify_dataset(a: argparse.Namespace) -> int:
-    from autounet import api
-
     n = api.verify_dataset(a.dataset, a.root, a.processes)
-    logging.getLogger("autounet").info("%s: %d training case(s), no problems found", a.dataset, n)
+    log.info("%s: %d training case(s), no problems found", a.dataset, n)
     return 0
 
 
 def _cmd_plan_and_preprocess(a: argparse.Namespace) -> int:
-    from autounet import api
-
     api.plan_and_preprocess(a.dataset, root=a.root, processes=a.processes, gpu_memory_gb=a.gpu_memory_gb,
                             configurations=a.configurations, force=a.force, seed=a.seed, splits_file=a.splits,
                             preprocess=not a.plan_only, network=a.network, device=a.device)
     return 0
 
 
-def _cmd_train(a: argparse.Namespace) -> int:
-    import dataclasses
-
-    from autounet import api
-    from autounet.training.config import TrainingConfig
-
-    from autounet.training.budget import parse_duration
-
-    overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainingConfig)
+def _training_config(a: argparse.Namespace) -> api.TrainingConfig:
+    """A TrainingConfig from the flags given; the others keep their defaults."""
+    overrides = {f.name: getattr(a, f.name) for f in dataclasses.fields(api.TrainingConfig)
                  if getattr(a, f.name, None) is not None}
     if a.time_budget is not None:
-        overrides["time_budget_s"] = parse_duration(a.time_budget)
-    config = TrainingConfig(**overrides)
-    folds = a.fold
-    for fold in folds:
+        overrides["time_budget_s"] = api.parse_duration(a.time_budget)
+    validation = api.TrainingConfig().validation
+    for flag, field in ((a.mirror, "mirror"), (a.save_probabilities, "save_probabilities"), (a.amp, "amp")):
+        if flag is not None:
+            validation = dataclasses.replace(validation, **{field: flag})
+    return api.TrainingConfig(**overrides, validation=validation)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    config = _training_config(a)
+    for fold in a.fold:
         api.train(a.dataset, a.configuration, fold, root=a.root, config=config, device=a.device, resume=a.resume)
     return 0
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from autounet import api
-
-    report = api.predict(a.input, a.output, dataset=a.dataset, configurations=a.configuration, folds=a.folds,
-                         model=a.model, root=a.root, device=a.device, mirror=a.tta, step=a.step,
-                         save_probabilities=a.save_probabilities, checkpoint=a.checkpoint, processes=a.processes,
-                         amp=a.amp, postprocessing=a.postprocessing)
-    for case, reason in report.failed.items():
+    settings = api.PredictSettings(step=a.step, mirror=a.mirror, device=a.device, amp=a.amp,
+                                   save_probabilities=a.save_probabilities, processes=a.processes)
+    report = api.predict(a.input, a.output, dataset=a.dataset, model=a.model, configurations=a.configuration,
+                         folds=a.folds, checkpoint=a.checkpoint, settings=settings, postprocessing=a.postprocessing,
+                         root=a.root)
+    for reason in report.failed.values():
         print(f"autounet predict: failed: {reason}", file=sys.stderr)
     return 1 if report.failed else 0
 
 
 def _cmd_ensemble(a: argparse.Namespace) -> int:
-    from autounet.inference.ensemble import ensemble_folders
-
-    written = ensemble_folders(a.input, a.output, a.save_probabilities)
-    logging.getLogger("autounet").info("ensembled %d case(s) from %d folders into %s", len(written), len(a.input), a.output)
+    written = api.ensemble(a.input, a.output, a.save_probabilities)
+    log.info("ensembled %d case(s) from %d folders into %s", len(written), len(a.input), a.output)
     return 0
 
 
 def _cmd_export_model(a: argparse.Namespace) -> int:
-    from autounet.inference.portable import export_model
-    from autounet.workspace import resolve_dataset
-
-    from autounet.api import resolve_model
-
-    paths = resolve_dataset(a.dataset, a.root)
-    source = resolve_model(a.dataset, a.configuration, None, a.root)
-    extra = [paths.raw / "dataset.json"] + ([source.postprocessing] if source.postprocessing else [])
-    out = export_model(paths.results, source.configurations, a.output, a.folds, a.checkpoint, extra)
-    logging.getLogger("autounet").info("model written to %s", out)
+    out = api.export_model(a.dataset, a.output, a.configuration, a.folds, a.checkpoint, root=a.root)
+    log.info("model written to %s", out)
     return 0
 
 
 def _cmd_import_model(a: argparse.Namespace) -> int:
-    from autounet.inference.portable import import_model
-
-    info = import_model(a.zip, a.output)
-    logging.getLogger("autounet").info("imported %s (folds %s) into %s", " + ".join(info["configurations"]),
-                                       " ".join(info["folds"]), a.output)
+    info = api.import_model(a.zip, a.output)
+    log.info("imported %s (folds %s) into %s", " + ".join(info["configurations"]), " ".join(info["folds"]), a.output)
     return 0
 
 
 def _cmd_find_best_configuration(a: argparse.Namespace) -> int:
-    from autounet import api
-
     api.find_best_configuration(a.dataset, a.root, a.configurations, not a.no_ensembles, a.processes)
     return 0
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from autounet import api
-
     result = api.evaluate(a.reference, a.prediction, a.output, a.nsd_tolerance, a.processes)
-    log = logging.getLogger("autounet")
     for cls, m in result["mean"].items():
         log.info("class %s: %s", cls, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
     log.info("foreground mean: %s", "  ".join(f"{k} {v:.4f}" for k, v in result["foreground_mean"].items()))
@@ -129,70 +103,72 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_apply_postprocessing(a: argparse.Namespace) -> int:
-    from autounet import api
-
     written = api.apply_postprocessing(a.input, a.output, a.postprocessing, a.processes)
-    logging.getLogger("autounet").info("postprocessed %d mask(s) into %s", len(written), a.output)
+    log.info("postprocessed %d mask(s) into %s", len(written), a.output)
     return 0
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
-    from autounet import api
-
-    page = api.report(a.dataset, a.root, a.output)
-    logging.getLogger("autounet").info("report: %s", page)
+    log.info("report: %s", api.report(a.dataset, a.root, a.output))
     return 0
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from autounet import api
-
-    from autounet.training.budget import parse_duration
-
-    api.demo(a.root, time_budget_s=parse_duration(a.time_budget), epochs=a.epochs,
+    api.demo(a.root, time_budget_s=api.parse_duration(a.time_budget), epochs=a.epochs,
              iterations_per_epoch=a.iterations_per_epoch, device=a.device)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="autounet",
-        description="Self-configuring U-Net segmentation: plan, preprocess, train, predict.",
-    )
-    parser.add_argument("--version", action="version", version=f"autounet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+DATASET_HELP = "dataset id (900), name (Dataset900_Example) or raw folder path"
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
+
+def _dataset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help=DATASET_HELP)
+
+
+def _processes(p: argparse.ArgumentParser, default: int | None = None, what: str = "worker processes") -> None:
+    p.add_argument("-p", "--processes", type=int, default=default,
+                   help=f"{what} (default: {default if default is not None else 'the number of cores'})")
+
+
+def _device(p: argparse.ArgumentParser, help: str = "default: CUDA, then MPS, then the CPU") -> None:
+    p.add_argument("--device", default="auto", choices=DEVICES, help=help)
+
+
+def _add_example_dataset(sub) -> None:
     p = sub.add_parser("make_example_dataset", help="write a synthetic dataset in the raw layout",
-                       description="Write a realistic synthetic dataset (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json).")
+                       description="Write a realistic synthetic dataset in nnU-Net v2's raw layout: training "
+                                   "and test images and labels, and dataset.json.")
     p.add_argument("out", type=Path, help="output folder, e.g. raw/Dataset900_Example")
     p.add_argument("--dims", type=int, choices=(2, 3), default=3, help="3: NIfTI volumes; 2: PNG images (default 3)")
     p.add_argument("--cases", type=int, default=20, help="training cases (default 20)")
-    p.add_argument("--test-cases", type=int, default=None, help="test cases in imagesTs (default cases/5)")
+    p.add_argument("--test-cases", type=int, default=None, help="test cases (default cases/5)")
     p.add_argument("--channels", type=int, default=1, help="channels per case (2D: 3 writes one RGB PNG)")
     p.add_argument("--anisotropic", action="store_true", help="3 x 0.8 x 0.8 mm voxels instead of ~1 mm isotropic")
     p.add_argument("--shape", type=int, nargs="+", default=None, help="typical case shape (Z Y X, or Y X in 2D)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    _add_common(p)
     p.set_defaults(func=_cmd_make_example_dataset)
 
+
+def _add_verify(sub) -> None:
     p = sub.add_parser("verify_dataset", help="check a raw dataset and report every problem",
                        description="Check dataset.json, the file layout and every image and label; report all problems at once.")
-    p.add_argument("dataset", help="dataset id (900), name (Dataset900_Example) or raw folder path")
-    p.add_argument("-p", "--processes", type=int, default=None, help="worker processes (default: number of cores)")
-    _add_common(p)
+    _dataset(p)
+    _processes(p)
     p.set_defaults(func=_cmd_verify_dataset)
 
+
+def _add_plan(sub) -> None:
     p = sub.add_parser("plan_and_preprocess", help="verify, fingerprint, plan and preprocess a dataset",
-                       description="Verify the dataset, write fingerprint.json, plans.json and splits.json, and "
+                       description="Verify the dataset, write its fingerprint, plans and splits, and "
                                    "preprocess every training case for every planned configuration. Resumable.")
-    p.add_argument("dataset", help="dataset id (900), name (Dataset900_Example) or raw folder path")
-    p.add_argument("-p", "--processes", type=int, default=None, help="worker processes (default: number of cores)")
+    _dataset(p)
+    _processes(p)
     p.add_argument("--gpu-memory-gb", type=float, default=None,
                    help="memory to plan patch and batch size for (default: read from the device: a GPU's memory minus "
                         "a margin, or 30%% of the RAM up to 8 GB on a CPU)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                   help="the device to plan for (default: the one present)")
+    _device(p, "the device to plan for (default: the one present)")
     p.add_argument("-c", "--configurations", nargs="+", default=None,
                    help="preprocess only these planned configurations (default: all)")
     p.add_argument("--network", choices=("plain", "residual"), default="plain",
@@ -201,46 +177,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan-only", action="store_true", help="write fingerprint, plans and splits; do not preprocess")
     p.add_argument("--force", action="store_true", help="recompute the fingerprint and redo every case")
     p.add_argument("--seed", type=int, default=0, help="seed for intensity sampling, splits and sampling locations")
-    _add_common(p)
     p.set_defaults(func=_cmd_plan_and_preprocess)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train folds of a configuration (5-fold cross-validation)",
                        description="Train a U-Net on one or more folds of a planned configuration, then predict the "
                                    "fold's validation cases. Resumable with --continue.")
-    p.add_argument("dataset", help="dataset id, name or raw folder path")
+    _dataset(p)
     p.add_argument("configuration", help="2d, 3d_fullres, 3d_lowres or 3d_cascade_fullres (as planned)")
     p.add_argument("fold", nargs="+", help="fold number(s) 0..4, or 'all' to train on every case")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last checkpoint")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: cuda if present")
+    _device(p)
     p.add_argument("--time-budget", default=None,
                    help="wall-clock budget per fold, e.g. 30m, 8h, 1h30m: autounet measures this machine's speed and "
                         "chooses epochs x iterations (and a lighter network if needed) to finish on time")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default 1000)")
-    p.add_argument("--iterations-per-epoch", dest="iterations_per_epoch", type=int, default=None,
-                   help="training iterations per epoch (default 250)")
-    p.add_argument("--val-iterations-per-epoch", dest="val_iterations_per_epoch", type=int, default=None,
-                   help="validation iterations per epoch for the pseudo-Dice (default 50)")
-    p.add_argument("--initial-lr", dest="initial_lr", type=float, default=None, help="initial learning rate (default 0.01)")
-    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=None, help="default 3e-5")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="override the plan's batch size")
+    for flag, kind, text in (("--epochs", int, "epochs (default 1000)"),
+                             ("--iterations-per-epoch", int, "training iterations per epoch (default 250)"),
+                             ("--val-iterations-per-epoch", int, "validation iterations per epoch for the "
+                                                                 "pseudo-Dice (default 50)"),
+                             ("--initial-lr", float, "initial learning rate (default 0.01)"),
+                             ("--weight-decay", float, "default 3e-5"),
+                             ("--batch-size", int, "override the plan's batch size"),
+                             ("--seed", int, "random seed (default 0)")):
+        p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=kind, default=None, help=text)
     p.add_argument("--num-workers", dest="num_workers", type=int, default=None,
                    help="augmentation worker processes (default: from the machine; 0 = in the main process)")
     p.add_argument("--no-augmentation", dest="augmentation", action="store_false", default=None,
                    help="train without data augmentation")
     p.add_argument("--no-deep-supervision", dest="deep_supervision", action="store_false", default=None)
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None,
-                   help="train in float32 (default: mixed precision, float16 on CUDA, bfloat16 on CPUs with native bf16)")
+                   help="float32 (default: mixed precision, float16 on CUDA, bfloat16 on CPUs with native bf16)")
     p.add_argument("--compile", dest="compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--no-validation", dest="final_validation", action="store_false", default=None,
                    help="skip predicting the validation cases at the end")
-    p.add_argument("--no-tta", dest="validation_tta", action="store_false", default=None,
-                   help="no mirroring in the final validation")
-    p.add_argument("--save-probabilities", dest="save_probabilities", action="store_true", default=None,
+    p.add_argument("--no-tta", dest="mirror", action="store_false", default=None,
+                   help="no test-time mirroring in the final validation")
+    p.add_argument("--save-probabilities", action="store_true", default=None,
                    help="also write the validation probabilities (.npz), needed for ensembling")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    _add_common(p)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="segment new images with a trained model",
                        description="Segment a folder of images (CASE_XXXX.ext files) or one image. The masks get the "
                                    "inputs' geometry and file format. Exit code 1 if any input failed.")
@@ -254,81 +232,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)")
     p.add_argument("-m", "--model", type=Path, default=None, help="an exported model zip instead of -d")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final", help="which checkpoint (default final)")
-    p.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time mirroring (8x faster in 3D)")
+    p.add_argument("--no-tta", dest="mirror", action="store_false", help="no test-time mirroring (8x faster in 3D)")
     p.add_argument("--step", type=float, default=0.5, help="window step as a fraction of the patch (default 0.5)")
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities (.npz + .json)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    _device(p)
     p.add_argument("--no-amp", dest="amp", action="store_false",
                    help="predict in float32 on CUDA too (default: float16 on CUDA; CPUs always use float32)")
-    p.add_argument("-p", "--processes", type=int, default=1, help="preprocessing worker processes (default 1)")
-    _add_common(p)
+    _processes(p, 1, "preprocessing worker processes")
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_ensemble(sub) -> None:
     p = sub.add_parser("ensemble", help="average the saved probabilities of several prediction folders",
                        description="Average CASE.npz probabilities of several folders (written with "
                                    "--save-probabilities) and write the label maps.")
     p.add_argument("-i", "--input", nargs="+", required=True, type=Path, help="two or more prediction folders")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     p.add_argument("--save-probabilities", action="store_true", help="also write the averaged probabilities")
-    _add_common(p)
     p.set_defaults(func=_cmd_ensemble)
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser("export_model", help="write a trained model to a portable zip",
                        description="Write the chosen best configuration (or ensemble) with its postprocessing, or "
                                    "the configurations given with -c, to a zip that `autounet predict -m` takes.")
-    p.add_argument("dataset", help="dataset id, name or raw folder path")
+    _dataset(p)
     p.add_argument("-c", "--configuration", nargs="+", default=None,
                    help="configuration(s) to export (default: the chosen best, with its postprocessing)")
     p.add_argument("-o", "--output", required=True, type=Path, help="zip file to write")
     p.add_argument("-f", "--folds", nargs="+", default=None, help="folds (default: every trained fold)")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
-    _add_common(p)
     p.set_defaults(func=_cmd_export_model)
-
     p = sub.add_parser("import_model", help="unpack an exported model zip",
                        description="Unpack a model zip into a folder, refusing members that would land outside it. "
                                    "`autounet predict -m ZIP` does this by itself.")
     p.add_argument("zip", type=Path, help="the exported model")
     p.add_argument("-o", "--output", required=True, type=Path, help="folder to unpack into")
-    _add_common(p)
     p.set_defaults(func=_cmd_import_model)
 
+
+def _add_selection(sub) -> None:
     p = sub.add_parser("find_best_configuration", help="choose the best configuration/ensemble and postprocessing",
                        description="Score every trained configuration and every pair ensemble on the 5-fold "
                                    "cross-validation, pick the best (ties go to the simpler), determine its "
                                    "postprocessing, and print the predict command.")
-    p.add_argument("dataset", help="dataset id, name or raw folder path")
+    _dataset(p)
     p.add_argument("-c", "--configurations", nargs="+", default=None, help="only these (default: every trained one)")
     p.add_argument("--no-ensembles", action="store_true", help="do not consider ensembles")
-    p.add_argument("-p", "--processes", type=int, default=None, help="worker processes (default: number of cores)")
-    _add_common(p)
+    _processes(p)
     p.set_defaults(func=_cmd_find_best_configuration)
+    p = sub.add_parser("apply_postprocessing", help="apply postprocessing rules to a folder of masks",
+                       description="Apply the rules find_best_configuration chose (its postprocessing file) to "
+                                   "every mask of a folder.")
+    p.add_argument("-i", "--input", required=True, type=Path)
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("-pp", "--postprocessing", required=True, type=Path, help="the rules file")
+    _processes(p)
+    p.set_defaults(func=_cmd_apply_postprocessing)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="per-case, per-class metrics of predictions against references",
                        description="Dice, IoU, TP/FP/FN, HD95 and normalized surface Dice (mm) per case and class; "
                                    "writes summary.json and metrics.csv.")
     p.add_argument("-r", "--reference", required=True, type=Path, help="folder of reference label maps")
-    p.add_argument("-p", "--prediction", required=True, type=Path, help="folder of predicted label maps")
+    p.add_argument("--prediction", required=True, type=Path, help="folder of predicted label maps")
     p.add_argument("-o", "--output", type=Path, default=None, help="where to write (default: the prediction folder)")
     p.add_argument("--nsd-tolerance", type=float, default=1.0, help="surface Dice tolerance in mm (default 1)")
-    p.add_argument("--processes", type=int, default=None)
-    _add_common(p)
+    _processes(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("apply_postprocessing", help="apply a postprocessing.json to a folder of masks")
-    p.add_argument("-i", "--input", required=True, type=Path)
-    p.add_argument("-o", "--output", required=True, type=Path)
-    p.add_argument("-pp", "--postprocessing", required=True, type=Path, help="postprocessing.json")
-    p.add_argument("--processes", type=int, default=None)
-    _add_common(p)
-    p.set_defaults(func=_cmd_apply_postprocessing)
 
+def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write an HTML report of a dataset's plan, training and selection")
-    p.add_argument("dataset", help="dataset id, name or raw folder path")
-    p.add_argument("-o", "--output", type=Path, default=None, help="folder (default results/DATASET/report)")
-    _add_common(p)
+    _dataset(p)
+    p.add_argument("-o", "--output", type=Path, default=None, help="folder (default: the dataset's results)")
     p.set_defaults(func=_cmd_report)
-
     p = sub.add_parser("demo", help="the whole pipeline on a generated example dataset (the README's main job)",
                        description="Generate an example dataset, plan and preprocess, train 5 folds of 2d and "
                                    "3d_fullres within a time budget, choose the best, predict and evaluate the "
@@ -337,9 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training time in all, split over the 10 folds (default 4m); each fold fits its schedule")
     p.add_argument("--epochs", type=int, default=None, help="a fixed schedule instead of the budget")
     p.add_argument("--iterations-per-epoch", type=int, default=None)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    _add_common(p)
+    _device(p)
     p.set_defaults(func=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``autounet`` program: one subcommand per pipeline step, each with --root and -v."""
+    parser = argparse.ArgumentParser(prog="autounet",
+                                     description="Self-configuring U-Net segmentation: plan, preprocess, train, predict.")
+    parser.add_argument("--version", action="version", version=f"autounet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in (_add_example_dataset, _add_verify, _add_plan, _add_train, _add_predict, _add_ensemble, _add_export,
+                _add_selection, _add_evaluate, _add_report):
+        add(sub)
+    for p in sub.choices.values():
+        p.add_argument("--root", type=Path, default=None, help="workspace root holding raw/, preprocessed/, results/ "
+                       "(default: $AUTOUNET_ROOT or the current directory)")
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from autounet.io.dataset_json import write_dataset_json
 from autounet.io.geometry import FLAT_AXIS_SPACING, Geometry
 from autounet.io.image_io import write_image, write_segmentation
+from autounet.workspace import RawPaths
 
 LABELS = {"background": 0, "organ": 1, "lesion": 2}
 # intensity of (background, organ, lesion) per channel; channel 1 has a different contrast
@@ -119,8 +120,8 @@ def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels
                 files = [(pix, f"{case_id}_0000")] if rgb else [(pix[c], f"{case_id}_{c:04d}") for c in range(channels)]
                 seg = seg[None]
             for arr, stem in files:
-                write_image(arr, geo, out / f"images{split}" / f"{stem}{ending}")
-            write_segmentation(seg, geo, out / f"labels{split}" / f"{case_id}{ending}")
+                write_image(arr, geo, RawPaths(out).images(split) / f"{stem}{ending}")
+            write_segmentation(seg, geo, RawPaths(out).labels(split) / f"{case_id}{ending}")
     write_dataset_json(out, names, dict(LABELS), cases, ending, out.name,
                        description=f"autounet synthetic example ({dims}D, {channels} channel(s), "
                                    f"{'anisotropic' if anisotropic else 'isotropic'}, seed {seed})")

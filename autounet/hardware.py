@@ -70,8 +70,8 @@ def _cpu_model() -> str:
 
 
 def _accelerator_possible() -> bool:
-    """Whether a CUDA or Apple GPU could be present (an NVIDIA driver, or macOS on arm64)."""
-    if Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists():
+    """Whether a CUDA or Apple GPU could be present (an NVIDIA or ROCm driver, or macOS on arm64)."""
+    if any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")):
         return True
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
@@ -81,20 +81,47 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def detect_hardware(device: str = "auto") -> HardwareInfo:
-    """The device ("auto": CUDA, then MPS, then CPU) and the host's cores and RAM.
+def _device_type(device: str) -> str:
+    """"auto" -> "cuda", "mps" or "cpu", whichever is present first; other names unchanged.
 
-    torch is imported only where a GPU is possible, so that planning on a CPU machine does
-    not pay its start-up time."""
+    torch is imported only where a GPU is possible, so that planning on a CPU machine does not
+    pay its start-up time."""
+    if device != "auto":
+        return device
+    if not _accelerator_possible():
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def resolve_device(name: str, local_rank: int = 0):
+    """The torch device to compute on: "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda",
+    "cuda:N" or "mps"; ``local_rank`` picks the GPU of a data-parallel process. Raises ValueError
+    when the device asked for is not there."""
+    import torch
+
+    kind, _, index = str(name).partition(":")
+    kind = _device_type(kind)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available")
+        return torch.device("cuda", int(index) if index else local_rank)
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: MPS is not available")
+    if kind not in ("cpu", "mps"):
+        raise ValueError(f"device '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
+    return torch.device(kind)
+
+
+def detect_hardware(device: str = "auto") -> HardwareInfo:
+    """The device ("auto": CUDA, then MPS, then CPU) and the host's cores and RAM."""
     name, gpu_gb = _cpu_model(), None
-    if device == "auto" and not _accelerator_possible():
-        device = "cpu"
-    if device in ("auto", "cuda", "mps"):
+    device = _device_type(device)
+    if device == "cuda":
         import torch
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-        if device == "cuda" and torch.cuda.is_available():
+        if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             name, gpu_gb = props.name, props.total_memory / 1024**3
     return HardwareInfo(device, name, gpu_gb, cpu_cores(), round(_ram_gb(), 2), cpu_has_native_bf16())

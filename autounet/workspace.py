@@ -1,15 +1,25 @@
-"""Where raw datasets, preprocessed data and results live.
+"""Where raw datasets, preprocessed data and results live: the one owner of the on-disk layout.
 
 One root folder: ``--root``, else the ``AUTOUNET_ROOT`` environment variable, else the current
 directory. Inside it::
 
-    raw/DatasetXXX_Name/            imagesTr/ labelsTr/ imagesTs/ dataset.json
-    preprocessed/DatasetXXX_Name/   fingerprint.json plans.json splits.json <data_identifier>/
-    results/DatasetXXX_Name/        <configuration>/fold_<k>/ ...
+    raw/DatasetXXX_Name/            imagesTr/ labelsTr/ imagesTs/ labelsTs/ dataset.json
+    preprocessed/DatasetXXX_Name/   fingerprint.json plans.json splits.json gt_segmentations/
+                                    <data_identifier>/CASE_data.npy CASE_seg.npy CASE_locs.npz CASE.json
+    results/DatasetXXX_Name/        <configuration>/fold_<k>/ checkpoint_{latest,best,final}.pt
+                                        training_log.txt progress.png budget_variant.json validation/
+                                    <configuration>/predicted_next_stage/CASE.npy   (cascade input)
+                                    cross_validation/<entry>/  cross_validation.json
+                                    best_configuration.json postprocessing.json report/
+
+An exported model unpacks to the same layout as a results folder (:class:`ResultsPaths`), so
+prediction reads both alike. Every other module asks these classes for a path and never joins a
+layout name onto a path itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -18,11 +28,207 @@ from pathlib import Path
 from autounet.errors import WorkspaceError
 
 ROOT_ENV = "AUTOUNET_ROOT"
+CHECKPOINT_FILES = {"final": "checkpoint_final.pt", "best": "checkpoint_best.pt", "latest": "checkpoint_latest.pt"}
+FOLD_PREFIX = "fold_"
 
 
 def default_root() -> Path:
     """``$AUTOUNET_ROOT`` if set, else the current directory."""
     return Path(os.environ.get(ROOT_ENV) or ".").resolve()
+
+
+@dataclass(frozen=True)
+class RawPaths:
+    """A raw dataset folder in nnU-Net v2's layout."""
+
+    root: Path
+
+    @property
+    def dataset_json(self) -> Path:
+        return self.root / "dataset.json"
+
+    @property
+    def images_tr(self) -> Path:
+        return self.root / "imagesTr"
+
+    @property
+    def labels_tr(self) -> Path:
+        return self.root / "labelsTr"
+
+    @property
+    def images_ts(self) -> Path:
+        return self.root / "imagesTs"
+
+    @property
+    def labels_ts(self) -> Path:
+        return self.root / "labelsTs"
+
+    def images(self, split: str) -> Path:
+        """``imagesTr`` (split "Tr") or ``imagesTs`` ("Ts")."""
+        return self.root / f"images{_split(split)}"
+
+    def labels(self, split: str) -> Path:
+        """``labelsTr`` (split "Tr") or ``labelsTs`` ("Ts")."""
+        return self.root / f"labels{_split(split)}"
+
+
+def _split(split: str) -> str:
+    if split not in ("Tr", "Ts"):
+        raise ValueError(f"split must be 'Tr' or 'Ts', got {split!r}")
+    return split
+
+
+@dataclass(frozen=True)
+class PreprocessedCase:
+    """The files of one preprocessed case inside a data folder; ``meta`` is written last."""
+
+    folder: Path
+    case_id: str
+
+    def _file(self, suffix: str) -> Path:
+        return self.folder / f"{self.case_id}{suffix}"
+
+    @property
+    def data(self) -> Path:
+        """float32 (C, Z, Y, X), memory-mappable."""
+        return self._file("_data.npy")
+
+    @property
+    def seg(self) -> Path:
+        """int8/int16 (Z, Y, X)."""
+        return self._file("_seg.npy")
+
+    @property
+    def locations(self) -> Path:
+        """Voxel coordinates per foreground label, for oversampling."""
+        return self._file("_locs.npz")
+
+    @property
+    def meta(self) -> Path:
+        """Geometry and metadata; its presence marks the case finished."""
+        return self._file(".json")
+
+    @property
+    def files(self) -> tuple[Path, Path, Path, Path]:
+        return self.data, self.seg, self.locations, self.meta
+
+
+def preprocessed_case_ids(folder: Path) -> list[str]:
+    """Case ids with finished preprocessing (a metadata file) in a data folder."""
+    return sorted(p.stem for p in Path(folder).glob("*.json") if not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class FoldPaths:
+    """One trained fold: ``<configuration>/fold_<k>/``."""
+
+    folder: Path
+
+    @property
+    def fold(self) -> str:
+        """The fold's name: "0".."4" or "all"."""
+        return self.folder.name.removeprefix(FOLD_PREFIX)
+
+    @property
+    def configuration(self) -> str:
+        return self.folder.parent.name
+
+    def checkpoint(self, kind: str) -> Path:
+        """``kind``: "final", "best" or "latest"."""
+        if kind not in CHECKPOINT_FILES:
+            raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINT_FILES)}, got {kind!r}")
+        return self.folder / CHECKPOINT_FILES[kind]
+
+    @property
+    def training_log(self) -> Path:
+        return self.folder / "training_log.txt"
+
+    @property
+    def progress_plot(self) -> Path:
+        return self.folder / "progress.png"
+
+    @property
+    def budget_variant(self) -> Path:
+        """The network a budgeted fold chose; the configuration's other folds follow it."""
+        return self.folder / "budget_variant.json"
+
+    @property
+    def validation(self) -> Path:
+        """The fold's validation cases, predicted in their original geometry."""
+        return self.folder / "validation"
+
+    @property
+    def validation_summary(self) -> Path:
+        return self.validation / "summary.json"
+
+
+def _fold_order(fold: FoldPaths) -> tuple[int, int | str]:
+    return (0, int(fold.fold)) if fold.fold.isdigit() else (1, fold.fold)
+
+
+@dataclass(frozen=True)
+class ResultsPaths:
+    """A folder of trained configurations: a dataset's results, or an unpacked exported model."""
+
+    root: Path
+
+    def configuration(self, configuration: str) -> Path:
+        return self.root / configuration
+
+    def fold(self, configuration: str, fold: int | str) -> FoldPaths:
+        return FoldPaths(self.root / configuration / f"{FOLD_PREFIX}{fold}")
+
+    def folds(self, configuration: str) -> list[FoldPaths]:
+        """Every fold folder of a configuration, numbered folds first, in order."""
+        found = [FoldPaths(p) for p in self.configuration(configuration).glob(f"{FOLD_PREFIX}*") if p.is_dir()]
+        return sorted(found, key=_fold_order)
+
+    def trained_folds(self, configuration: str, checkpoint: str = "final") -> list[str]:
+        """Folds of a configuration that have the checkpoint."""
+        return [f.fold for f in self.folds(configuration) if f.checkpoint(checkpoint).is_file()]
+
+    def configurations_with_folds(self) -> list[str]:
+        """Configuration folders holding at least one fold folder, sorted by name."""
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir() if d.is_dir() and self.folds(d.name))
+
+    def next_stage(self, configuration: str) -> Path:
+        """A cascade's input: this configuration's cross-validation predictions at the next stage's resolution."""
+        return self.root / configuration / "predicted_next_stage"
+
+    def next_stage_file(self, configuration: str, case_id: str) -> Path:
+        return self.next_stage(configuration) / f"{case_id}.npy"
+
+    @property
+    def cross_validation(self) -> Path:
+        return self.root / "cross_validation.json"
+
+    def cross_validation_predictions(self, entry: str) -> Path:
+        """One configuration's or ensemble's cross-validation predictions, gathered in one folder."""
+        return self.root / "cross_validation" / entry
+
+    @property
+    def best_configuration(self) -> Path:
+        return self.root / "best_configuration.json"
+
+    @property
+    def postprocessing(self) -> Path:
+        return self.root / "postprocessing.json"
+
+    @property
+    def dataset_json(self) -> Path:
+        """The dataset.json an exported model carries."""
+        return RawPaths(self.root).dataset_json
+
+    @property
+    def model_manifest(self) -> Path:
+        """What an exported model holds (configurations, folds, checkpoint)."""
+        return self.root / "autounet_model.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
 
 
 @dataclass(frozen=True)
@@ -33,6 +239,14 @@ class DatasetPaths:
     raw: Path
     preprocessed: Path
     results: Path
+
+    @property
+    def raw_files(self) -> RawPaths:
+        return RawPaths(self.raw)
+
+    @property
+    def trained(self) -> ResultsPaths:
+        return ResultsPaths(self.results)
 
     @property
     def fingerprint(self) -> Path:
@@ -49,6 +263,21 @@ class DatasetPaths:
     def data_folder(self, data_identifier: str) -> Path:
         return self.preprocessed / data_identifier
 
+    @property
+    def references(self) -> Path:
+        """A copy of every training label map: what later stages evaluate against."""
+        return self.preprocessed / "gt_segmentations"
+
+    def reference(self, case_id: str, file_ending: str) -> Path:
+        return self.references / f"{case_id}{file_ending}"
+
+
+def dataset_paths(root: Path, name: str) -> DatasetPaths:
+    """The folders of the dataset ``name`` (e.g. Dataset900_Example) in the workspace at ``root``."""
+    root = Path(root).resolve()
+    return DatasetPaths(name=name, raw=root / "raw" / name, preprocessed=root / "preprocessed" / name,
+                        results=root / "results" / name)
+
 
 def resolve_dataset(dataset: str | int | Path, root: Path | None = None) -> DatasetPaths:
     """Find a dataset by id (``4``), name (``Dataset004_Hippocampus``) or raw folder path."""
@@ -56,7 +285,7 @@ def resolve_dataset(dataset: str | int | Path, root: Path | None = None) -> Data
     raw_root = root / "raw"
     text = str(dataset)
     candidate = Path(text).expanduser()
-    if (candidate / "dataset.json").is_file() or (os.sep in text and candidate.is_dir()):
+    if RawPaths(candidate).dataset_json.is_file() or (os.sep in text and candidate.is_dir()):
         raw = candidate.resolve()
     elif re.fullmatch(r"\d+", text):
         matches = sorted(raw_root.glob(f"Dataset{int(text):03d}_*")) if raw_root.is_dir() else []
@@ -72,5 +301,4 @@ def resolve_dataset(dataset: str | int | Path, root: Path | None = None) -> Data
             f"dataset '{text}' not found: not a folder with a dataset.json, and no {raw_root / text} "
             f"(the workspace root is {root}; set --root or ${ROOT_ENV})"
         )
-    name = raw.name
-    return DatasetPaths(name=name, raw=raw, preprocessed=root / "preprocessed" / name, results=root / "results" / name)
+    return dataclasses.replace(dataset_paths(root, raw.name), raw=raw)

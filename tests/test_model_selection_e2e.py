@@ -14,10 +14,11 @@ from autounet import api
 from autounet.errors import WorkspaceError
 from autounet.io.atomic import read_json, write_json
 from autounet.io.image_io import read_segmentation
+from autounet.inference.settings import PredictSettings
 from autounet.training.config import TrainingConfig
 
 TINY = TrainingConfig(epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1, num_workers=0,
-                      validation_tta=False, save_probabilities=True)
+                      validation=PredictSettings(mirror=False, save_probabilities=True, processes=0))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,8 @@ def test_find_best_then_predict_uses_the_choice(cross_validated, tmp_path):
     pp["rules"]["keep_largest_per_class"] = []
     write_json(results / "postprocessing.json", pp)
     out = tmp_path / "pred"
-    report = api.predict(raw / "imagesTs", out, dataset=raw, root=root, device="cpu", mirror=False)
+    report = api.predict(raw / "imagesTs", out, dataset=raw, root=root,
+                         settings=PredictSettings(device="cpu", mirror=False))
     assert not report.failed and len(report.written) == 2
     for path in report.written:
         seg, _ = read_segmentation(path, "simpleitk")

@@ -135,10 +135,11 @@ def test_killed_preprocessing_resumes_without_redoing_finished_cases(tiny_3d: Pa
     plans = load_plans(root / "preprocessed" / tiny_3d.name / "plans.json")
     from autounet.io.verify import check_layout
     from autounet.preprocess.pipeline import preprocess_dataset
+    from autounet.workspace import resolve_dataset
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in folder.glob("case_00[01]*")}
     spec, cases = check_layout(tiny_3d)
-    stats = preprocess_dataset(spec, cases, plans, folder.parent, ["3d_fullres"], processes=1)
+    stats = preprocess_dataset(spec, cases, plans, resolve_dataset(tiny_3d, root), ["3d_fullres"], processes=1)
     assert stats == {"done": 4, "skipped": 2}
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("case_00[01]*")} == mtimes  # not redone
     assert not list(folder.glob(".*.tmp"))

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from autounet.autoplan.plans import CaseFingerprint, Fingerprint, IntensityStats
+from autounet.autoplan.plans import CaseFingerprint, Fingerprint, IntensityStats, load_fingerprint
 from autounet.errors import DatasetError, DatasetVerificationError
+from autounet.io.atomic import write_json
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
 from autounet.io.verify import check_layout, load_case
 from autounet.parallel import map_parallel
-from autounet.preprocess.crop import crop, nonzero_box
+from autounet.workspace import DatasetPaths, RawPaths
+from autounet.io.geometry import crop, nonzero_box
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ INTENSITY_SAMPLES_TOTAL = 2_000_000
 
 def source_signature(spec: DatasetSpec, cases: list[CaseFiles]) -> str:
     """A digest of dataset.json and every case file's name, size and modification time."""
-    h = hashlib.sha256((spec.path / "dataset.json").read_bytes())
+    h = hashlib.sha256(RawPaths(spec.path).dataset_json.read_bytes())
     for c in cases:
         for p in c.images + ((c.label,) if c.label else ()):
             st = p.stat()
@@ -99,3 +101,21 @@ def extract_fingerprint(dataset_dir: Path, processes: int = 1, seed: int = 0,
         source_signature=source_signature(spec, cases),
         seed=seed,
     )
+
+
+def fingerprint_dataset(paths: DatasetPaths, layout: tuple[DatasetSpec, list[CaseFiles]], processes: int,
+                        seed: int = 0, force: bool = False) -> Fingerprint:
+    """The dataset's fingerprint: reused when the raw files have not changed since it was
+    written (verification passed then), else computed (which verifies every case) and written."""
+    spec, cases = layout
+    if paths.fingerprint.is_file() and not force:
+        try:
+            old = load_fingerprint(paths.fingerprint)
+        except (ValueError, KeyError, TypeError):
+            old = None
+        if old is not None and old.seed == seed and old.source_signature == source_signature(spec, cases):
+            log.info("raw files unchanged since %s: reusing it (verification passed then)", paths.fingerprint)
+            return old
+    fp = extract_fingerprint(paths.raw, processes, seed, layout)
+    write_json(paths.fingerprint, fp.to_json())
+    return fp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -11,8 +12,12 @@ import numpy as np
 from autounet.autoplan.memory import GIB, estimate_training_bytes, max_batch_size
 from autounet.autoplan.plans import ChannelNormalization, Fingerprint, NetworkTopology, Plans, StagePlan
 from autounet.autoplan.topology import features_per_stage, pad_to_multiple, pooling_and_kernels
+from autounet.hardware import HardwareInfo
+from autounet.hardware import memory_target_gb as hardware_memory_target
 from autounet.io.dataset_json import DatasetSpec
 from autounet.io.geometry import FLAT_AXIS_SPACING
+
+log = logging.getLogger("autounet")
 
 # ResEnc-style encoders: residual blocks per stage (nnU-Net's ResEnc presets use these counts)
 RESIDUAL_BLOCKS_PER_STAGE = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6)
@@ -213,3 +218,16 @@ def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings =
         normalization=choose_normalization(fp, s), configurations=configs, memory_target_gb=s.memory_target_gb,
         foreground_labels=fg, ignore_label=spec.ignore_label, notes=tuple(notes),
     )
+
+
+def plan_for_machine(fp: Fingerprint, spec: DatasetSpec, hw: HardwareInfo, memory_target_gb: float | None = None,
+                     block: str = "plain") -> Plans:
+    """The plan for the machine at hand: memory to plan for as given (``--gpu-memory-gb``), else
+    read from the device (see :func:`autounet.hardware.memory_target_gb`); the plan records what
+    was detected and where the target came from."""
+    target = memory_target_gb if memory_target_gb is not None else hardware_memory_target(hw)
+    source = "--gpu-memory-gb" if memory_target_gb is not None else "detected"
+    plans = plan_dataset(fp, spec, PlannerSettings(memory_target_gb=target, block=block))
+    log.info("hardware: %s; planning for %.1f GB (%s)", hw.describe(), target,
+             "set with --gpu-memory-gb" if memory_target_gb is not None else "detected")
+    return replace(plans, hardware={**hw.to_json(), "memory_target_gb": target, "memory_target_source": source})

@@ -1,7 +1,7 @@
 """Ensembling saved predictions: average the probabilities several models wrote.
 
-Each input folder holds, per case, ``CASE.npz`` (probabilities in the original geometry) and
-``CASE.json`` (geometry, file ending, labels), as ``predict --save-probabilities`` and
+Each input folder holds, per case, ``CASE.npz`` and ``CASE.json`` (see
+:mod:`autounet.inference.outputs`), as ``predict --save-probabilities`` and
 ``train --save-probabilities`` write them. No pickle is involved.
 """
 
@@ -10,26 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 from autounet.errors import AutounetError
-from autounet.inference.export import probabilities_to_labels
-from autounet.io.atomic import read_json, write_json, write_npz
+from autounet.inference.outputs import load_probabilities, saved_cases, write_prediction
+from autounet.inference.probabilities import average_probabilities, probabilities_to_labels
 from autounet.io.geometry import Geometry
-from autounet.io.image_io import write_segmentation
-
-
-def load_probabilities(folder: Path, case_id: str) -> tuple[np.ndarray, dict]:
-    """A case's saved probabilities (K, Z, Y, X) float32 and its metadata."""
-    with np.load(Path(folder) / f"{case_id}.npz", allow_pickle=False) as z:
-        probs = z["probabilities"].astype(np.float32)
-    return probs, read_json(Path(folder) / f"{case_id}.json")
 
 
 def common_cases(folders: Sequence[Path]) -> list[str]:
     """Case ids with saved probabilities in every folder; raises naming what is missing."""
-    sets = [{p.stem for p in Path(f).glob("*.npz") if (Path(f) / f"{p.stem}.json").is_file()} for f in folders]
+    sets = [saved_cases(f) for f in folders]
     if not sets[0]:
         raise AutounetError(f"{folders[0]}: no saved probabilities (CASE.npz + CASE.json); "
                             "predict or train with --save-probabilities")
@@ -40,6 +31,23 @@ def common_cases(folders: Sequence[Path]) -> list[str]:
     return sorted(sets[0])
 
 
+def averaged_case(folders: Sequence[Path], case_id: str):
+    """A case's probabilities averaged over the folders, and the first folder's metadata."""
+    metas = []
+
+    def probabilities():
+        for folder in folders:
+            probs, meta = load_probabilities(folder, case_id)
+            metas.append(meta)
+            yield probs
+
+    try:
+        mean = average_probabilities(probabilities())
+    except ValueError as e:
+        raise AutounetError(f"{case_id}.npz in {', '.join(map(str, folders))}: {e}") from e
+    return mean, metas[0]
+
+
 def ensemble_folders(folders: Sequence[Path], output: Path, save_probabilities: bool = False) -> list[Path]:
     """Average the probabilities of several prediction folders and write the label maps."""
     if len(folders) < 2:
@@ -47,20 +55,9 @@ def ensemble_folders(folders: Sequence[Path], output: Path, save_probabilities: 
     output = Path(output)
     written = []
     for case_id in tqdm(common_cases(folders), desc="ensemble", unit="case"):
-        total, meta = None, None
-        for folder in folders:
-            probs, m = load_probabilities(folder, case_id)
-            if total is not None and probs.shape != total.shape:
-                raise AutounetError(f"{folder / case_id}.npz: shape {probs.shape} differs from {total.shape} "
-                                    f"in {folders[0]} (different label sets?)")
-            total = probs if total is None else total + probs
-            meta = meta or m
-        mean = total / len(folders)
+        mean, meta = averaged_case(folders, case_id)
         seg = probabilities_to_labels(mean, meta.get("regions_class_order"))
-        path = output / f"{case_id}{meta['ending']}"
-        write_segmentation(seg, Geometry.from_json(meta["geometry"]), path)
-        if save_probabilities:
-            write_npz(output / f"{case_id}.npz", {"probabilities": mean.astype(np.float16)})
-            write_json(output / f"{case_id}.json", meta)
-        written.append(path)
+        ending = meta["ending"]
+        written.append(write_prediction(output / f"{case_id}{ending}", ending, seg, Geometry.from_json(meta["geometry"]),
+                                        mean if save_probabilities else None, meta if save_probabilities else None))
     return written

@@ -10,27 +10,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from autounet.autoplan.plans import Plans, StagePlan
+from autounet.inference.probabilities import average_probabilities, probabilities_to_labels
 from autounet.io.geometry import Geometry
 from autounet.preprocess.crop import uncrop
 from autounet.preprocess.resample import anisotropic_axis, resample_to_shape
-
-
-def logits_to_probabilities(logits: torch.Tensor, regions: bool) -> torch.Tensor:
-    """Softmax over classes, or independent sigmoids for region-based training. (K, ...) -> (K, ...)"""
-    return torch.sigmoid(logits) if regions else torch.softmax(logits, 0)
-
-
-def probabilities_to_labels(probs: np.ndarray, regions_class_order: Sequence[int] | None) -> np.ndarray:
-    """(K, ...) probabilities -> label map; regions are painted in ``regions_class_order``."""
-    if regions_class_order is None:
-        return np.argmax(probs, 0).astype(np.uint8 if probs.shape[0] < 256 else np.int16)
-    seg = np.zeros(probs.shape[1:], np.int16)
-    for channel, label in enumerate(regions_class_order):
-        seg[probs[channel] > 0.5] = label
-    return seg
 
 
 def _original_order(geometry: Geometry, transpose: Sequence[int]):
@@ -59,29 +44,26 @@ def to_original_geometry(labels_t: np.ndarray, geometry: Geometry, plans: Plans,
     return uncrop(arr, geometry.crop_box, geometry.shape, fill)
 
 
-def export_probabilities(probs: np.ndarray, geometry: Geometry, plans: Plans, stage: StagePlan
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (K, z, y, x) in preprocessed space -> (label map, probabilities) in the
-    original image's space: seg (Z, Y, X) and probabilities (K, Z, Y, X) float32. Outside the
-    crop the probabilities say background (softmax) or nothing (regions)."""
-    probs = probabilities_to_original(probs, geometry, plans, stage)
-    seg = probabilities_to_labels(probs, plans.regions_class_order)
+def export_probabilities(stages: Sequence[tuple[np.ndarray, Plans, StagePlan]], geometry: Geometry,
+                         with_probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The label map (Z, Y, X) in the original image's space from one configuration's
+    probabilities, or from several (an ensemble), each (K, z, y, x) in its own preprocessed space
+    with its plans and stage. Several are averaged at the original resolution, inside the crop.
+
+    with_probabilities : also return the (averaged) probabilities (K, Z, Y, X) float32 in the
+    original space; outside the crop they say background (softmax) or nothing (regions).
+    """
+    plans = stages[0][1]
+    if any(p.transpose_forward != plans.transpose_forward for _, p, _ in stages):
+        raise ValueError("the configurations to ensemble were planned with different axis orders; "
+                         "re-plan and retrain them together")
+    probs = average_probabilities(probabilities_to_original(p, geometry, pl, st) for p, pl, st in stages)
+    seg = to_original_geometry(probabilities_to_labels(probs, plans.regions_class_order), geometry, plans, 0)
+    if not with_probabilities:
+        return seg, None
     full_probs = to_original_geometry(probs, geometry, plans, 0)
     if plans.regions_class_order is None and geometry.crop_box is not None:
         inside = np.zeros(geometry.shape, bool)
         inside[tuple(slice(a, b) for a, b in geometry.crop_box)] = True
         full_probs[0][~inside] = 1.0
-    return to_original_geometry(seg, geometry, plans, 0), full_probs
-
-
-def export_prediction(logits: torch.Tensor, geometry: Geometry, plans: Plans, stage: StagePlan
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits in preprocessed space -> (label map, probabilities) in the original image's space."""
-    probs = logits_to_probabilities(logits.float(), plans.regions_class_order is not None).cpu().numpy()
-    return export_probabilities(probs, geometry, plans, stage)
-
-
-def prediction_meta(case_id: str, geometry: Geometry, ending: str, plans: Plans) -> dict:
-    """What a saved prediction needs to be turned into a mask again (no pickle): CASE.json."""
-    return {"case_id": case_id, "geometry": geometry.to_json(), "ending": ending, "labels": plans.labels,
-            "regions_class_order": plans.regions_class_order}
+    return seg, full_probs

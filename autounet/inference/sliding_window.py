@@ -31,11 +31,11 @@ def gaussian_importance(patch: Sequence[int], sigma_scale: float = 1 / 8) -> tor
     return torch.from_numpy(_gaussian_np(tuple(int(p) for p in patch), float(sigma_scale)))
 
 
-def window_starts(size: int, patch: int, step_fraction: float) -> list[int]:
-    """Evenly spaced window starts covering [0, size) with a step of at most step_fraction * patch."""
+def window_starts(size: int, patch: int, step: float) -> list[int]:
+    """Evenly spaced window starts covering [0, size) with a step of at most step * patch."""
     if size <= patch:
         return [0]
-    n = math.ceil((size - patch) / (patch * step_fraction)) + 1
+    n = math.ceil((size - patch) / (patch * step)) + 1
     return [int(round(i * (size - patch) / (n - 1))) for i in range(n)]
 
 
@@ -56,7 +56,7 @@ def mirrored(predictor: Predictor, mirror_axes: Sequence[int]) -> Predictor:
 
 
 def sliding_window_predict(image: torch.Tensor, predictor: Predictor, patch_size: Sequence[int], num_outputs: int,
-                           step_fraction: float = 0.5, batch_size: int = 1, mirror_axes: Sequence[int] = (),
+                           step: float = 0.5, batch_size: int = 1, mirror_axes: Sequence[int] = (),
                            accumulate_device: torch.device | str | None = None,
                            progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Predict logits (K, *spatial) for an image (C, *spatial) with overlapping windows.
@@ -82,7 +82,7 @@ def sliding_window_predict(image: torch.Tensor, predictor: Predictor, patch_size
     weights = torch.zeros(padded, dtype=torch.float32, device=acc_device)
     gauss = gaussian_importance(patch_size).to(acc_device)
     predict = mirrored(predictor, mirror_axes) if mirror_axes else predictor
-    starts = list(itertools.product(*[window_starts(s, p, step_fraction) for s, p in zip(padded, patch_size)]))
+    starts = list(itertools.product(*[window_starts(s, p, step) for s, p in zip(padded, patch_size)]))
     for i in range(0, len(starts), batch_size):
         chunk = starts[i:i + batch_size]
         slices = [tuple(slice(s, s + p) for s, p in zip(st, patch_size)) for st in chunk]

@@ -8,29 +8,53 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+_UMASK = os.umask(0o022)  # read once (umask can only be read by setting it), then restored
+os.umask(_UMASK)
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (``.NAME.XXXX.tmp``) to write to; renamed onto ``path``
+    when the block ends without an error, removed otherwise. Creates the parent folder. Writers
+    that infer a format from the file name (matplotlib) must be told the format."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # the permissions open() would give, not mkstemp's private 0600
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file to disk, so that a rename after it never exposes an empty file."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def copy_file(source: Path, target: Path) -> None:
+    """Copy a file atomically (the target is never half-written)."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def write_json(path: Path, obj: Any) -> None:

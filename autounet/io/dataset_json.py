@@ -9,6 +9,7 @@ from typing import Any
 
 from autounet.errors import DatasetError
 from autounet.io.image_io import SUPPORTED_ENDINGS, reader_for
+from autounet.workspace import RawPaths
 
 IGNORE_LABEL_NAME = "ignore"
 
@@ -134,7 +135,7 @@ def _parse_cases(raw: Any, root: Path, path: Path, problems: list[str]) -> tuple
 def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
     """Read and check ``dataset_dir/dataset.json``; every problem is reported in one DatasetError."""
     dataset_dir = Path(dataset_dir)
-    path = dataset_dir / "dataset.json"
+    path = RawPaths(dataset_dir).dataset_json
     if not path.is_file():
         raise DatasetError(f"{path}: dataset.json is missing (every raw dataset folder needs one)")
     try:
@@ -215,7 +216,7 @@ def write_dataset_json(dataset_dir: Path, channel_names: list[str], labels: dict
     """Write a dataset.json in nnU-Net v2's format."""
     from autounet.io.atomic import write_json
 
-    write_json(Path(dataset_dir) / "dataset.json", {
+    write_json(RawPaths(Path(dataset_dir)).dataset_json, {
         "name": name,
         "channel_names": {str(i): n for i, n in enumerate(channel_names)},
         "labels": labels,

@@ -11,9 +11,34 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
+
 # Spacing given to the missing axis of 2D images (PNG, 2D NIfTI). It is large so that the
 # planner treats the axis as "never resample, never pool" without any special case.
 FLAT_AXIS_SPACING = 999.0
+
+Box = tuple[tuple[int, int], ...]  # ((z0, z1), (y0, y1), (x0, x1)), end exclusive
+
+
+def nonzero_box(image: np.ndarray) -> Box:
+    """Bounding box of voxels non-zero in any channel: where a case's content is.
+
+    image : ndarray of shape (C, Z, Y, X). An all-zero image keeps its full extent. The
+    fingerprint measures it and preprocessing crops to it, so both take it from here.
+    """
+    mask = np.any(image != 0, axis=0)
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(np.any(mask, axis=other))
+        box.append((int(hits[0]), int(hits[-1]) + 1) if hits.size else (0, mask.shape[axis]))
+    return tuple(box)
+
+
+def crop(array: np.ndarray, box: Box) -> np.ndarray:
+    """Crop the last ``len(box)`` axes of ``array`` to ``box`` (a view)."""
+    lead = (slice(None),) * (array.ndim - len(box))
+    return array[lead + tuple(slice(a, b) for a, b in box)]
 
 
 @dataclass(frozen=True)
@@ -33,10 +58,10 @@ class Geometry:
     direction: tuple[float, ...]
     shape: tuple[int, int, int]
     file_dims: int = 3
-    crop_box: tuple[tuple[int, int], ...] | None = None
+    crop_box: Box | None = None
     transpose: tuple[int, int, int] = (0, 1, 2)
 
-    def with_crop(self, crop_box: tuple[tuple[int, int], ...]) -> "Geometry":
+    def with_crop(self, crop_box: Box) -> "Geometry":
         return replace(self, crop_box=tuple((int(a), int(b)) for a, b in crop_box))
 
     def with_transpose(self, transpose: tuple[int, ...]) -> "Geometry":

@@ -1,18 +1,26 @@
-"""The raw dataset layout: imagesTr/CASE_XXXX.ext, labelsTr/CASE.ext, optional imagesTs/."""
+"""Finding the cases of a raw dataset: CASE_XXXX.ext images and CASE.ext labels (folders: workspace.RawPaths)."""
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
 from autounet.io.image_io import NATURAL_ENDINGS, SUPPORTED_ENDINGS, file_ending
+from autounet.workspace import RawPaths
+
+
+def channel_file_pattern(endings: Sequence[str], ignore_case: bool = False) -> re.Pattern:
+    """``CASE_XXXX<ending>``: groups (case id, 4-digit channel index, ending), the longest ending first."""
+    alternatives = "|".join(re.escape(e) for e in sorted(endings, key=len, reverse=True))
+    return re.compile(rf"^(.+)_(\d{{4}})({alternatives})$", re.IGNORECASE if ignore_case else 0)
 
 
 def _channel_files(folder: Path, ending: str, problems: list[str]) -> dict[str, dict[int, Path]]:
     """Map case id -> {channel index: path} for files named CASE_XXXX<ending> in ``folder``."""
-    pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(ending) + "$")
+    pattern = channel_file_pattern([ending])
     found: dict[str, dict[int, Path]] = defaultdict(dict)
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or p.is_dir():
@@ -53,9 +61,9 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
                 if not p.is_file():
                     problems.append(f"{p}: file listed for case '{c.case_id}' in dataset.json does not exist")
             if c.label is None:
-                problems.append(f"{root / 'dataset.json'}: case '{c.case_id}' has no 'label'")
+                problems.append(f"{RawPaths(root).dataset_json}: case '{c.case_id}' has no 'label'")
     else:
-        images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
+        images_dir, labels_dir = RawPaths(root).images_tr, RawPaths(root).labels_tr
         for d in (images_dir, labels_dir):
             if not d.is_dir():
                 problems.append(f"{d}: folder is missing")
@@ -90,7 +98,8 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
     _duplicate_ids(cases, root, problems)
     if len(cases) != spec.num_training:
         problems.append(
-            f"{root / 'dataset.json'}: numTraining is {spec.num_training} but {len(cases)} training case(s) were found"
+            f"{RawPaths(root).dataset_json}: numTraining is {spec.num_training} but {len(cases)} training case(s) "
+            "were found"
         )
     if not cases:
         problems.append(f"{root}: no training cases found")

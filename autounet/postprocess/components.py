@@ -8,13 +8,14 @@ scans) in one piece, so that removing "small components" does not cut an object 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from autounet.postprocess.metrics import Class, class_mask
+from autounet.postprocess.metrics import Class, class_label, class_mask, class_name
 
 try:  # connected-components-3d, installed with acvl-utils: much faster than scipy on large volumes
     import cc3d
@@ -147,7 +148,7 @@ def _keep_largest_of(seg: np.ndarray, mask: np.ndarray) -> None:
     seg[mask & ~keep_largest_component(mask)] = 0
 
 
-def apply_postprocessing(seg: np.ndarray, rules: PostprocessingRules) -> np.ndarray:
+def apply_rules(seg: np.ndarray, rules: PostprocessingRules) -> np.ndarray:
     """Apply ``rules`` to a label map (Z, Y, X); returns a new array of the same dtype.
 
     The foreground rule runs first, then the per-class rules in their order. For a region the
@@ -158,4 +159,27 @@ def apply_postprocessing(seg: np.ndarray, rules: PostprocessingRules) -> np.ndar
         _keep_largest_of(out, out != 0)
     for cls in rules.keep_largest_per_class:
         _keep_largest_of(out, class_mask(out, cls))
+    return out
+
+
+def describe_rules(rules: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
+    """Rules (as in postprocessing.json) as sentences, one per rule; empty rules say so.
+
+    names : class key -> label name (see :func:`autounet.postprocess.metrics.class_names`).
+    Fields this version does not know are listed as they are.
+    """
+    names = names or {}
+    out = []
+    if rules.get("keep_largest_foreground"):
+        out.append("Keep only the largest connected component of the whole foreground (all classes together); "
+                   "smaller foreground components are set to background.")
+    for item in rules.get("keep_largest_per_class") or []:
+        out.append(f"For {class_label(class_name(item), names)}: keep only its largest connected component; "
+                   "the class's other components are set to background.")
+    known = ("keep_largest_foreground", "keep_largest_per_class", "schema_version")
+    for key, value in rules.items():
+        if key not in known and value not in (None, False, [], {}):
+            out.append(f"{key}: {json.dumps(value)}")
+    if not out:
+        out.append("No postprocessing: removing connected components did not improve the cross-validation Dice.")
     return out

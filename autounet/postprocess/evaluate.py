@@ -26,6 +26,7 @@ from autounet.parallel import map_parallel
 from autounet.postprocess.metrics import (
     DEFAULT_NSD_TOLERANCE_MM, METRICS, Class, absent_class_metrics, case_metrics, class_name, summarize,
 )
+from autounet.workspace import RawPaths
 
 log = logging.getLogger("autounet.postprocess")
 
@@ -145,7 +146,7 @@ def evaluate_folders(reference_folder: Path, prediction_folder: Path, classes: S
     """
     reference_folder, prediction_folder = Path(reference_folder), Path(prediction_folder)
     cases = match_cases(reference_folder, prediction_folder)
-    dataset_json = reference_folder.parent / "dataset.json"
+    dataset_json = RawPaths(reference_folder.parent).dataset_json
     if dataset_json.is_file() and (classes is None or ignore_label is None):
         declared, declared_ignore = classes_from_dataset_json(dataset_json)
         log.info("labels from %s: classes %s, ignore label %s", dataset_json, declared, declared_ignore)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -22,31 +21,30 @@ from tqdm import tqdm
 
 from autounet.autoplan.plans import Plans, load_plans
 from autounet.errors import WorkspaceError
-from autounet.inference.ensemble import load_probabilities
-from autounet.inference.export import probabilities_to_labels
-from autounet.io.atomic import read_json, write_json
+from autounet.inference.ensemble import averaged_case
+from autounet.inference.outputs import probabilities_saved
+from autounet.inference.probabilities import probabilities_to_labels
+from autounet.io.atomic import copy_file, read_json, write_json
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import read_segmentation, write_segmentation
 from autounet.postprocess.metrics import dice_per_class, foreground_mean, mean_per_class
-from autounet.preprocess.pipeline import GT_FOLDER
 from autounet.workspace import DatasetPaths
 
 log = logging.getLogger("autounet")
 TIE_TOLERANCE = 1e-4
 SIMPLICITY = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
-CV_FOLDER = "cross_validation"
 
 
 def _validation_folders(paths: DatasetPaths, configuration: str, splits: list[dict]) -> dict[str, Path]:
     """case id -> the validation folder holding its prediction; raises naming what to train."""
     out, missing = {}, []
     for k, split in enumerate(splits):
-        folder = paths.results / configuration / f"fold_{k}" / "validation"
-        if not (folder / "summary.json").is_file():
+        fold = paths.trained.fold(configuration, k)
+        if not fold.validation_summary.is_file():
             missing.append(k)
             continue
         for case in split["val"]:
-            out[case] = folder
+            out[case] = fold.validation
     if missing:
         raise WorkspaceError(
             f"{configuration}: fold(s) {' '.join(map(str, missing))} have no validation results; run: "
@@ -58,7 +56,7 @@ def trained_configurations(paths: DatasetPaths, plans: Plans, splits: list[dict]
     """Configurations with every fold validated, and notes on the partially trained ones."""
     done, notes = [], []
     for config in plans.configurations:
-        if not (paths.results / config).is_dir():
+        if not paths.trained.configuration(config).is_dir():
             continue
         try:
             _validation_folders(paths, config, splits)
@@ -68,40 +66,40 @@ def trained_configurations(paths: DatasetPaths, plans: Plans, splits: list[dict]
     return done, notes
 
 
-def _case_metrics(folder: Path, case_id: str) -> dict:
-    return read_json(folder / f"{case_id}.json")["metrics"]
+def _scores(entry: dict, per_case: list[dict], splits: list[dict]) -> dict:
+    means = mean_per_class(per_case)
+    return {**entry, "folds": [str(k) for k in range(len(splits))], "mean_dice": means,
+            "foreground_mean_dice": foreground_mean(means), "num_cases": len(per_case)}
 
 
 def score_configuration(paths: DatasetPaths, configuration: str, splits: list[dict]) -> dict:
-    """Mean Dice per class over the cross-validation predictions of one configuration."""
+    """Mean Dice per class over the cross-validation predictions of one configuration (each
+    case scored in the validation summary of the fold that did not train on it)."""
     folders = _validation_folders(paths, configuration, splits)
-    per_case = [_case_metrics(f, c) for c, f in sorted(folders.items())]
-    means = mean_per_class(per_case)
-    return {"kind": "configuration", "members": [configuration], "folds": [str(k) for k in range(len(splits))],
-            "mean_dice": means, "foreground_mean_dice": foreground_mean(means), "num_cases": len(per_case)}
+    per_case = {}
+    for k in range(len(splits)):
+        summary = read_json(paths.trained.fold(configuration, k).validation_summary)
+        per_case.update({c["case_id"]: c["metrics"] for c in summary["cases"]})
+    return _scores({"kind": "configuration", "members": [configuration]},
+                   [per_case[c] for c in sorted(folders)], splits)
 
 
 def score_ensemble(paths: DatasetPaths, plans: Plans, members: Sequence[str], splits: list[dict], out: Path) -> dict:
     """Average the members' CV probabilities per case, write the labels to ``out``, score them."""
     folders = [_validation_folders(paths, m, splits) for m in members]
-    gt = paths.preprocessed / GT_FOLDER
     per_case = []
     for case in tqdm(sorted(folders[0]), desc=f"ensemble {'+'.join(members)}", unit="case"):
-        total, meta = None, None
         for member, f in zip(members, folders):
-            if not (f[case] / f"{case}.npz").is_file():
+            if not probabilities_saved(f[case], case):
                 raise WorkspaceError(f"{f[case] / case}.npz: no probabilities for ensembling; re-run "
                                      f"autounet train {paths.name} {member} FOLD --continue --save-probabilities "
                                      "for every fold (validation is redone, training is not)")
-            probs, meta = load_probabilities(f[case], case)
-            total = probs if total is None else total + probs
-        seg = probabilities_to_labels(total / len(members), plans.regions_class_order)
+        mean, meta = averaged_case([f[case] for f in folders], case)
+        seg = probabilities_to_labels(mean, plans.regions_class_order)
         write_segmentation(seg, Geometry.from_json(meta["geometry"]), out / f"{case}{plans.file_ending}")
-        ref, _ = read_segmentation(gt / f"{case}{plans.file_ending}", plans.reader)
+        ref, _ = read_segmentation(paths.reference(case, plans.file_ending), plans.reader)
         per_case.append(dice_per_class(seg, ref, plans.evaluation_classes, plans.ignore_label))
-    means = mean_per_class(per_case)
-    return {"kind": "ensemble", "members": list(members), "folds": [str(k) for k in range(len(splits))],
-            "mean_dice": means, "foreground_mean_dice": foreground_mean(means), "num_cases": len(per_case)}
+    return _scores({"kind": "ensemble", "members": list(members)}, per_case, splits)
 
 
 def _complexity(entry: dict) -> tuple:
@@ -117,9 +115,8 @@ def pick_best(entries: dict[str, dict]) -> str:
 
 def collect_predictions(paths: DatasetPaths, configuration: str, splits: list[dict], plans: Plans, out: Path) -> Path:
     """Copy a configuration's CV label maps from the fold folders into one folder."""
-    out.mkdir(parents=True, exist_ok=True)
     for case, folder in _validation_folders(paths, configuration, splits).items():
-        shutil.copyfile(folder / f"{case}{plans.file_ending}", out / f"{case}{plans.file_ending}")
+        copy_file(folder / f"{case}{plans.file_ending}", out / f"{case}{plans.file_ending}")
     return out
 
 
@@ -144,17 +141,17 @@ def find_best_configuration(paths: DatasetPaths, configurations: Sequence[str] |
                                  f"train first: autounet train {paths.name} CONFIG 0 1 2 3 4 --save-probabilities"
                                  + ("\n" + "\n".join(notes) if notes else ""))
     entries = {c: score_configuration(paths, c, splits) for c in configs}
-    cv_root = paths.results / CV_FOLDER
     if ensembles:
         for a, b in itertools.combinations(configs, 2):
             name = f"{a}+{b}"
-            entries[name] = score_ensemble(paths, plans, (a, b), splits, cv_root / name)
+            entries[name] = score_ensemble(paths, plans, (a, b), splits, paths.trained.cross_validation_predictions(name))
     best = pick_best(entries)
-    folder = cv_root / best if entries[best]["kind"] == "ensemble" else collect_predictions(
-        paths, best, splits, plans, cv_root / best)
-    rules, report = determine_postprocessing_from_folders(folder, paths.preprocessed / GT_FOLDER,
-                                                          plans.evaluation_classes, plans.ignore_label, processes)
-    save_rules(paths.results / "postprocessing.json", rules, report)
+    folder = paths.trained.cross_validation_predictions(best)
+    if entries[best]["kind"] != "ensemble":
+        collect_predictions(paths, best, splits, plans, folder)
+    rules, report = determine_postprocessing_from_folders(folder, paths.references, plans.evaluation_classes,
+                                                          plans.ignore_label, processes)
+    save_rules(paths.trained.postprocessing, rules, report)
     after = _foreground_after(report, entries[best]["foreground_mean_dice"])
     command = f"autounet predict -i INPUT_FOLDER -o OUTPUT_FOLDER -d {paths.name}"
     result = {
@@ -162,11 +159,11 @@ def find_best_configuration(paths: DatasetPaths, configurations: Sequence[str] |
         "entries": entries, "best": best, "postprocessing": {"rules": rules.to_json(), "report": report},
         "foreground_mean_dice_after_postprocessing": after, "predict_command": command,
     }
-    write_json(paths.results / "cross_validation.json", result)
-    write_json(paths.results / "best_configuration.json", {
+    write_json(paths.trained.cross_validation, result)
+    write_json(paths.trained.best_configuration, {
         "configurations": entries[best]["members"], "folds": entries[best]["folds"], "name": best,
         "foreground_mean_dice": entries[best]["foreground_mean_dice"],
-        "foreground_mean_dice_after_postprocessing": after, "postprocessing": "postprocessing.json",
+        "foreground_mean_dice_after_postprocessing": after, "postprocessing": paths.trained.postprocessing.name,
         "predict_command": command})
     return result
 

@@ -38,7 +38,7 @@ NaN rules (means over cases skip NaN, see :func:`summarize`):
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 from scipy import ndimage
@@ -55,10 +55,26 @@ def class_mask(seg: np.ndarray, cls: Class) -> np.ndarray:
 
 
 def class_name(cls: Class) -> str:
-    return ",".join(map(str, cls)) if isinstance(cls, tuple) else str(cls)
+    """The key a class has in metrics and JSON files: "1", or "1,2" for a region."""
+    return ",".join(map(str, cls)) if isinstance(cls, (tuple, list)) else str(cls)
+
+
+def class_names(labels: dict[str, Any]) -> dict[str, str]:
+    """Class key -> label name, from dataset.json's ``labels`` (background and ignore left out)."""
+    return {class_name(value): name for name, value in labels.items() if name not in ("background", "ignore")}
+
+
+def class_label(key: str, names: dict[str, str]) -> str:
+    """How a class is shown to people: "organ (1)" when it has a name, else "class 1"."""
+    return f"{names[key]} ({key})" if key in names else f"class {key}"
 
 
 # ---------------------------------------------------------------- Dice-only (used by training)
+
+def dice_from_counts(tp: float, fp: float, fn: float) -> float:
+    """``2 TP / (2 TP + FP + FN)``; NaN when there is nothing to find and nothing found."""
+    return float("nan") if tp + fp + fn == 0 else float(2 * tp / (2 * tp + fp + fn))
+
 
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[Class],
                    ignore_label: int | None = None) -> dict[str, dict[str, float]]:
@@ -73,8 +89,7 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[Class],
         tp = int(np.count_nonzero(p & r))
         fp = int(np.count_nonzero(p)) - tp
         fn = int(np.count_nonzero(r)) - tp
-        dice = float("nan") if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
-        out[class_name(cls)] = {"dice": dice, "tp": tp, "fp": fp, "fn": fn}
+        out[class_name(cls)] = {"dice": dice_from_counts(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
     return out
 
 

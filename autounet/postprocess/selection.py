@@ -35,11 +35,12 @@ from autounet.io.image_io import SUPPORTED_ENDINGS, file_ending, read_segmentati
 from autounet.parallel import map_parallel
 from autounet.postprocess.components import (
     PostprocessingRules,
-    apply_postprocessing,
+    apply_rules,
     keep_largest_component,
     normalize_class,
 )
-from autounet.postprocess.metrics import Class, class_mask, class_name, dice_per_class, foreground_mean, mean_per_class
+from autounet.postprocess.metrics import (Class, class_mask, class_name, dice_from_counts, dice_per_class, foreground_mean,
+                                         mean_per_class)
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,6 @@ def _values(cls: Class) -> set[int]:
     return set(cls) if isinstance(cls, tuple) else {cls}
 
 
-def _dice(tp: int, fp: int, fn: int) -> float:
-    """Dice from counts, NaN when there is nothing to find and nothing found (as in metrics.py)."""
-    return float("nan") if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
-
-
 def _after_removal(pred: np.ndarray, ref: np.ndarray, removed: np.ndarray, base: CaseDice,
                    classes: Sequence[Class], ignore_label: int | None) -> CaseDice:
     """The numbers of ``classes`` once the ``removed`` voxels of ``pred`` become background.
@@ -84,7 +80,7 @@ def _after_removal(pred: np.ndarray, ref: np.ndarray, removed: np.ndarray, base:
     for name, p in part.items():
         b = base[name]
         tp, fp, fn = b["tp"] - p["tp"], b["fp"] - p["fp"], b["fn"] + p["tp"]
-        out[name] = {"dice": _dice(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
+        out[name] = {"dice": dice_from_counts(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
     return out
 
 
@@ -262,7 +258,7 @@ def determine_postprocessing_from_folders(prediction_folder: Path, reference_fol
 def _postprocess_file(item: tuple[Path, Path, PostprocessingRules]) -> Path:
     source, target, rules = item
     seg, geometry = read_segmentation(source, reader_for(file_ending(source)))
-    write_segmentation(apply_postprocessing(seg, rules), geometry, target)
+    write_segmentation(apply_rules(seg, rules), geometry, target)
     return target
 
 

@@ -1,25 +1,15 @@
-"""Cropping to the non-zero region, and undoing it."""
+"""The non-zero mask of a case, and undoing the crop to its non-zero box.
+
+The box itself (:func:`autounet.io.geometry.nonzero_box`) lives with the geometry, because the
+fingerprint measures it before any preprocessing exists.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-Box = tuple[tuple[int, int], ...]
-
-
-def nonzero_box(image: np.ndarray) -> Box:
-    """Bounding box ((z0, z1), (y0, y1), (x0, x1)) of voxels non-zero in any channel.
-
-    image : ndarray of shape (C, Z, Y, X). An all-zero image keeps its full extent.
-    """
-    mask = np.any(image != 0, axis=0)
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(np.any(mask, axis=other))
-        box.append((int(hits[0]), int(hits[-1]) + 1) if hits.size else (0, mask.shape[axis]))
-    return tuple(box)
+from autounet.io.geometry import Box
 
 
 def nonzero_mask(image: np.ndarray) -> np.ndarray:
@@ -28,12 +18,6 @@ def nonzero_mask(image: np.ndarray) -> np.ndarray:
     image : ndarray of shape (C, Z, Y, X); returns a bool array (Z, Y, X).
     """
     return ndimage.binary_fill_holes(np.any(image != 0, axis=0))
-
-
-def crop(array: np.ndarray, box: Box) -> np.ndarray:
-    """Crop the last ``len(box)`` axes of ``array`` to ``box`` (a view)."""
-    lead = (slice(None),) * (array.ndim - len(box))
-    return array[lead + tuple(slice(a, b) for a, b in box)]
 
 
 def uncrop(array: np.ndarray, box: Box, full_shape: tuple[int, ...], fill: float = 0) -> np.ndarray:

@@ -1,14 +1,10 @@
 """Preprocess training cases for every planned configuration.
 
 Per case: read once, crop to the non-zero region, transpose, normalize, then for each
-distinct data folder resample and write
-
-    <case>_data.npy   float32 (C, Z, Y, X), memory-mappable
-    <case>_seg.npy    int8/int16 (Z, Y, X)
-    <case>_locs.npz   voxel coordinates per foreground label, for oversampling
-    <case>.json       geometry and metadata — written last: it marks the case as finished
-
-and copies each raw label map to ``gt_segmentations/`` (the reference for evaluation).
+distinct data folder resample and write the case's arrays (data, labels, foreground locations)
+and, last, its metadata (geometry, shape, plan hash), which marks the case as finished (file
+names: :class:`autounet.workspace.PreprocessedCase`); and copy each raw label map to the
+references folder (what evaluation compares against).
 
 Every file is written atomically, so a killed run leaves finished cases intact and no
 half-written file that could pass for finished. A re-run skips cases whose .json matches the
@@ -18,8 +14,6 @@ current plan.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -28,43 +22,19 @@ from pathlib import Path
 import numpy as np
 
 from autounet.autoplan.plans import Plans, StagePlan
-from autounet.io.atomic import read_json, remove_stale_temporaries, write_json, write_npy, write_npz
+from autounet.io.atomic import copy_file, read_json, remove_stale_temporaries, write_json, write_npy, write_npz
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
-from autounet.io.geometry import Geometry
+from autounet.io.geometry import Geometry, crop, nonzero_box
 from autounet.io.verify import load_case
 from autounet.parallel import map_parallel
-from autounet.preprocess.crop import crop, nonzero_box, nonzero_mask
+from autounet.preprocess.crop import nonzero_mask
 from autounet.preprocess.normalize import normalize
 from autounet.preprocess.resample import resample_image, resample_labels
+from autounet.workspace import DatasetPaths, PreprocessedCase
 
 # Foreground coordinates kept per label: enough to sample patch centres well, small on disk.
 MAX_LOCATIONS_PER_LABEL = 10_000
 MIN_LOCATION_FRACTION = 0.01
-GT_FOLDER = "gt_segmentations"
-
-
-@dataclass(frozen=True)
-class CaseOutput:
-    """File names of one preprocessed case inside a data folder."""
-
-    folder: Path
-    case_id: str
-
-    @property
-    def data(self) -> Path:
-        return self.folder / f"{self.case_id}_data.npy"
-
-    @property
-    def seg(self) -> Path:
-        return self.folder / f"{self.case_id}_seg.npy"
-
-    @property
-    def locations(self) -> Path:
-        return self.folder / f"{self.case_id}_locs.npz"
-
-    @property
-    def meta(self) -> Path:
-        return self.folder / f"{self.case_id}.json"
 
 
 def data_folders(plans: Plans, configurations: list[str] | None = None) -> dict[str, str]:
@@ -76,9 +46,9 @@ def data_folders(plans: Plans, configurations: list[str] | None = None) -> dict[
     return out
 
 
-def is_finished(out: CaseOutput, expected_hash: str) -> bool:
+def is_finished(out: PreprocessedCase, expected_hash: str) -> bool:
     """A case is finished when its metadata exists, matches the plan, and its arrays exist."""
-    if not (out.meta.is_file() and out.data.is_file() and out.seg.is_file() and out.locations.is_file()):
+    if not all(f.is_file() for f in out.files):
         return False
     try:
         return read_json(out.meta).get("preprocessing_hash") == expected_hash
@@ -141,14 +111,11 @@ class DataFolder:
     preprocessing_hash: str
 
 
-def copy_reference(case: CaseFiles, spec: DatasetSpec, gt_folder: Path) -> Path:
+def copy_reference(case: CaseFiles, target: Path) -> Path:
     """Copy a case's raw label map into the preprocessed folder: the reference that later stages
     evaluate against, so that they never need the raw dataset."""
-    target = gt_folder / f"{case.case_id}{spec.file_ending}"
     if case.label is not None and not (target.is_file() and target.stat().st_size == case.label.stat().st_size):
-        tmp = gt_folder / f".{target.name}.tmp"
-        shutil.copyfile(case.label, tmp)
-        os.replace(tmp, target)
+        copy_file(case.label, target)
     return target
 
 
@@ -168,7 +135,7 @@ def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder]
         data = resample_image(images, spacing, stage.spacing, stage.anisotropy_threshold)
         seg_out = resample_labels(seg, spacing, stage.spacing, stage.anisotropy_threshold)
         locs = foreground_locations(seg_out, labels, np.random.default_rng(_case_seed(seed, case.case_id)))
-        out = CaseOutput(folder.path, case.case_id)
+        out = PreprocessedCase(folder.path, case.case_id)
         write_npy(out.data, data)
         write_npy(out.seg, seg_out)
         write_npz(out.locations, locs)
@@ -183,21 +150,20 @@ def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder]
     return time.perf_counter() - start
 
 
-def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, preprocessed_dir: Path,
+def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, paths: DatasetPaths,
                        configurations: list[str] | None = None, processes: int = 1, force: bool = False,
                        seed: int = 0) -> dict[str, int]:
     """Preprocess every case for the chosen configurations; returns {"done": n, "skipped": m}."""
     log = logging.getLogger(__name__)
-    folders = [DataFolder(Path(preprocessed_dir) / ident, config, plans.preprocessing_hash(config))
+    folders = [DataFolder(paths.data_folder(ident), config, plans.preprocessing_hash(config))
                for ident, config in data_folders(plans, configurations).items()]
-    gt_folder = Path(preprocessed_dir) / GT_FOLDER
-    for path in [f.path for f in folders] + [gt_folder]:
+    for path in [f.path for f in folders] + [paths.references]:
         path.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
     for case in cases:
-        copy_reference(case, spec, gt_folder)
+        copy_reference(case, paths.reference(case.case_id, spec.file_ending))
     todo = [c for c in cases if force or not all(
-        is_finished(CaseOutput(f.path, c.case_id), f.preprocessing_hash) for f in folders)]
+        is_finished(PreprocessedCase(f.path, c.case_id), f.preprocessing_hash) for f in folders)]
     names = "+".join(f.path.name for f in folders)
     if len(todo) < len(cases):
         log.info("%d of %d case(s) already preprocessed for %s; skipping them (use --force to redo)",

@@ -25,6 +25,8 @@ from batchgenerators.transforms.resample_transforms import SimulateLowResolution
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 from batchgenerators.transforms.utility_transforms import RemoveLabelTransform
 
+from autounet.inference.cascade import one_hot
+
 DUMMY_2D_ANISOTROPY = 3.0  # a 3D patch whose in-plane size is > 3x its depth augments in 2D
 
 
@@ -131,9 +133,7 @@ class PreviousStageToOneHot(AbstractTransform):
     def __call__(self, **batch):
         seg = batch["seg"]
         if seg.shape[1] > 1:
-            prev = seg[:, 1:2]
-            onehot = np.concatenate([(prev == c) for c in range(1, self.num_classes + 1)], 1).astype(np.float32)
-            batch["data"] = np.concatenate([batch["data"], onehot], 1)
+            batch["data"] = np.concatenate([batch["data"], one_hot(seg[:, 1], self.num_classes, axis=1)], 1)
             batch["seg"] = seg[:, :1]
         return batch
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from autounet.inference.settings import PredictSettings
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -15,6 +17,8 @@ class TrainingConfig:
     batch_size : None uses the plan's.
     time_budget_s : wall-clock budget of the fold; overrides epochs and iterations (see
         :mod:`autounet.training.budget`).
+    final_validation : predict the fold's validation cases at the end, with ``validation``
+        (its device is the training device; ``--no-tta`` and ``--save-probabilities`` set it).
     """
 
     epochs: int = 1000
@@ -36,9 +40,7 @@ class TrainingConfig:
     ema_momentum: float = 0.9
     checkpoint_every: int = 1
     final_validation: bool = True
-    validation_tta: bool = True
-    validation_step: float = 0.5
-    save_probabilities: bool = False
+    validation: PredictSettings = PredictSettings(processes=0)
     time_budget_s: float | None = None  # choose epochs, iterations (and, if needed, a lighter network) to fit
 
     def to_json(self) -> dict[str, Any]:
@@ -47,7 +49,10 @@ class TrainingConfig:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "TrainingConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        values = {k: v for k, v in d.items() if k in known}
+        if isinstance(values.get("validation"), dict):
+            values["validation"] = PredictSettings.from_json(values["validation"])
+        return cls(**values)
 
 
 def poly_lr(initial_lr: float, epoch: int, epochs: int, exponent: float = 0.9) -> float:

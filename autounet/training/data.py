@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autounet.io.atomic import read_json
+from autounet.workspace import PreprocessedCase
 
 
 @dataclass
@@ -28,25 +28,14 @@ class CaseArrays:
     previous_stage: np.ndarray | None = None
 
 
-def open_case(folder: Path, case_id: str, previous_stage_folder: Path | None = None) -> CaseArrays:
-    """Open a preprocessed case without reading it into memory."""
-    data = np.load(folder / f"{case_id}_data.npy", mmap_mode="r")
-    seg = np.load(folder / f"{case_id}_seg.npy", mmap_mode="r")
-    with np.load(folder / f"{case_id}_locs.npz", allow_pickle=False) as z:
+def open_case(arrays: PreprocessedCase, previous_stage: Path | None = None) -> CaseArrays:
+    """Open a preprocessed case (and a cascade's previous-stage labels) without reading it into memory."""
+    data = np.load(arrays.data, mmap_mode="r")
+    seg = np.load(arrays.seg, mmap_mode="r")
+    with np.load(arrays.locations, allow_pickle=False) as z:
         locations = {int(k.split("_")[1]): z[k] for k in z.files}
-    prev = None
-    if previous_stage_folder is not None:
-        prev = np.load(previous_stage_folder / f"{case_id}.npy", mmap_mode="r")
-    return CaseArrays(case_id, data, seg, locations, prev)
-
-
-def case_ids_in(folder: Path) -> list[str]:
-    """Case ids with finished preprocessing in a data folder."""
-    return sorted(p.stem for p in Path(folder).glob("*.json") if not p.name.startswith("."))
-
-
-def case_meta(folder: Path, case_id: str) -> dict:
-    return read_json(Path(folder) / f"{case_id}.json")
+    prev = np.load(previous_stage, mmap_mode="r") if previous_stage is not None else None
+    return CaseArrays(arrays.case_id, data, seg, locations, prev)
 
 
 def forced_foreground(batch_size: int, fraction: float) -> list[bool]:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autounet.autoplan.plans import Plans, StagePlan
+
 
 def deep_supervision_weights(n: int) -> list[float]:
     """Weights of ``n`` outputs, finest first: 1, 1/2, 1/4, ..., the coarsest set to 0
@@ -174,3 +176,13 @@ class DeepSupervisionLoss(nn.Module):
         if total is None:
             raise ValueError("every deep-supervision weight is 0")
         return total if unused is None else total + unused
+
+
+def build_loss(plans: Plans, stage: StagePlan, deep_supervision: bool) -> nn.Module:
+    """Dice + CE (or Dice + BCE for regions), weighted over the deep-supervision outputs."""
+    if plans.regions is not None:
+        base: nn.Module = RegionDiceBCELoss(plans.regions, stage.batch_dice, plans.ignore_label)
+    else:
+        base = DiceCELoss(stage.batch_dice, plans.ignore_label)
+    n = stage.network.num_stages - 1 if deep_supervision else 1
+    return DeepSupervisionLoss(base, deep_supervision_weights(n))

@@ -1,12 +1,13 @@
-"""The training log: per-epoch numbers, a text log and the progress.png plot."""
+"""The training log: per-epoch numbers, a text line per epoch, and the curves drawn from them."""
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
+
+from autounet.io.atomic import atomic_path
 
 
 @dataclass
@@ -33,37 +34,55 @@ class EpochLog:
         return cls(**{k: list(v) for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def plot_progress(log: EpochLog, path: Path) -> None:
-    """Losses, pseudo-Dice (and its EMA), learning rate and epoch time against epochs."""
-    import matplotlib
+CURVES = ("epoch", "train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
-    x = log.epoch
-    ax = axes[0]
-    ax.plot(x, log.train_loss, label="train loss", color="tab:blue")
-    ax.plot(x, log.val_loss, label="validation loss", color="tab:red")
+def draw_curves(ax: Any, log: Mapping[str, Sequence[float]], legend_size: float | None = None) -> None:
+    """Train and validation loss on ``ax``, pseudo-Dice and its EMA on a twin axis (0..1).
+
+    log : per-epoch lists as :meth:`EpochLog.to_json` gives them (a checkpoint's ``log``); lists
+    of unequal length are cut to the shortest. Shared by progress.png and the HTML report.
+    """
+    n = min(len(log.get(k, [])) for k in CURVES)
+    x = log["epoch"][:n]
+    ax.plot(x, log["train_loss"][:n], label="train loss", color="tab:blue")
+    ax.plot(x, log["val_loss"][:n], label="validation loss", color="tab:red")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(x, log.pseudo_dice, ":", label="pseudo Dice", color="tab:green")
-    ax2.plot(x, log.pseudo_dice_ema, "-", label="pseudo Dice (EMA)", color="tab:green")
+    ax2.plot(x, log["pseudo_dice"][:n], ":", label="pseudo Dice", color="tab:green")
+    ax2.plot(x, log["pseudo_dice_ema"][:n], "-", label="pseudo Dice (EMA)", color="tab:green")
     ax2.set_ylabel("Dice")
     ax2.set_ylim(0, 1)
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right")
-    axes[1].plot(x, log.lr, color="tab:purple")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=legend_size)
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure bound to no GUI backend and no pyplot state (safe in any process)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def save_figure(fig: Any, path: Path, dpi: int) -> None:
+    """Write a figure as PNG atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+
+
+def plot_progress(log: EpochLog, path: Path) -> None:
+    """Losses, pseudo-Dice (and its EMA), learning rate and epoch time against epochs."""
+    fig = new_figure(9, 10)
+    axes = fig.subplots(3, 1, sharex=True)
+    draw_curves(axes[0], log.to_json())
+    axes[1].plot(log.epoch, log.lr, color="tab:purple")
     axes[1].set_ylabel("learning rate")
-    axes[2].plot(x, log.epoch_seconds, color="tab:orange")
+    axes[2].plot(log.epoch, log.epoch_seconds, color="tab:orange")
     axes[2].set_ylabel("epoch time (s)")
     axes[2].set_xlabel("epoch")
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=80)
 
 
 def format_epoch(log: EpochLog, epochs: int) -> str:

@@ -15,11 +15,14 @@ import SimpleITK as sitk
 
 from autounet import api
 from autounet.errors import AutounetError
-from autounet.inference.model import TrainedModel
-from autounet.inference.predict import PredictSettings, Predictor, find_inputs, predict_cases
+from autounet.inference.cases import find_inputs
+from autounet.inference.folds import FoldEnsemble
+from autounet.inference.run import predict
+from autounet.inference.settings import PredictSettings
+from autounet.model.trained import TrainedModel
 from autounet.io.dataset_json import write_dataset_json
 from autounet.training.config import TrainingConfig
-from autounet.training.network import build_network
+from autounet.model.network import build_network
 
 ROTATION = (0.0, -1.0, 0.0, 0.8, 0.0, 0.6, -0.6, 0.0, 0.8)  # a proper rotation, far from identity
 
@@ -32,7 +35,7 @@ def trained_3d(tmp_path_factory) -> tuple[Path, Path]:
                                    anisotropic=True, shape=(10, 24, 24), test_cases=2)
     api.plan_and_preprocess(raw, root=tmp, processes=1)
     cfg = TrainingConfig(epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1, num_workers=0,
-                         validation_tta=False, save_probabilities=True)
+                         validation=PredictSettings(mirror=False, save_probabilities=True, processes=0))
     for fold in (0, 1):
         api.train(raw, "3d_fullres", fold, root=tmp, device="cpu", config=cfg)
     return raw, tmp
@@ -54,7 +57,8 @@ def test_mask_has_exactly_the_input_geometry(trained_3d, tmp_path):
     for c in range(2):  # a new shape, odd spacing, offset origin, rotated axes
         _write(rng.normal(100, 20, (13, 31, 27)).astype(np.float32), inputs / f"odd_{c:04d}.nii.gz",
                (0.7, 0.9, 3.3), (12.5, -40.0, 7.25), ROTATION)
-    report = api.predict(inputs, tmp_path / "out", dataset=raw, configurations=["3d_fullres"], root=root, device="cpu")
+    report = api.predict(inputs, tmp_path / "out", dataset=raw, configurations=["3d_fullres"], root=root,
+                         settings=PredictSettings(device="cpu"))
     assert not report.failed
     ref = sitk.ReadImage(str(inputs / "odd_0000.nii.gz"))
     out = sitk.ReadImage(str(tmp_path / "out" / "odd.nii.gz"))
@@ -104,7 +108,7 @@ def test_full_inverse_geometry_with_an_oracle_predictor(tmp_path, monkeypatch):
         labels = np.clip(np.rint(data[0] / 100), 0, 2).astype(int)
         return np.stack([(labels == k) for k in range(3)]).astype(np.float32)
 
-    monkeypatch.setattr(Predictor, "probabilities", oracle)
+    monkeypatch.setattr(FoldEnsemble, "probabilities", oracle)
     inputs = tmp_path / "in"
     inputs.mkdir()
     seg = _blobs((41, 29, 11), np.random.default_rng(9))
@@ -112,7 +116,8 @@ def test_full_inverse_geometry_with_an_oracle_predictor(tmp_path, monkeypatch):
     padded[2:43, 2:31] = seg
     _write((padded * 100.0).astype(np.float32), inputs / "new_0000.nii.gz", (3.1, 0.85, 0.75), (5.0, 6.0, 7.0), ROTATION)
     cases, _ = find_inputs(inputs, tmp_path / "out")
-    report = predict_cases(Predictor(model, __import__("torch").device("cpu"), PredictSettings(processes=0)), cases)
+    settings = PredictSettings(device="cpu", processes=0)
+    report = predict([FoldEnsemble(model, settings)], cases, settings)
     assert not report.failed
     out = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "new.nii.gz")))
     assert out.shape == padded.shape
@@ -148,7 +153,8 @@ def test_wrong_dimensionality_is_rejected(trained_3d, tmp_path):
     for c in range(2):
         img = sitk.GetImageFromArray(np.zeros((20, 20), np.float32))
         sitk.WriteImage(img, str(inputs / f"flat_{c:04d}.nii.gz"))
-    report = api.predict(inputs, tmp_path / "out", dataset=raw, configurations=["3d_fullres"], root=root, device="cpu")
+    report = api.predict(inputs, tmp_path / "out", dataset=raw, configurations=["3d_fullres"], root=root,
+                         settings=PredictSettings(device="cpu"))
     assert "2D image" in report.failed["flat"] and not report.written
 
 
@@ -162,12 +168,12 @@ def test_export_import_and_predict_from_zip(trained_3d, tmp_path):
     assert {"3d_fullres/fold_0/checkpoint_final.pt", "3d_fullres/fold_1/checkpoint_final.pt", "dataset.json"} <= names
     case = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))[0]
     out = tmp_path / "one.nii.gz"
-    report = api.predict(case, out, model=zip_path, device="cpu", mirror=False)
+    report = api.predict(case, out, model=zip_path, settings=PredictSettings(device="cpu", mirror=False))
     assert report.written == [out] and sitk.ReadImage(str(out)).GetSize() == sitk.ReadImage(str(case)).GetSize()
 
 
 def test_import_rejects_paths_escaping_the_target(tmp_path):
-    from autounet.inference.portable import import_model
+    from autounet.model.archive import import_model
 
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as z:
@@ -184,11 +190,11 @@ def test_ensemble_averages_saved_probabilities(trained_3d, tmp_path):
     for fold in ("0", "1"):
         out = tmp_path / f"f{fold}"
         api.predict(raw / "imagesTs", out, dataset=raw, configurations=["3d_fullres"], folds=[fold], root=root,
-                    device="cpu", mirror=False, save_probabilities=True)
+                    settings=PredictSettings(device="cpu", mirror=False, save_probabilities=True))
         outs.append(out)
     both = tmp_path / "both"
     api.predict(raw / "imagesTs", both, dataset=raw, configurations=["3d_fullres"], folds=["0", "1"], root=root,
-                device="cpu", mirror=False, save_probabilities=True)
+                settings=PredictSettings(device="cpu", mirror=False, save_probabilities=True))
     ens = tmp_path / "ens"
     assert subprocess.run([sys.executable, "-m", "autounet.cli", "ensemble", "-i", str(outs[0]), str(outs[1]), "-o",
                            str(ens), "--save-probabilities"], capture_output=True).returncode == 0

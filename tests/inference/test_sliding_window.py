@@ -16,7 +16,7 @@ def test_constant_predictor_gives_that_constant_everywhere(shape, patch, step):
     def constant(x):
         return torch.full((x.shape[0], 3) + tuple(x.shape[2:]), 2.5)
 
-    out = sliding_window_predict(image, constant, patch, 3, step_fraction=step, batch_size=3)
+    out = sliding_window_predict(image, constant, patch, 3, step=step, batch_size=3)
     assert out.shape == (3,) + shape
     torch.testing.assert_close(out, torch.full_like(out, 2.5))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autounet.postprocess import components
-from autounet.postprocess.components import PostprocessingRules, apply_postprocessing, keep_largest_component
+from autounet.postprocess.components import PostprocessingRules, apply_rules, keep_largest_component
 
 
 def three_blobs() -> tuple[np.ndarray, np.ndarray]:
@@ -63,13 +63,13 @@ def test_foreground_rule_treats_all_labels_as_one_object():
     seg[1:3, 1:4, 4:6] = 2  # touches label 1: same foreground object
     seg[3, 8:10, 8:10] = 2  # far away: removed
     seg[0, 9, 0] = 1  # far away: removed
-    out = apply_postprocessing(seg, PostprocessingRules(keep_largest_foreground=True))
+    out = apply_rules(seg, PostprocessingRules(keep_largest_foreground=True))
     expected = seg.copy()
     expected[3, 8:10, 8:10] = 0
     expected[0, 9, 0] = 0
     assert out.dtype == seg.dtype and np.array_equal(out, expected)
     assert seg[0, 9, 0] == 1  # a new array; the input is untouched
-    assert np.array_equal(apply_postprocessing(seg, PostprocessingRules()), seg)
+    assert np.array_equal(apply_rules(seg, PostprocessingRules()), seg)
 
 
 def test_per_class_rule_only_touches_its_class():
@@ -78,11 +78,11 @@ def test_per_class_rule_only_touches_its_class():
     seg[3, 9, 9] = 1  # small class-1 component: removed
     seg[0:2, 6:8, 6:8] = 2
     seg[3, 0, 9] = 2  # small class-2 component: kept, class 2 has no rule
-    out = apply_postprocessing(seg, PostprocessingRules(keep_largest_per_class=(1,)))
+    out = apply_rules(seg, PostprocessingRules(keep_largest_per_class=(1,)))
     expected = seg.copy()
     expected[3, 9, 9] = 0
     assert np.array_equal(out, expected)
-    both = apply_postprocessing(seg, PostprocessingRules(keep_largest_per_class=(1, 2)))
+    both = apply_rules(seg, PostprocessingRules(keep_largest_per_class=(1, 2)))
     expected[3, 0, 9] = 0
     assert np.array_equal(both, expected)
 
@@ -93,12 +93,12 @@ def test_region_class_is_the_union_of_its_labels():
     seg[0:2, 3:5, 0:3] = 2  # touches label 1: part of the region's largest component
     seg[2, 7, 7] = 2  # far away: removed
     seg[2, 7, 0] = 3  # not in the region: kept
-    out = apply_postprocessing(seg, PostprocessingRules(keep_largest_per_class=((1, 2),)))
+    out = apply_rules(seg, PostprocessingRules(keep_largest_per_class=((1, 2),)))
     expected = seg.copy()
     expected[2, 7, 7] = 0
     assert np.array_equal(out, expected)
     # label 2 on its own would keep only the bigger of its parts
-    alone = apply_postprocessing(seg, PostprocessingRules(keep_largest_per_class=(2,)))
+    alone = apply_rules(seg, PostprocessingRules(keep_largest_per_class=(2,)))
     assert alone[2, 7, 7] == 0 and (alone == 2).sum() == 12
 
 
@@ -107,7 +107,7 @@ def test_foreground_rule_runs_before_per_class_rules():
     seg[0, 0:4, 0:4] = 1  # biggest foreground object (16)
     seg[0, 8:12, 8:11] = 2  # second object, class 2, 12 pixels
     seg[0, 0, 11] = 2  # lonely class-2 pixel
-    out = apply_postprocessing(seg, PostprocessingRules(True, (2,)))
+    out = apply_rules(seg, PostprocessingRules(True, (2,)))
     expected = np.zeros_like(seg)
     expected[0, 0:4, 0:4] = 1  # the foreground rule already removed every class-2 pixel
     assert np.array_equal(out, expected)

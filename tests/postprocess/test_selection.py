@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from autounet.postprocess.components import PostprocessingRules, apply_postprocessing
+from autounet.postprocess.components import PostprocessingRules, apply_rules
 from autounet.postprocess.metrics import dice_per_class
 from autounet.postprocess.selection import (
     apply_postprocessing_to_folder,
@@ -53,7 +53,7 @@ def test_spurious_blob_is_removed():
     assert fg["before"]["dice_per_class"]["1"] < fg["after"]["dice_per_class"]["1"] == 1.0
     assert report["steps"][1]["accepted"] is False  # not strictly better on the step-1 output
     assert report["final"]["foreground_mean"] == 1.0
-    assert np.array_equal(apply_postprocessing(pred_a, rules), ref_a)
+    assert np.array_equal(apply_rules(pred_a, rules), ref_a)
 
 
 def test_spurious_blob_of_one_class_is_removed_by_the_class_rule():
@@ -63,7 +63,7 @@ def test_spurious_blob_of_one_class_is_removed_by_the_class_rule():
     rules, report = determine_postprocessing([pred], [ref], [1, 2])
     assert rules == PostprocessingRules(keep_largest_foreground=False, keep_largest_per_class=(1,))
     assert [s["accepted"] for s in report["steps"]] == [False, True, False]
-    assert np.array_equal(apply_postprocessing(pred, rules), ref)
+    assert np.array_equal(apply_rules(pred, rules), ref)
 
 
 def test_genuine_second_object_is_kept():
@@ -151,13 +151,13 @@ def test_case_statistics_match_direct_evaluation(seed: int):
     stats = case_statistics(pred, ref, classes, ignore_label=7)
     assert stats["as_is"] == dice_per_class(pred, ref, classes, 7)
     fg_rule = PostprocessingRules(keep_largest_foreground=True)
-    pred_fg = apply_postprocessing(pred, fg_rule)
+    pred_fg = apply_rules(pred, fg_rule)
     assert stats["largest_foreground"] == dice_per_class(pred_fg, ref, classes, 7)
     for base_key, base_pred in [("as_is", pred), ("largest_foreground", pred_fg)]:
         base = stats[base_key]
         for cls in classes:
             name = ",".join(map(str, cls)) if isinstance(cls, tuple) else str(cls)
-            candidate = apply_postprocessing(base_pred, PostprocessingRules(keep_largest_per_class=(cls,)))
+            candidate = apply_rules(base_pred, PostprocessingRules(keep_largest_per_class=(cls,)))
             merged = {**base, **stats["largest_per_class"][base_key][name]}
             assert merged == dice_per_class(candidate, ref, classes, 7), (base_key, name)
 
@@ -253,5 +253,5 @@ def test_apply_postprocessing_to_folder_keeps_geometry(cv_folders, tmp_path: Pat
         img = sitk.ReadImage(str(path))
         assert img.GetSpacing() == pytest.approx((0.8, 0.7, 2.5))
         assert img.GetOrigin() == pytest.approx((10.0, -5.0, 3.0))
-        assert np.array_equal(sitk.GetArrayFromImage(img), apply_postprocessing(pred, rules))
+        assert np.array_equal(sitk.GetArrayFromImage(img), apply_rules(pred, rules))
     assert (sitk.GetArrayFromImage(sitk.ReadImage(str(written[0]))) == 1).sum() == 27  # spurious blob gone

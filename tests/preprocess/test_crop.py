@@ -1,6 +1,7 @@
 import numpy as np
 
-from autounet.preprocess.crop import crop, nonzero_box, nonzero_mask, uncrop
+from autounet.io.geometry import crop, nonzero_box
+from autounet.preprocess.crop import nonzero_mask, uncrop
 
 
 def test_crop_then_uncrop_restores_image():

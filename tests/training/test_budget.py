@@ -13,10 +13,10 @@ import torch
 
 from autounet import api
 from autounet.autoplan.plans import NetworkTopology, StagePlan
-from autounet.training import checkpoint as ckpt
+from autounet.model import checkpoint as ckpt
 from autounet.training.budget import (MAX_EXTENSION, MIN_LEARNING_ITERATIONS, STARTUP_S, BudgetTooSmall, Calibration,
                                       decide, epochs_that_fit, lighter_variants, parse_duration, schedule_for)
-from autounet.training.network import build_network
+from autounet.model.network import build_network
 
 
 def stage_3d() -> StagePlan:

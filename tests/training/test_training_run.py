@@ -17,10 +17,12 @@ import torch
 from autounet import api
 from autounet.errors import WorkspaceError
 from autounet.io.atomic import read_json, write_json
-from autounet.training import checkpoint as ckpt
+from autounet.inference.settings import PredictSettings
+from autounet.model import checkpoint as ckpt
 from autounet.training.config import TrainingConfig
 
-TINY = dict(epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1, num_workers=0, validation_tta=False)
+TINY = dict(epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1, num_workers=0,
+            validation=PredictSettings(mirror=False, processes=0))
 
 
 @pytest.fixture
@@ -33,7 +35,8 @@ def prepared_2d(tiny_2d: Path, tmp_path: Path) -> tuple[Path, Path]:
 def test_tiny_run_writes_every_file(prepared_2d):
     raw, root = prepared_2d
     folder = api.train(raw, "2d", 0, root=root, device="cpu",
-                       config=TrainingConfig(**{**TINY, "num_workers": 1, "save_probabilities": True}))
+                       config=TrainingConfig(**{**TINY, "num_workers": 1, "validation": PredictSettings(
+                           mirror=False, save_probabilities=True, processes=0)}))
     assert folder == root / "results" / raw.name / "2d" / "fold_0"
     for name in ("checkpoint_final.pt", "checkpoint_best.pt", "training_log.txt", "progress.png"):
         assert (folder / name).is_file(), name

@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from autounet.api import plan_and_preprocess
+from autounet.autoplan.plans import StagePlan, load_plans
 from autounet.example_data import make_example_dataset
-from autounet.postprocess.report import best_slice, describe_postprocessing, write_report
+from autounet.postprocess.components import describe_rules
+from autounet.report import write_report
+from autounet.report.overlays import best_slice
 from autounet.workspace import DatasetPaths, resolve_dataset
 
 NAME = "Dataset900_Example"
@@ -179,9 +182,9 @@ def test_text_is_escaped(trained: DatasetPaths):
 
 def test_describe_postprocessing():
     names = {"1": "organ", "1,2": "whole"}
-    assert describe_postprocessing({}) == [
+    assert describe_rules({}) == [
         "No postprocessing: removing connected components did not improve the cross-validation Dice."]
-    lines = describe_postprocessing({"keep_largest_foreground": False, "keep_largest_per_class": [[1], [1, 2], 3]},
+    lines = describe_rules({"keep_largest_foreground": False, "keep_largest_per_class": [[1], [1, 2], 3]},
                                     names)
     assert [line.split(":")[0] for line in lines] == ["For organ (1)", "For whole (1,2)", "For class 3"]
 
@@ -194,3 +197,58 @@ def test_best_slice():
     empty = np.zeros_like(ref)
     assert best_slice(empty, ref) == 2
     assert best_slice(empty) == 2 and best_slice(np.zeros((5, 2, 2))) == 2
+
+
+def half_features(stage: StagePlan) -> StagePlan:
+    """The first lighter variant a time budget tries: half the features per stage."""
+    net = stage.network
+    return replace(stage, network=replace(net, features_per_stage=tuple(max(8, f // 2) for f in net.features_per_stage)))
+
+
+def save_trained(paths: DatasetPaths, config: str, fold: int, checkpoint: str, stage: StagePlan | None = None) -> None:
+    """A log-only checkpoint whose plans hold ``stage`` (default: the planned one) for ``config``."""
+    plans = load_plans(paths.plans)
+    if stage is not None:
+        plans = replace(plans, configurations={**plans.configurations, config: stage})
+    torch.save({"log": fake_log(5), "network": {}, "plans": json.dumps(plans.to_json()), "configuration": config},
+               paths.results / config / f"fold_{fold}" / checkpoint)
+
+
+def subsection(text: str, heading: str) -> str:
+    """From ``<h3>heading</h3>`` to the next ``<h3>``."""
+    return text.split(f"<h3>{heading}</h3>", 1)[1].split("<h3>", 1)[0]
+
+
+def test_trained_stage_shown_when_lighter(trained: DatasetPaths):
+    planned = load_plans(trained.plans).configurations["3d_fullres"]
+    lighter = half_features(planned)
+    save_trained(trained, "3d_fullres", 0, "checkpoint_final.pt", lighter)
+    text = write_report(trained).read_text()
+    plan = section(text, "plan")
+    shown = subsection(plan, "3d_fullres")
+    assert " – ".join(map(str, lighter.network.features_per_stage)) in shown
+    assert " – ".join(map(str, planned.network.features_per_stage)) in shown  # the plan's value stays
+    assert "as trained" in shown and "time budget" in shown and "checkpoint_final.pt of fold 0" in shown
+    assert "as trained" not in subsection(plan, "2d")
+    assert "<td>patch size</td>" not in shown.split("as trained", 1)[1]  # only the fields that differ
+    assert "Trained with another network than planned (see the plan): 3d_fullres." in text
+    assert '<p class="note">' not in text
+
+
+def test_trained_stage_from_latest_when_finished_unreadable(trained: DatasetPaths):
+    (trained.results / "2d" / "fold_0" / "checkpoint_final.pt").write_bytes(b"garbage")
+    lighter = half_features(load_plans(trained.plans).configurations["2d"])
+    save_trained(trained, "2d", 1, "checkpoint_latest.pt", lighter)
+    shown = subsection(section(write_report(trained).read_text(), "plan"), "2d")
+    assert " – ".join(map(str, lighter.network.features_per_stage)) in shown
+    assert "checkpoint_latest.pt of fold 1" in shown
+
+
+def test_planned_stage_adds_nothing(trained: DatasetPaths):
+    before = section(write_report(trained).read_text(), "plan")  # fake checkpoints: plans "{}"
+    assert "as trained" not in before
+    for config in ("2d", "3d_fullres"):
+        save_trained(trained, config, 0, "checkpoint_final.pt")
+    text = write_report(trained).read_text()
+    assert section(text, "plan") == before
+    assert "Trained with another network" not in text

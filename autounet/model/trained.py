@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.errors import WorkspaceError
-from autounet.training.checkpoint import load_checkpoint
-from autounet.training.network import build_network
-
-CHECKPOINTS = {"final": "checkpoint_final.pt", "best": "checkpoint_best.pt", "latest": "checkpoint_latest.pt"}
+from autounet.model.checkpoint import load_checkpoint
+from autounet.model.network import build_network
+from autounet.workspace import ResultsPaths
 
 
 @dataclass
@@ -35,30 +33,23 @@ class TrainedModel:
         return net.to(device).eval()
 
 
-def available_folds(config_folder: Path, checkpoint: str = "final") -> list[str]:
-    """Folds of a configuration folder that have the checkpoint."""
-    name = CHECKPOINTS[checkpoint]
-    return sorted(p.parent.name.removeprefix("fold_") for p in Path(config_folder).glob(f"fold_*/{name}"))
-
-
-def load_trained_model(config_folder: Path, folds: Sequence[str | int] | None = None,
+def load_trained_model(results: ResultsPaths, configuration: str, folds: Sequence[str | int] | None = None,
                        checkpoint: str = "final") -> TrainedModel:
-    """Load the folds of ``results/DATASET/CONFIG`` (all trained folds when ``folds`` is None)."""
-    config_folder = Path(config_folder)
-    name = CHECKPOINTS[checkpoint]
-    folds = [str(f) for f in folds] if folds else available_folds(config_folder, checkpoint)
+    """Load the folds of a configuration (every fold with the checkpoint when ``folds`` is None)."""
+    folder = results.configuration(configuration)
+    folds = [str(f) for f in folds] if folds else results.trained_folds(configuration, checkpoint)
     if not folds:
-        raise WorkspaceError(f"{config_folder}: no fold has a {name}; train first "
-                             f"(autounet train DATASET {config_folder.name} FOLD)")
-    weights, plans_json, configuration = {}, None, None
+        raise WorkspaceError(f"{folder}: no fold has a {checkpoint} checkpoint; train first "
+                             f"(autounet train DATASET {configuration} FOLD)")
+    weights, plans_json, name = {}, None, None
     for fold in folds:
-        path = config_folder / f"fold_{fold}" / name
+        path = results.fold(configuration, fold).checkpoint(checkpoint)
         if not path.is_file():
             raise WorkspaceError(f"{path}: missing; train fold {fold} first or choose other folds with -f")
         ckpt = load_checkpoint(path)
         if plans_json is None:
-            plans_json, configuration = ckpt["plans"], ckpt["configuration"]
+            plans_json, name = ckpt["plans"], ckpt["configuration"]
         elif json.loads(ckpt["plans"]) != json.loads(plans_json):
             raise WorkspaceError(f"{path}: trained with different plans than fold {folds[0]}; cannot ensemble them")
         weights[fold] = ckpt["network"]
-    return TrainedModel(Plans.from_json(json.loads(plans_json)), configuration, weights)
+    return TrainedModel(Plans.from_json(json.loads(plans_json)), name, weights)

@@ -1,0 +1,138 @@
+"""The cases to predict: new images read from files, or preprocessed training cases (validation).
+
+Both kinds are made ready for the network(s) alike: ``prepare`` returns a :class:`Prepared`
+case, its data preprocessed for each configuration that will see it, the geometry that maps
+predictions back to the original image and, for a cascade validated during training, the
+previous stage's labels. Cases are prepared in worker processes, so these classes hold paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from autounet.autoplan.plans import Plans, StagePlan
+from autounet.io.atomic import read_json
+from autounet.io.geometry import Geometry
+from autounet.io.image_io import SUPPORTED_ENDINGS, ImageReadError, read_channels, reader_for
+from autounet.io.layout import channel_file_pattern
+from autounet.preprocess.pipeline import preprocess_for_prediction
+from autounet.workspace import PreprocessedCase
+
+_INPUT_FILE = channel_file_pattern(SUPPORTED_ENDINGS, ignore_case=True)
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """A configuration a case is prepared for: its name, plans and stage."""
+
+    configuration: str
+    plans: Plans
+    stage: StagePlan
+
+
+@dataclass
+class Prepared:
+    """A case ready for the networks: data (C, z, y, x) per configuration, and its geometry."""
+
+    data: dict[str, np.ndarray]
+    geometry: Geometry
+    previous: np.ndarray | None = None  # a cascade's previous-stage labels, when they are known
+
+
+def check_input(images: np.ndarray, geometry: Geometry, plans: Plans, source: Path) -> None:
+    """Reject inputs the model cannot take: wrong channel count or dimensionality."""
+    if images.shape[0] != len(plans.channel_names):
+        raise ImageReadError(f"{source}: {images.shape[0]} channel(s), the model takes {len(plans.channel_names)} "
+                             f"({', '.join(plans.channel_names)}); missing or extra _XXXX files?")
+    flat = geometry.file_dims == 2 or geometry.shape[0] == 1
+    if plans.file_dims == 3 and flat:
+        raise ImageReadError(f"{source}: a 2D image, but the model was trained on 3D volumes")
+    if plans.file_dims == 2 and not flat:
+        raise ImageReadError(f"{source}: a 3D volume of shape {geometry.shape}, but the model was trained on 2D images")
+
+
+@dataclass(frozen=True)
+class ImageCase:
+    """A new case: its channel files (CASE_0000.ext, ...), written to ``output`` in the same format."""
+
+    case_id: str
+    files: tuple[Path, ...]
+    ending: str
+    output: Path
+    next_stage: None = None  # only training cases feed a next stage
+
+    def prepare(self, stages: Sequence[StageInput]) -> Prepared:
+        """Read, check and preprocess the images for every stage (raises ImageReadError, ValueError)."""
+        images, geometry = read_channels(list(self.files), reader_for(self.ending))
+        check_input(images, geometry, stages[0].plans, self.files[0])
+        data, mapped = {}, geometry
+        for s in stages:
+            data[s.configuration], mapped = preprocess_for_prediction(images, geometry, s.plans, s.stage)
+        return Prepared(data, mapped)
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """A preprocessed training case, predicted in its original geometry (a fold's validation).
+
+    previous : the previous stage's labels at this stage's resolution (a cascade's input).
+    next_stage : (shape, file): also write this case's labels at the next stage's resolution.
+    """
+
+    case_id: str
+    arrays: PreprocessedCase
+    ending: str
+    output: Path
+    previous: Path | None = None
+    next_stage: tuple[tuple[int, ...], Path] | None = None
+
+    def prepare(self, stages: Sequence[StageInput]) -> Prepared:
+        data = np.load(self.arrays.data, mmap_mode="r")
+        geometry = Geometry.from_json(read_json(self.arrays.meta)["geometry"])
+        previous = np.load(self.previous) if self.previous is not None else None
+        return Prepared({s.configuration: data for s in stages}, geometry, previous)
+
+
+Case = Union[ImageCase, TrainingCase]
+
+
+def find_inputs(folder: Path, output_folder: Path) -> tuple[list[ImageCase], dict[str, str]]:
+    """Group CASE_XXXX.ext files by case; files that do not fit are returned as problems."""
+    groups: dict[tuple[str, str], dict[int, Path]] = {}
+    problems = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.name.startswith(".") or p.is_dir():
+            continue
+        m = _INPUT_FILE.match(p.name)
+        if m is None:
+            problems[p.name] = f"{p}: not an input image named CASE_XXXX.ext ({', '.join(SUPPORTED_ENDINGS)})"
+            continue
+        groups.setdefault((m.group(1), m.group(3)), {})[int(m.group(2))] = p
+    cases = []
+    for (case_id, ending), files in sorted(groups.items()):
+        ordered = tuple(files[i] for i in sorted(files))
+        cases.append(ImageCase(case_id, ordered, ending, Path(output_folder) / f"{case_id}{ending}"))
+    return cases, problems
+
+
+def find_cases(inputs: Path, output: Path) -> tuple[list[ImageCase], dict[str, str]]:
+    """The cases of an input folder (masks into the folder ``output``), or the one case of an
+    input file (its mask to the file ``output``, or into the folder ``output``)."""
+    inputs, output = Path(inputs), Path(output)
+    if inputs.is_file():
+        cases, _ = find_inputs(inputs.parent, output.parent if output.suffix else output)
+        cases = [c for c in cases if inputs in c.files]
+        if output.suffix and cases:
+            cases = [replace(cases[0], output=output)]
+        problems: dict[str, str] = {}
+    elif inputs.is_dir():
+        cases, problems = find_inputs(inputs, output)
+    else:
+        raise FileNotFoundError(f"{inputs}: no such file or folder")
+    if not cases:
+        raise ValueError(f"{inputs}: no input images named CASE_XXXX.ext found")
+    return cases, problems

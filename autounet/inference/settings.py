@@ -1,0 +1,52 @@
+"""How to predict, in one object, and what happened to each case."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """How to predict; `autounet predict` and training's final validation both take one.
+
+    step : window step as a fraction of the patch (0.5: windows overlap by half).
+    mirror : test-time mirroring over the axes the model was trained to mirror.
+    device : "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:N" or "mps".
+    batch_size : windows per forward pass; None takes the plan's batch size, at most 8.
+    amp : float16 on CUDA; a CPU always predicts in float32 (bfloat16 measured 2x slower there).
+    save_probabilities : also write CASE.npz (probabilities) and CASE.json (geometry), which
+        ensembling needs.
+    processes : worker processes that read and preprocess the next cases (0: the main process).
+    """
+
+    step: float = 0.5
+    mirror: bool = True
+    device: str = "auto"
+    batch_size: int | None = None
+    amp: bool = True
+    save_probabilities: bool = False
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step <= 1:
+            raise ValueError(f"the window step must be in (0, 1] (a fraction of the patch), got {self.step}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"the window batch size must be at least 1, got {self.batch_size}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "PredictSettings":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class PredictionReport:
+    """What happened to each case: the files written, and why the others failed."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,103 @@
+"""Portable models: a zip of checkpoints, dataset.json, postprocessing and a manifest, laid out
+like a results folder (:class:`autounet.workspace.ResultsPaths`), so that prediction reads an
+unpacked model exactly as it reads a workspace.
+
+Import rejects archives whose member paths would land outside the target folder, and the
+weights inside are only ever read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Sequence
+
+from autounet.errors import AutounetError, WorkspaceError
+from autounet.io.atomic import atomic_path
+from autounet.model.checkpoint import peek_checkpoint, plans_of
+from autounet.workspace import ResultsPaths
+
+ARCHIVE = ResultsPaths(Path())  # the layout inside the zip, as relative paths
+
+
+def _member(path: Path) -> str:
+    return PurePosixPath(path).as_posix()
+
+
+def _with_previous_stages(results: ResultsPaths, configurations: Sequence[str], fold: str,
+                          checkpoint: str) -> list[str]:
+    """The configurations plus each cascade's previous stage (its input comes from it)."""
+    configs = list(configurations)
+    for configuration in configurations:
+        first = results.fold(configuration, fold).checkpoint(checkpoint)
+        if not first.is_file():
+            raise WorkspaceError(f"{first}: missing; cannot export fold {fold} of {configuration}")
+        previous = plans_of(peek_checkpoint(first)).configurations[configuration].previous_stage
+        if previous and previous not in configs:
+            configs.append(previous)
+    return configs
+
+
+def export_model(results: ResultsPaths, configurations: Sequence[str], out_zip: Path,
+                 folds: Sequence[str] | None = None, checkpoint: str = "final",
+                 dataset_json: Path | None = None, postprocessing: Path | None = None) -> Path:
+    """Write configurations (an ensemble has several; a cascade brings its previous stage) with
+    the chosen folds to a zip, with the dataset.json and postprocessing rules beside them."""
+    folds = [str(f) for f in folds] if folds else results.trained_folds(configurations[0], checkpoint)
+    if not folds:
+        raise WorkspaceError(f"{results.configuration(configurations[0])}: no trained fold to export")
+    stages = _with_previous_stages(results, configurations, folds[0], checkpoint)
+    out_zip = Path(out_zip)
+    with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for config in stages:
+            for fold in folds:
+                src = results.fold(config, fold).checkpoint(checkpoint)
+                if not src.is_file():
+                    raise WorkspaceError(f"{src}: missing; cannot export fold {fold} of {config}")
+                z.write(src, _member(ARCHIVE.fold(config, fold).checkpoint(checkpoint)))
+        for src, member in ((dataset_json, ARCHIVE.dataset_json), (postprocessing, ARCHIVE.postprocessing)):
+            if src is not None and Path(src).is_file():
+                z.write(src, _member(member))
+        z.writestr(_member(ARCHIVE.model_manifest), json.dumps(
+            {"configurations": list(configurations), "folds": folds, "checkpoint": checkpoint, "stages": stages},
+            indent=2))
+    return out_zip
+
+
+def _safe_members(z: zipfile.ZipFile, target: Path) -> list[zipfile.ZipInfo]:
+    root = target.resolve()
+    for info in z.infolist():
+        name = PurePosixPath(info.filename)
+        dest = (root / name).resolve()
+        if name.is_absolute() or ".." in name.parts or (dest != root and root not in dest.parents):
+            raise AutounetError(f"refusing to import: archive member '{info.filename}' would be written outside {root}")
+        if info.external_attr >> 28 == 0xA:  # a symbolic link
+            raise AutounetError(f"refusing to import: archive member '{info.filename}' is a symbolic link")
+    return z.infolist()
+
+
+def import_model(zip_path: Path, target: Path) -> dict:
+    """Unpack an exported model into ``target`` (then a results folder); returns the manifest."""
+    zip_path, target = Path(zip_path), Path(target)
+    manifest = _member(ARCHIVE.model_manifest)
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            members = _safe_members(z, target)
+            if manifest not in z.namelist():
+                raise AutounetError(f"{zip_path}: not an autounet model (no {manifest})")
+            z.extractall(target, members)
+    except zipfile.BadZipFile as e:
+        raise AutounetError(f"{zip_path}: not a zip file ({e})") from e
+    return json.loads(ResultsPaths(target).model_manifest.read_text())
+
+
+@contextmanager
+def unpacked_model(zip_path: Path) -> Iterator[tuple[ResultsPaths, dict]]:
+    """An exported model unpacked to a temporary folder for the duration of the block (removed
+    afterwards): its results layout and its manifest."""
+    with tempfile.TemporaryDirectory(prefix="autounet_model_") as tmp:
+        manifest = import_model(zip_path, Path(tmp))
+        yield ResultsPaths(Path(tmp)), manifest

@@ -1,0 +1,143 @@
+"""Train one fold of one configuration, top to bottom.
+
+Phases: check what the fold needs (:mod:`~autounet.training.setup`); pick the device and join
+the data-parallel group, if any; open the fold's log; find the checkpoint to resume; fit the
+schedule to a time budget (:mod:`~autounet.training.schedule`); build or restore the run
+(:mod:`~autounet.training.state`); run the epochs (:mod:`~autounet.training.loop`); write the
+final checkpoint; validate the fold (:mod:`~autounet.training.validation`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from autounet.errors import WorkspaceError
+from autounet.hardware import resolve_device
+from autounet.model.checkpoint import load_checkpoint, save_checkpoint
+from autounet.training.config import TrainingConfig
+from autounet.training.distributed import DistInfo, barrier, check_replicas_identical, init_distributed
+from autounet.training.loop import train_epochs
+from autounet.training.schedule import fit_schedule
+from autounet.training.setup import prepare_fold
+from autounet.training.state import Run, budget_used, checkpoint_state, new_run, restore
+from autounet.training.validation import validate
+from autounet.workspace import DatasetPaths, FoldPaths
+
+log = logging.getLogger("autounet.training")
+
+
+def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config: TrainingConfig = TrainingConfig(),
+               device: str = "auto", resume: bool = False) -> Path:
+    """Train (or resume) one fold and validate it; returns the fold's output folder."""
+    started = time.monotonic()
+    setup = prepare_fold(paths, configuration, fold)
+    dev, dist = _devices(device)
+    with _fold_log(setup.folder, dist.is_main):
+        source = _checkpoint_to_resume(setup.folder, resume)
+        state = load_checkpoint(source, dev) if source is not None else None
+        setup, config, budget = fit_schedule(setup, config, dev, dist, state, started)
+        run = new_run(setup, config, dev, dist)
+        run.budget, run.started = budget, started
+        if state is not None:
+            _resume(run, state, source.name)
+        _wrap_network(run)
+        if source != setup.folder.checkpoint("final"):
+            train_epochs(run)
+        _save_final(run)
+        if dist.is_main and run.config.final_validation and setup.validates:
+            _validate(run)
+        if budget is not None and dist.is_main:
+            log.info("time budget %.0f s, used %.0f s (%.0f s by this process)", budget["seconds"], budget_used(run),
+                     time.monotonic() - started)
+        barrier(dist)
+    return setup.folder.folder
+
+
+def _devices(device: str) -> tuple[torch.device, DistInfo]:
+    """The device to train on and the data-parallel group (torchrun), each process on its own GPU."""
+    dev = resolve_device(device)
+    dist = init_distributed(dev.type)
+    if dist.enabled and dev.type == "cuda":
+        dev = resolve_device("cuda", dist.local_rank)
+        torch.cuda.set_device(dev)
+    return dev, dist
+
+
+@contextmanager
+def _fold_log(folder: FoldPaths, is_main: bool) -> Iterator[None]:
+    """The fold's training_log.txt receives autounet's log while the block runs (main process only)."""
+    if not is_main:
+        yield
+        return
+    folder.folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder.training_log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("autounet")
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # the training log records progress even when the console is quiet
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _checkpoint_to_resume(folder: FoldPaths, resume: bool) -> Path | None:
+    """The checkpoint to continue from; refuses to overwrite an existing run without --continue."""
+    latest, final = folder.checkpoint("latest"), folder.checkpoint("final")
+    if not resume:
+        if latest.is_file() or final.is_file():
+            raise WorkspaceError(f"{folder.folder} already holds a training run; use --continue to resume it, "
+                                 "or delete the folder to start over")
+        return None
+    source = latest if latest.is_file() else final if final.is_file() else None
+    if source is None:
+        log.info("--continue: no checkpoint in %s, starting from scratch", folder.folder)
+    return source
+
+
+def _resume(run: Run, state: dict[str, Any], name: str) -> None:
+    restore(run, state)
+    if run.budget is not None:
+        run.used_before_s = float(run.budget["used_s"])
+    log.info("resumed from %s at epoch %d", name, run.epoch)
+
+
+def _wrap_network(run: Run) -> None:
+    """The network as trained: compiled if asked, wrapped for data parallelism under torchrun."""
+    network: torch.nn.Module = torch.compile(run.module) if run.config.compile else run.module
+    if run.dist.enabled:
+        network = torch.nn.parallel.DistributedDataParallel(
+            network, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    run.network = network
+
+
+def _save_final(run: Run) -> None:
+    """checkpoint_final replaces checkpoint_latest, once every replica is known to be the same."""
+    if run.dist.enabled:
+        checksum = check_replicas_identical(run.module, run.dist)
+        if run.dist.is_main:
+            log.info("data-parallel replicas identical on %d processes (checksum %.6f)", run.dist.world_size, checksum)
+    if run.dist.is_main:
+        folder = run.setup.folder
+        save_checkpoint(folder.checkpoint("final"), checkpoint_state(run))
+        folder.checkpoint("latest").unlink(missing_ok=True)
+    barrier(run.dist)
+
+
+def _validate(run: Run) -> None:
+    started = time.monotonic()
+    settings = dataclasses.replace(run.config.validation, device=str(run.device))
+    summary = validate(run.setup, run.module, settings)
+    log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f (%.0f s)", run.setup.fold,
+             {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"],
+             time.monotonic() - started)
