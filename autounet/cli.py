@@ -136,10 +136,18 @@ def _device(p: argparse.ArgumentParser, help: str = "default: CUDA, then MPS, th
     p.add_argument("--device", default="auto", choices=DEVICES, help=help)
 
 
+def _command(sub, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None
+             ) -> argparse.ArgumentParser:
+    """The subcommand ``func`` handles: its name is the handler's (``_cmd_NAME``)."""
+    p = sub.add_parser(func.__name__.removeprefix("_cmd_"), help=help, description=description)
+    p.set_defaults(func=func)
+    return p
+
+
 def _add_example_dataset(sub) -> None:
-    p = sub.add_parser("make_example_dataset", help="write a synthetic dataset in the raw layout",
-                       description="Write a realistic synthetic dataset in nnU-Net v2's raw layout: training "
-                                   "and test images and labels, and dataset.json.")
+    p = _command(sub, _cmd_make_example_dataset, "write a synthetic dataset in the raw layout",
+                 description="Write a realistic synthetic dataset in nnU-Net v2's raw layout: training "
+                             "and test images and labels, and dataset.json.")
     p.add_argument("out", type=Path, help="output folder, e.g. raw/Dataset900_Example")
     p.add_argument("--dims", type=int, choices=(2, 3), default=3, help="3: NIfTI volumes; 2: PNG images (default 3)")
     p.add_argument("--cases", type=int, default=20, help="training cases (default 20)")
@@ -148,21 +156,19 @@ def _add_example_dataset(sub) -> None:
     p.add_argument("--anisotropic", action="store_true", help="3 x 0.8 x 0.8 mm voxels instead of ~1 mm isotropic")
     p.add_argument("--shape", type=int, nargs="+", default=None, help="typical case shape (Z Y X, or Y X in 2D)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.set_defaults(func=_cmd_make_example_dataset)
 
 
 def _add_verify(sub) -> None:
-    p = sub.add_parser("verify_dataset", help="check a raw dataset and report every problem",
-                       description="Check dataset.json, the file layout and every image and label; report all problems at once.")
+    p = _command(sub, _cmd_verify_dataset, "check a raw dataset and report every problem",
+                 description="Check dataset.json, the file layout and every image and label; report all problems at once.")
     _dataset(p)
     _processes(p)
-    p.set_defaults(func=_cmd_verify_dataset)
 
 
 def _add_plan(sub) -> None:
-    p = sub.add_parser("plan_and_preprocess", help="verify, fingerprint, plan and preprocess a dataset",
-                       description="Verify the dataset, write its fingerprint, plans and splits, and "
-                                   "preprocess every training case for every planned configuration. Resumable.")
+    p = _command(sub, _cmd_plan_and_preprocess, "verify, fingerprint, plan and preprocess a dataset",
+                 description="Verify the dataset, write its fingerprint, plans and splits, and "
+                             "preprocess every training case for every planned configuration. Resumable.")
     _dataset(p)
     _processes(p)
     p.add_argument("--gpu-memory-gb", type=float, default=None,
@@ -177,13 +183,12 @@ def _add_plan(sub) -> None:
     p.add_argument("--plan-only", action="store_true", help="write fingerprint, plans and splits; do not preprocess")
     p.add_argument("--force", action="store_true", help="recompute the fingerprint and redo every case")
     p.add_argument("--seed", type=int, default=0, help="seed for intensity sampling, splits and sampling locations")
-    p.set_defaults(func=_cmd_plan_and_preprocess)
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train folds of a configuration (5-fold cross-validation)",
-                       description="Train a U-Net on one or more folds of a planned configuration, then predict the "
-                                   "fold's validation cases. Resumable with --continue.")
+    p = _command(sub, _cmd_train, "train folds of a configuration (5-fold cross-validation)",
+                 description="Train a U-Net on one or more folds of a planned configuration, then predict the "
+                             "fold's validation cases. Resumable with --continue.")
     _dataset(p)
     p.add_argument("configuration", help="2d, 3d_fullres, 3d_lowres or 3d_cascade_fullres (as planned)")
     p.add_argument("fold", nargs="+", help="fold number(s) 0..4, or 'all' to train on every case")
@@ -215,13 +220,12 @@ def _add_train(sub) -> None:
                    help="no test-time mirroring in the final validation")
     p.add_argument("--save-probabilities", action="store_true", default=None,
                    help="also write the validation probabilities (.npz), needed for ensembling")
-    p.set_defaults(func=_cmd_train)
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="segment new images with a trained model",
-                       description="Segment a folder of images (CASE_XXXX.ext files) or one image. The masks get the "
-                                   "inputs' geometry and file format. Exit code 1 if any input failed.")
+    p = _command(sub, _cmd_predict, "segment new images with a trained model",
+                 description="Segment a folder of images (CASE_XXXX.ext files) or one image. The masks get the "
+                             "inputs' geometry and file format. Exit code 1 if any input failed.")
     p.add_argument("-i", "--input", required=True, type=Path, help="folder of images, or one image file")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (or file, for one image)")
     p.add_argument("-d", "--dataset", default=None, help="dataset whose trained model to use")
@@ -239,85 +243,76 @@ def _add_predict(sub) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false",
                    help="predict in float32 on CUDA too (default: float16 on CUDA; CPUs always use float32)")
     _processes(p, 1, "preprocessing worker processes")
-    p.set_defaults(func=_cmd_predict)
 
 
 def _add_ensemble(sub) -> None:
-    p = sub.add_parser("ensemble", help="average the saved probabilities of several prediction folders",
-                       description="Average CASE.npz probabilities of several folders (written with "
-                                   "--save-probabilities) and write the label maps.")
+    p = _command(sub, _cmd_ensemble, "average the saved probabilities of several prediction folders",
+                 description="Average CASE.npz probabilities of several folders (written with "
+                             "--save-probabilities) and write the label maps.")
     p.add_argument("-i", "--input", nargs="+", required=True, type=Path, help="two or more prediction folders")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     p.add_argument("--save-probabilities", action="store_true", help="also write the averaged probabilities")
-    p.set_defaults(func=_cmd_ensemble)
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export_model", help="write a trained model to a portable zip",
-                       description="Write the chosen best configuration (or ensemble) with its postprocessing, or "
-                                   "the configurations given with -c, to a zip that `autounet predict -m` takes.")
+    p = _command(sub, _cmd_export_model, "write a trained model to a portable zip",
+                 description="Write the chosen best configuration (or ensemble) with its postprocessing, or "
+                             "the configurations given with -c, to a zip that `autounet predict -m` takes.")
     _dataset(p)
     p.add_argument("-c", "--configuration", nargs="+", default=None,
                    help="configuration(s) to export (default: the chosen best, with its postprocessing)")
     p.add_argument("-o", "--output", required=True, type=Path, help="zip file to write")
     p.add_argument("-f", "--folds", nargs="+", default=None, help="folds (default: every trained fold)")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
-    p.set_defaults(func=_cmd_export_model)
-    p = sub.add_parser("import_model", help="unpack an exported model zip",
-                       description="Unpack a model zip into a folder, refusing members that would land outside it. "
-                                   "`autounet predict -m ZIP` does this by itself.")
+    p = _command(sub, _cmd_import_model, "unpack an exported model zip",
+                 description="Unpack a model zip into a folder, refusing members that would land outside it. "
+                             "`autounet predict -m ZIP` does this by itself.")
     p.add_argument("zip", type=Path, help="the exported model")
     p.add_argument("-o", "--output", required=True, type=Path, help="folder to unpack into")
-    p.set_defaults(func=_cmd_import_model)
 
 
 def _add_selection(sub) -> None:
-    p = sub.add_parser("find_best_configuration", help="choose the best configuration/ensemble and postprocessing",
-                       description="Score every trained configuration and every pair ensemble on the 5-fold "
-                                   "cross-validation, pick the best (ties go to the simpler), determine its "
-                                   "postprocessing, and print the predict command.")
+    p = _command(sub, _cmd_find_best_configuration, "choose the best configuration/ensemble and postprocessing",
+                 description="Score every trained configuration and every pair ensemble on the 5-fold "
+                             "cross-validation, pick the best (ties go to the simpler), determine its "
+                             "postprocessing, and print the predict command.")
     _dataset(p)
     p.add_argument("-c", "--configurations", nargs="+", default=None, help="only these (default: every trained one)")
     p.add_argument("--no-ensembles", action="store_true", help="do not consider ensembles")
     _processes(p)
-    p.set_defaults(func=_cmd_find_best_configuration)
-    p = sub.add_parser("apply_postprocessing", help="apply postprocessing rules to a folder of masks",
-                       description="Apply the rules find_best_configuration chose (its postprocessing file) to "
-                                   "every mask of a folder.")
+    p = _command(sub, _cmd_apply_postprocessing, "apply postprocessing rules to a folder of masks",
+                 description="Apply the rules find_best_configuration chose (its postprocessing file) to "
+                             "every mask of a folder.")
     p.add_argument("-i", "--input", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("-pp", "--postprocessing", required=True, type=Path, help="the rules file")
     _processes(p)
-    p.set_defaults(func=_cmd_apply_postprocessing)
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="per-case, per-class metrics of predictions against references",
-                       description="Dice, IoU, TP/FP/FN, HD95 and normalized surface Dice (mm) per case and class; "
-                                   "writes summary.json and metrics.csv.")
+    p = _command(sub, _cmd_evaluate, "per-case, per-class metrics of predictions against references",
+                 description="Dice, IoU, TP/FP/FN, HD95 and normalized surface Dice (mm) per case and class; "
+                             "writes summary.json and metrics.csv.")
     p.add_argument("-r", "--reference", required=True, type=Path, help="folder of reference label maps")
     p.add_argument("--prediction", required=True, type=Path, help="folder of predicted label maps")
     p.add_argument("-o", "--output", type=Path, default=None, help="where to write (default: the prediction folder)")
     p.add_argument("--nsd-tolerance", type=float, default=1.0, help="surface Dice tolerance in mm (default 1)")
     _processes(p)
-    p.set_defaults(func=_cmd_evaluate)
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="write an HTML report of a dataset's plan, training and selection")
+    p = _command(sub, _cmd_report, "write an HTML report of a dataset's plan, training and selection")
     _dataset(p)
     p.add_argument("-o", "--output", type=Path, default=None, help="folder (default: the dataset's results)")
-    p.set_defaults(func=_cmd_report)
-    p = sub.add_parser("demo", help="the whole pipeline on a generated example dataset (the README's main job)",
-                       description="Generate an example dataset, plan and preprocess, train 5 folds of 2d and "
-                                   "3d_fullres within a time budget, choose the best, predict and evaluate the "
-                                   "held-out cases, and write the report. Resumable.")
+    p = _command(sub, _cmd_demo, "the whole pipeline on a generated example dataset (the README's main job)",
+                 description="Generate an example dataset, plan and preprocess, train 5 folds of 2d and "
+                             "3d_fullres within a time budget, choose the best, predict and evaluate the "
+                             "held-out cases, and write the report. Resumable.")
     p.add_argument("--time-budget", default="4m",
                    help="training time in all, split over the 10 folds (default 4m); each fold fits its schedule")
     p.add_argument("--epochs", type=int, default=None, help="a fixed schedule instead of the budget")
     p.add_argument("--iterations-per-epoch", type=int, default=None)
     _device(p)
-    p.set_defaults(func=_cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

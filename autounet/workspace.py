@@ -24,6 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autounet.errors import WorkspaceError
 
@@ -37,31 +38,29 @@ def default_root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or ".").resolve()
 
 
+class _Under:
+    """A read-only attribute: the path ``parts`` below the instance's folder attribute ``base``."""
+
+    def __init__(self, base: str, *parts: str, doc: str = ""):
+        self.base, self.parts, self.__doc__ = base, parts, doc or "/".join(parts)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Path:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        return Path(getattr(obj, self.base)).joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class RawPaths:
     """A raw dataset folder in nnU-Net v2's layout."""
 
     root: Path
 
-    @property
-    def dataset_json(self) -> Path:
-        return self.root / "dataset.json"
-
-    @property
-    def images_tr(self) -> Path:
-        return self.root / "imagesTr"
-
-    @property
-    def labels_tr(self) -> Path:
-        return self.root / "labelsTr"
-
-    @property
-    def images_ts(self) -> Path:
-        return self.root / "imagesTs"
-
-    @property
-    def labels_ts(self) -> Path:
-        return self.root / "labelsTs"
+    dataset_json = _Under("root", "dataset.json")
+    images_tr = _Under("root", "imagesTr")
+    labels_tr = _Under("root", "labelsTr")
+    images_ts = _Under("root", "imagesTs")
+    labels_ts = _Under("root", "labelsTs")
 
     def images(self, split: str) -> Path:
         """``imagesTr`` (split "Tr") or ``imagesTs`` ("Ts")."""
@@ -71,11 +70,27 @@ class RawPaths:
         """``labelsTr`` (split "Tr") or ``labelsTs`` ("Ts")."""
         return self.root / f"labels{_split(split)}"
 
+    def image_file(self, case_id: str, channel: int, ending: str, split: str = "Tr") -> Path:
+        """``CASE_XXXX<ending>``: one channel of a case."""
+        return self.images(split) / f"{case_id}_{channel:04d}{ending}"
+
 
 def _split(split: str) -> str:
     if split not in ("Tr", "Ts"):
         raise ValueError(f"split must be 'Tr' or 'Ts', got {split!r}")
     return split
+
+
+class _CaseFile:
+    """A read-only attribute: the file ``<case_id><suffix>`` in the instance's data folder."""
+
+    def __init__(self, suffix: str, doc: str):
+        self.suffix, self.__doc__ = suffix, doc
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Path:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        return obj.folder / f"{obj.case_id}{self.suffix}"
 
 
 @dataclass(frozen=True)
@@ -85,28 +100,10 @@ class PreprocessedCase:
     folder: Path
     case_id: str
 
-    def _file(self, suffix: str) -> Path:
-        return self.folder / f"{self.case_id}{suffix}"
-
-    @property
-    def data(self) -> Path:
-        """float32 (C, Z, Y, X), memory-mappable."""
-        return self._file("_data.npy")
-
-    @property
-    def seg(self) -> Path:
-        """int8/int16 (Z, Y, X)."""
-        return self._file("_seg.npy")
-
-    @property
-    def locations(self) -> Path:
-        """Voxel coordinates per foreground label, for oversampling."""
-        return self._file("_locs.npz")
-
-    @property
-    def meta(self) -> Path:
-        """Geometry and metadata; its presence marks the case finished."""
-        return self._file(".json")
+    data = _CaseFile("_data.npy", "float32 (C, Z, Y, X), memory-mappable.")
+    seg = _CaseFile("_seg.npy", "int8/int16 (Z, Y, X).")
+    locations = _CaseFile("_locs.npz", "Voxel coordinates per foreground label, for oversampling.")
+    meta = _CaseFile(".json", "Geometry and metadata; its presence marks the case finished.")
 
     @property
     def files(self) -> tuple[Path, Path, Path, Path]:
@@ -124,6 +121,13 @@ class FoldPaths:
 
     folder: Path
 
+    training_log = _Under("folder", "training_log.txt")
+    progress_plot = _Under("folder", "progress.png")
+    budget_variant = _Under("folder", "budget_variant.json",
+                            doc="The network a budgeted fold chose; the configuration's other folds follow it.")
+    validation = _Under("folder", "validation", doc="The fold's validation cases, predicted in their original geometry.")
+    validation_summary = _Under("folder", "validation", "summary.json", doc="Dice per validation case and class.")
+
     @property
     def fold(self) -> str:
         """The fold's name: "0".."4" or "all"."""
@@ -139,28 +143,6 @@ class FoldPaths:
             raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINT_FILES)}, got {kind!r}")
         return self.folder / CHECKPOINT_FILES[kind]
 
-    @property
-    def training_log(self) -> Path:
-        return self.folder / "training_log.txt"
-
-    @property
-    def progress_plot(self) -> Path:
-        return self.folder / "progress.png"
-
-    @property
-    def budget_variant(self) -> Path:
-        """The network a budgeted fold chose; the configuration's other folds follow it."""
-        return self.folder / "budget_variant.json"
-
-    @property
-    def validation(self) -> Path:
-        """The fold's validation cases, predicted in their original geometry."""
-        return self.folder / "validation"
-
-    @property
-    def validation_summary(self) -> Path:
-        return self.validation / "summary.json"
-
 
 def _fold_order(fold: FoldPaths) -> tuple[int, int | str]:
     return (0, int(fold.fold)) if fold.fold.isdigit() else (1, fold.fold)
@@ -171,6 +153,14 @@ class ResultsPaths:
     """A folder of trained configurations: a dataset's results, or an unpacked exported model."""
 
     root: Path
+
+    cross_validation = _Under("root", "cross_validation.json", doc="Every entry's cross-validation scores.")
+    best_configuration = _Under("root", "best_configuration.json", doc="The chosen configuration or ensemble.")
+    postprocessing = _Under("root", "postprocessing.json", doc="The postprocessing rules chosen on the CV.")
+    dataset_json = _Under("root", "dataset.json", doc="The dataset.json an exported model carries.")
+    model_manifest = _Under("root", "autounet_model.json",
+                            doc="What an exported model holds (configurations, folds, checkpoint).")
+    report = _Under("root", "report", doc="The HTML report's default folder.")
 
     def configuration(self, configuration: str) -> Path:
         return self.root / configuration
@@ -200,35 +190,9 @@ class ResultsPaths:
     def next_stage_file(self, configuration: str, case_id: str) -> Path:
         return self.next_stage(configuration) / f"{case_id}.npy"
 
-    @property
-    def cross_validation(self) -> Path:
-        return self.root / "cross_validation.json"
-
     def cross_validation_predictions(self, entry: str) -> Path:
         """One configuration's or ensemble's cross-validation predictions, gathered in one folder."""
         return self.root / "cross_validation" / entry
-
-    @property
-    def best_configuration(self) -> Path:
-        return self.root / "best_configuration.json"
-
-    @property
-    def postprocessing(self) -> Path:
-        return self.root / "postprocessing.json"
-
-    @property
-    def dataset_json(self) -> Path:
-        """The dataset.json an exported model carries."""
-        return RawPaths(self.root).dataset_json
-
-    @property
-    def model_manifest(self) -> Path:
-        """What an exported model holds (configurations, folds, checkpoint)."""
-        return self.root / "autounet_model.json"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
 
 
 @dataclass(frozen=True)
@@ -240,6 +204,12 @@ class DatasetPaths:
     preprocessed: Path
     results: Path
 
+    fingerprint = _Under("preprocessed", "fingerprint.json")
+    plans = _Under("preprocessed", "plans.json")
+    splits = _Under("preprocessed", "splits.json")
+    references = _Under("preprocessed", "gt_segmentations",
+                        doc="A copy of every training label map: what later stages evaluate against.")
+
     @property
     def raw_files(self) -> RawPaths:
         return RawPaths(self.raw)
@@ -248,25 +218,8 @@ class DatasetPaths:
     def trained(self) -> ResultsPaths:
         return ResultsPaths(self.results)
 
-    @property
-    def fingerprint(self) -> Path:
-        return self.preprocessed / "fingerprint.json"
-
-    @property
-    def plans(self) -> Path:
-        return self.preprocessed / "plans.json"
-
-    @property
-    def splits(self) -> Path:
-        return self.preprocessed / "splits.json"
-
     def data_folder(self, data_identifier: str) -> Path:
         return self.preprocessed / data_identifier
-
-    @property
-    def references(self) -> Path:
-        """A copy of every training label map: what later stages evaluate against."""
-        return self.preprocessed / "gt_segmentations"
 
     def reference(self, case_id: str, file_ending: str) -> Path:
         return self.references / f"{case_id}{file_ending}"

@@ -2,8 +2,8 @@
 
 These dataclasses are the contract between stages: ``fingerprint.json`` and ``plans.json``
 hold exactly their ``to_json`` output. The network is described by explicit fields, enough to
-rebuild it without any planning or training code. Runtime choices (device, fold, resume) never
-go into a plan.
+rebuild it without any planning code (:mod:`autounet.model.network` does, for training and
+inference alike). Runtime choices (device, fold, resume) never go into a plan.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def _tuples(x: Any) -> Any:
     return x
 
 
-def _check_version(d: dict[str, Any], expected: int, what: str, path: str | None) -> None:
+def _versioned(d: dict[str, Any], expected: int, what: str, path: str | None) -> dict[str, Any]:
+    """A JSON dict of the expected schema version, lists turned into tuples; else ValueError."""
     v = d.get("schema_version")
     if v != expected:
         where = f"{path}: " if path else ""
@@ -35,6 +36,14 @@ def _check_version(d: dict[str, Any], expected: int, what: str, path: str | None
             f"{where}{what} has schema_version {v!r}, this autounet reads version {expected}; "
             "re-run `autounet plan_and_preprocess` to regenerate it"
         )
+    return _tuples(d)
+
+
+class _JsonDataclass:
+    """``to_json``: the dataclass as a dict of JSON types (what the files hold)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ class IntensityStats:
 
 
 @dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(_JsonDataclass):
     """What the planner needs to know about a dataset (``fingerprint.json``)."""
 
     dataset_name: str
@@ -75,13 +84,9 @@ class Fingerprint:
     seed: int = 0
     schema_version: int = FINGERPRINT_SCHEMA_VERSION
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str | None = None) -> "Fingerprint":
-        _check_version(d, FINGERPRINT_SCHEMA_VERSION, "fingerprint", path)
-        d = _tuples(d)
+        d = _versioned(d, FINGERPRINT_SCHEMA_VERSION, "fingerprint", path)
         return cls(
             **{**d, "cases": tuple(CaseFingerprint(**c) for c in d["cases"]),
                "intensity": tuple(IntensityStats(**s) for s in d["intensity"])}
@@ -169,7 +174,7 @@ class StagePlan:
 
 
 @dataclass(frozen=True)
-class Plans:
+class Plans(_JsonDataclass):
     """The whole plan of a dataset (``plans.json``)."""
 
     dataset_name: str
@@ -193,13 +198,9 @@ class Plans:
     hardware: dict[str, Any] = field(default_factory=dict)  # what was detected when planning, and the target's source
     schema_version: int = PLANS_SCHEMA_VERSION
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str | None = None) -> "Plans":
-        _check_version(d, PLANS_SCHEMA_VERSION, "plans", path)
-        d = _tuples(d)
+        d = _versioned(d, PLANS_SCHEMA_VERSION, "plans", path)
         d["labels"] = {k: v for k, v in d["labels"].items()}
         d["normalization"] = tuple(ChannelNormalization(**n) for n in d["normalization"])
         d["configurations"] = {

@@ -132,10 +132,7 @@ def _parse_cases(raw: Any, root: Path, path: Path, problems: list[str]) -> tuple
     return tuple(cases)
 
 
-def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
-    """Read and check ``dataset_dir/dataset.json``; every problem is reported in one DatasetError."""
-    dataset_dir = Path(dataset_dir)
-    path = RawPaths(dataset_dir).dataset_json
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(f"{path}: dataset.json is missing (every raw dataset folder needs one)")
     try:
@@ -146,34 +143,28 @@ def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
         raise DatasetError(f"{path}: not a text file ({e})") from e
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: the top level must be a JSON object")
-    problems: list[str] = []
-    missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in raw]
-    if "channel_names" not in raw and "modality" in raw:
-        raw["channel_names"] = raw["modality"]  # nnU-Net v1 name
-        missing.remove("channel_names")
-    if missing:
-        problems.append(f"{path}: missing required key(s) {', '.join(missing)}")
+    return raw
+
+
+def _parse_channels(raw: dict[str, Any], path: Path, problems: list[str]) -> tuple[str, ...]:
     channels = raw.get("channel_names", {})
-    channel_names: tuple[str, ...] = ()
     if not isinstance(channels, dict) or not channels:
         if "channel_names" in raw:
             problems.append(f"{path}: 'channel_names' must be a non-empty object like {{\"0\": \"CT\"}}")
-    else:
-        try:
-            order = sorted(channels, key=int)
-        except ValueError:
-            order = []
-            problems.append(f"{path}: 'channel_names' keys must be channel indices \"0\", \"1\", ...")
-        if order and [int(k) for k in order] != list(range(len(order))):
-            problems.append(f"{path}: 'channel_names' keys must be 0..{len(order) - 1}, found {order}")
-        channel_names = tuple(str(channels[k]) for k in order)
-    labels = _parse_labels(raw.get("labels"), path, problems) if "labels" in raw else {}
-    num_training = raw.get("numTraining", 0)
-    bad_count = isinstance(num_training, bool) or not isinstance(num_training, int) or num_training < 1
-    if "numTraining" in raw and bad_count:
-        problems.append(f"{path}: 'numTraining' must be a positive integer, found {num_training!r}")
-    ending = raw.get("file_ending", "")
-    reader = ""
+        return ()
+    try:
+        order = sorted(channels, key=int)
+    except ValueError:
+        problems.append(f"{path}: 'channel_names' keys must be channel indices \"0\", \"1\", ...")
+        return ()
+    if [int(k) for k in order] != list(range(len(order))):
+        problems.append(f"{path}: 'channel_names' keys must be 0..{len(order) - 1}, found {order}")
+    return tuple(str(channels[k]) for k in order)
+
+
+def _parse_ending(raw: dict[str, Any], path: Path, problems: list[str]) -> tuple[str, str]:
+    """(file ending, reader kind)."""
+    ending, reader = raw.get("file_ending", ""), ""
     if "file_ending" in raw:
         if not isinstance(ending, str) or not ending.startswith("."):
             problems.append(f"{path}: 'file_ending' must look like \".nii.gz\", found {ending!r}")
@@ -184,31 +175,49 @@ def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
                 problems.append(f"{path}: {e}")
     if not problems and ending.lower() not in SUPPORTED_ENDINGS:
         problems.append(f"{path}: file ending {ending} is not supported")
-    order_raw = raw.get("regions_class_order")
-    regions_class_order = None
-    if any(isinstance(v, tuple) for v in labels.values()):
-        if (not isinstance(order_raw, list) or len(order_raw) != len(labels) - 1 - ("ignore" in labels)
-                or not all(isinstance(x, int) and not isinstance(x, bool) for x in order_raw)):
-            problems.append(
-                f"{path}: region labels need 'regions_class_order', one integer per region "
-                f"({len(labels) - 1 - ('ignore' in labels)} expected)"
-            )
-        else:
-            regions_class_order = tuple(int(x) for x in order_raw)
+    return ending, reader
+
+
+def _parse_regions_order(raw: dict[str, Any], labels: dict[str, Any], path: Path,
+                         problems: list[str]) -> tuple[int, ...] | None:
+    if not any(isinstance(v, tuple) for v in labels.values()):
+        return None
+    order = raw.get("regions_class_order")
+    n_regions = len(labels) - 1 - (IGNORE_LABEL_NAME in labels)
+    if (not isinstance(order, list) or len(order) != n_regions
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in order)):
+        problems.append(f"{path}: region labels need 'regions_class_order', one integer per region "
+                        f"({n_regions} expected)")
+        return None
+    return tuple(int(x) for x in order)
+
+
+def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
+    """Read and check ``dataset_dir/dataset.json``; every problem is reported in one DatasetError."""
+    dataset_dir = Path(dataset_dir)
+    path = RawPaths(dataset_dir).dataset_json
+    raw = _read(path)
+    problems: list[str] = []
+    missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in raw]
+    if "channel_names" not in raw and "modality" in raw:
+        raw["channel_names"] = raw["modality"]  # nnU-Net v1 name
+        missing.remove("channel_names")
+    if missing:
+        problems.append(f"{path}: missing required key(s) {', '.join(missing)}")
+    channel_names = _parse_channels(raw, path, problems)
+    labels = _parse_labels(raw.get("labels"), path, problems) if "labels" in raw else {}
+    num_training = raw.get("numTraining", 0)
+    if "numTraining" in raw and (isinstance(num_training, bool) or not isinstance(num_training, int)
+                                 or num_training < 1):
+        problems.append(f"{path}: 'numTraining' must be a positive integer, found {num_training!r}")
+    ending, reader = _parse_ending(raw, path, problems)
+    regions_class_order = _parse_regions_order(raw, labels, path, problems)
     cases = _parse_cases(raw.get("dataset"), dataset_dir, path, problems)
     if problems:
         raise DatasetError("\n".join(problems))
-    return DatasetSpec(
-        path=dataset_dir,
-        name=str(raw.get("name", dataset_dir.name)),
-        channel_names=channel_names,
-        labels=labels,
-        num_training=int(num_training),
-        file_ending=ending,
-        reader=reader,
-        regions_class_order=regions_class_order,
-        cases=cases,
-    )
+    return DatasetSpec(path=dataset_dir, name=str(raw.get("name", dataset_dir.name)), channel_names=channel_names,
+                       labels=labels, num_training=int(num_training), file_ending=ending, reader=reader,
+                       regions_class_order=regions_class_order, cases=cases)
 
 
 def write_dataset_json(dataset_dir: Path, channel_names: list[str], labels: dict[str, int],

@@ -18,9 +18,6 @@ from autounet.workspace import DatasetPaths, FoldPaths
 
 log = logging.getLogger(__name__)
 
-FIRST_CHANNEL = "_0000"  # nnU-Net's channel suffix of a raw image file: CASE_0000.nii.gz
-
-
 @dataclass(frozen=True)
 class ValidationCase:
     """One validation prediction of a fold."""
@@ -73,7 +70,7 @@ def _display(image: np.ndarray, z: int, rgb: bool) -> tuple[np.ndarray, str | No
 def _overlay_figure(paths: DatasetPaths, plans: Plans, figures: Figures, config: str, case: ValidationCase) -> str:
     """One case's overlay as HTML (a figure, or a note saying what is missing)."""
     ending = plans.file_ending
-    image_file = paths.raw_files.images_tr / f"{case.case_id}{FIRST_CHANNEL}{ending}"
+    image_file = paths.raw_files.image_file(case.case_id, 0, ending)
     ref_file = paths.reference(case.case_id, ending)
     for what, p in (("raw image", image_file), ("reference", ref_file)):
         if not p.is_file():
@@ -111,8 +108,8 @@ def overlay_section(paths: DatasetPaths, plans: Plans | None, cv: dict | None, f
         where = paths.trained.fold("<configuration>", "<k>").validation
         return note(f"No validation predictions yet ({where}/).")
     out = [f"<p>Validation predictions of <b>{esc(config)}</b> ({esc(why)}), each on the slice with the most "
-           f"reference foreground; image: the first image file ({FIRST_CHANNEL}, "
-           f"{esc(plans.channel_names[0] if plans.channel_names else 'channel 0')}).</p>"]
+           f"reference foreground; image: the first channel's file "
+           f"({esc(plans.channel_names[0] if plans.channel_names else 'channel 0')}).</p>"]
     items = []
     for case in cases[:max_overlays]:
         try:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from autounet.io.atomic import read_json
 from autounet.postprocess.components import describe_rules
 from autounet.postprocess.metrics import class_label, class_name
 from autounet.report.markup import bullets, esc, note, num, table
@@ -15,10 +16,7 @@ from autounet.report.markup import bullets, esc, note, num, table
 
 def load_cross_validation(path: Path) -> dict:
     """Read the cross-validation results and check the keys the report needs; errors name the file."""
-    try:
-        cv = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: malformed JSON ({e})") from e
+    cv = read_json(path)
     if not isinstance(cv, dict) or not isinstance(cv.get("entries"), dict) or not cv["entries"]:
         raise ValueError(f"{path}: no 'entries' with cross-validation results")
     for name, entry in cv["entries"].items():

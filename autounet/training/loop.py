@@ -68,7 +68,7 @@ def _save_progress(run: Run, last_plot: float) -> float:
     if not math.isnan(ema) and ema > run.best_ema:
         run.best_ema = ema
         save_checkpoint(folder.checkpoint("best"), checkpoint_state(run))
-        log.info("new best pseudo-Dice EMA %.4f: checkpoint_best saved", ema)
+        log.info("new best pseudo-Dice EMA %.4f: %s saved", ema, folder.checkpoint("best").stem)
     if run.epoch % config.checkpoint_every == 0 or run.epoch == config.epochs:
         save_checkpoint(folder.checkpoint("latest"), checkpoint_state(run))
     if time.monotonic() - last_plot > PLOT_INTERVAL_S or run.epoch == config.epochs:
