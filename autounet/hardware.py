@@ -1,6 +1,8 @@
 """What the machine can do, as far as choosing defaults is concerned.
 
 Rules (each a default; flags override):
+- device: "auto" takes CUDA, then MPS, then the CPU (:func:`resolve_device`, the one place a
+  device is chosen, for planning, training and prediction alike);
 - memory target for planning: a CUDA GPU's memory minus a margin (10% and 0.5 GB for the
   framework); on a CPU 30% of the RAM, at most 8 GB, so that the training process, its
   augmentation workers and the system stay well inside it;

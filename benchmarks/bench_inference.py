@@ -279,7 +279,7 @@ def accuracy_check(args: argparse.Namespace, env: dict[str, str]) -> dict:
             print(run["error"], file=sys.stderr)
             res["runs"][name] = run
             continue
-        ecmd = [sys.executable, "-m", "autounet.cli", "evaluate", "-r", str(labels), "-p", str(pred)]
+        ecmd = [sys.executable, "-m", "autounet.cli", "evaluate", "-r", str(labels), "--prediction", str(pred)]
         elog = args.out / "logs" / "inference" / f"accuracy_evaluate_{name}.log"
         p = subprocess.run(ecmd, env=env, capture_output=True, text=True)
         elog.write_text(" ".join(ecmd) + "\n\n" + p.stdout + p.stderr)

@@ -41,8 +41,10 @@ def write_prediction(mask: Path, ending: str, seg: np.ndarray, geometry: Geometr
 
 
 def prediction_done(mask: Path, ending: str, with_probabilities: bool) -> bool:
-    """Whether a case's files are complete: its metadata exists (with probabilities), else its mask."""
-    return (_beside(mask, ending, ".json") if with_probabilities else mask).is_file()
+    """Whether a case's files are complete: its mask, and its probabilities and metadata when
+    they are asked for (a run resumed with --save-probabilities adds them to finished cases)."""
+    files = (mask, _beside(mask, ending, ".npz"), _beside(mask, ending, ".json")) if with_probabilities else (mask,)
+    return all(f.is_file() for f in files)
 
 
 def load_probabilities(folder: Path, case_id: str) -> tuple[np.ndarray, dict]:

@@ -21,13 +21,13 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` (``.NAME.XXXX.tmp``) to write to; renamed onto ``path``
-    when the block ends without an error, removed otherwise. Creates the parent folder. Writers
-    that infer a format from the file name (matplotlib) must be told the format."""
+def atomic_path(path: Path, ending: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` (``.NAME.XXXX.tmp<ending>``) to write to; renamed onto
+    ``path`` when the block ends without an error, removed otherwise. Creates the parent folder.
+    ``ending`` is for writers that take the format from the file name (SimpleITK)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{ending}", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # the permissions open() would give, not mkstemp's private 0600
     try:
@@ -91,7 +91,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete temporaries left by a killed writer in ``folder``; returns how many were removed."""
     n = 0
-    for p in Path(folder).glob(".*.tmp"):
+    for p in Path(folder).glob(".*.tmp*"):
         p.unlink(missing_ok=True)
         n += 1
     return n

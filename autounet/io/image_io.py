@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from autounet.io.atomic import atomic_path
 from autounet.io.geometry import FLAT_AXIS_SPACING, Geometry
 
 SITK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -222,11 +223,8 @@ def file_ending(path: Path) -> str:
 
 def _write(array: np.ndarray, geometry: Geometry, path: Path) -> None:
     """Write (Z, Y, X), or (C, 1, Y, X) for a multi-channel natural image, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ending = file_ending(path)
-    tmp = path.with_name(f".{path.name[: -len(ending)]}.tmp{ending}")
-    try:
+    ending = file_ending(Path(path))
+    with atomic_path(path, ending) as tmp:
         if ending in NATURAL_ENDINGS:
             from skimage import io as skio
 
@@ -239,9 +237,6 @@ def _write(array: np.ndarray, geometry: Geometry, path: Path) -> None:
             img.SetOrigin(geometry.origin)
             img.SetDirection(geometry.direction)
             sitk.WriteImage(img, str(tmp), useCompression=True)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_segmentation(seg: np.ndarray, geometry: Geometry, path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -170,6 +171,17 @@ def test_export_import_and_predict_from_zip(trained_3d, tmp_path):
     out = tmp_path / "one.nii.gz"
     report = api.predict(case, out, model=zip_path, settings=PredictSettings(device="cpu", mirror=False))
     assert report.written == [out] and sitk.ReadImage(str(out)).GetSize() == sitk.ReadImage(str(case)).GetSize()
+
+
+def test_predicting_from_a_zip_leaves_no_unpacked_copy_behind(trained_3d, tmp_path, monkeypatch):
+    raw, root = trained_3d
+    zip_path = api.export_model(raw, tmp_path / "model.zip", configurations=["3d_fullres"], root=root)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    case = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))[0]
+    report = api.predict(case, tmp_path / "out", model=zip_path, settings=PredictSettings(device="cpu", mirror=False))
+    assert len(report.written) == 1 and not list(scratch.iterdir())
 
 
 def test_import_rejects_paths_escaping_the_target(tmp_path):

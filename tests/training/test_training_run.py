@@ -153,3 +153,18 @@ def test_poly_learning_rate():
     assert poly_lr(0.01, 0, 100) == 0.01
     assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
     assert poly_lr(0.01, 100, 100) == 0.0
+
+
+def test_continue_with_save_probabilities_adds_them_without_training_again(prepared_2d):
+    """What find_best_configuration tells a user to do when the probabilities for ensembling are missing."""
+    raw, root = prepared_2d
+    cfg = TrainingConfig(**{**TINY, "epochs": 1})
+    folder = api.train(raw, "2d", 3, root=root, device="cpu", config=cfg)
+    validation = folder / "validation"
+    assert list(validation.glob("*.png")) and not list(validation.glob("*.npz"))
+    with_probabilities = TrainingConfig(**{**TINY, "epochs": 1, "validation": PredictSettings(
+        mirror=False, save_probabilities=True, processes=0)})
+    api.train(raw, "2d", 3, root=root, device="cpu", config=with_probabilities, resume=True)
+    assert len(list(validation.glob("*.npz"))) == len(list(validation.glob("*.png")))
+    assert (folder / "training_log.txt").read_text().count("epoch 0/0") == 1  # not trained again
+    assert torch.load(folder / "checkpoint_final.pt", weights_only=True)["log"]["epoch"] == [0]
