@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from autounet.example_data import make_example_dataset
 from autounet.hardware import detect_hardware
 from autounet.inference.settings import PredictSettings
 from autounet.parallel import default_processes
@@ -33,6 +32,15 @@ __all__ = ["make_example_dataset", "verify_dataset", "plan_and_preprocess", "tra
            "demo", "TrainingConfig", "PredictSettings", "parse_duration"]
 
 log = logging.getLogger("autounet")
+
+
+def make_example_dataset(out_dir: str | Path, dims: int = 3, cases: int = 20, channels: int = 1,
+                         anisotropic: bool = False, seed: int = 0, test_cases: int | None = None,
+                         shape: Sequence[int] | None = None) -> Path:
+    """Write a synthetic dataset in the raw layout (see :func:`autounet.example_data.make_example_dataset`)."""
+    from autounet.example_data import make_example_dataset as make
+
+    return make(Path(out_dir), dims, cases, channels, anisotropic, seed, test_cases, shape)
 
 
 def verify_dataset(dataset: str | Path, root: Path | None = None, processes: int | None = None) -> int:
@@ -220,9 +228,9 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
                 None if fixed else time_budget_s)
     best = find_best_configuration(paths.raw, root=root)
     predictions = root / "demo_predictions" / paths.name
-    predict(paths.raw_files.images_ts, predictions, dataset=paths.raw, root=root,
+    predict(paths.raw_files.images("Ts"), predictions, dataset=paths.raw, root=root,
             settings=PredictSettings(device=device))
-    test = evaluate(paths.raw_files.labels_ts, predictions)
+    test = evaluate(paths.raw_files.labels("Ts"), predictions)
     page = report(paths.raw, root=root)
     log.info("\n=== autounet demo finished ===\n%s\nchosen: %s, postprocessing: %s\n"
              "test Dice (held-out cases): %s, foreground mean %.4f\nreport: %s", format_table(best), best["best"],

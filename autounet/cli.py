@@ -46,7 +46,7 @@ def _training_config(a: argparse.Namespace) -> api.TrainingConfig:
     if a.time_budget is not None:
         overrides["time_budget_s"] = api.parse_duration(a.time_budget)
     validation = api.TrainingConfig().validation
-    for flag, field in ((a.mirror, "mirror"), (a.save_probabilities, "save_probabilities"), (a.amp, "amp")):
+    for flag, field in ((a.mirror, "mirror"), (a.save_probabilities, "save_probabilities")):
         if flag is not None:
             validation = dataclasses.replace(validation, **{field: flag})
     return api.TrainingConfig(**overrides, validation=validation)
@@ -98,7 +98,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     for cls, m in result["mean"].items():
         log.info("class %s: %s", cls, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
     log.info("foreground mean: %s", "  ".join(f"{k} {v:.4f}" for k, v in result["foreground_mean"].items()))
-    log.info("written: %s", (a.output or a.prediction) / "summary.json")
+    log.info("per-case metrics and means written to %s", a.output or a.prediction)
     return 0
 
 
@@ -136,11 +136,16 @@ def _device(p: argparse.ArgumentParser, help: str = "default: CUDA, then MPS, th
     p.add_argument("--device", default="auto", choices=DEVICES, help=help)
 
 
-def _command(sub, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None
-             ) -> argparse.ArgumentParser:
-    """The subcommand ``func`` handles: its name is the handler's (``_cmd_NAME``)."""
+def _command(sub, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None, *,
+             dataset: bool = False, processes: bool = False) -> argparse.ArgumentParser:
+    """The subcommand ``func`` handles (its name is the handler's, ``_cmd_NAME``), with a DATASET
+    argument and ``-p`` worker processes when asked."""
     p = sub.add_parser(func.__name__.removeprefix("_cmd_"), help=help, description=description)
     p.set_defaults(func=func)
+    if dataset:
+        _dataset(p)
+    if processes:
+        _processes(p)
     return p
 
 
@@ -159,18 +164,16 @@ def _add_example_dataset(sub) -> None:
 
 
 def _add_verify(sub) -> None:
-    p = _command(sub, _cmd_verify_dataset, "check a raw dataset and report every problem",
-                 description="Check dataset.json, the file layout and every image and label; report all problems at once.")
-    _dataset(p)
-    _processes(p)
+    _command(sub, _cmd_verify_dataset, "check a raw dataset and report every problem",
+             description="Check dataset.json, the file layout and every image and label; report all problems at once.",
+             dataset=True, processes=True)
 
 
 def _add_plan(sub) -> None:
     p = _command(sub, _cmd_plan_and_preprocess, "verify, fingerprint, plan and preprocess a dataset",
                  description="Verify the dataset, write its fingerprint, plans and splits, and "
-                             "preprocess every training case for every planned configuration. Resumable.")
-    _dataset(p)
-    _processes(p)
+                             "preprocess every training case for every planned configuration. Resumable.",
+                 dataset=True, processes=True)
     p.add_argument("--gpu-memory-gb", type=float, default=None,
                    help="memory to plan patch and batch size for (default: read from the device: a GPU's memory minus "
                         "a margin, or 30%% of the RAM up to 8 GB on a CPU)")
@@ -188,8 +191,7 @@ def _add_plan(sub) -> None:
 def _add_train(sub) -> None:
     p = _command(sub, _cmd_train, "train folds of a configuration (5-fold cross-validation)",
                  description="Train a U-Net on one or more folds of a planned configuration, then predict the "
-                             "fold's validation cases. Resumable with --continue.")
-    _dataset(p)
+                             "fold's validation cases. Resumable with --continue.", dataset=True)
     p.add_argument("configuration", help="2d, 3d_fullres, 3d_lowres or 3d_cascade_fullres (as planned)")
     p.add_argument("fold", nargs="+", help="fold number(s) 0..4, or 'all' to train on every case")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last checkpoint")
@@ -257,13 +259,16 @@ def _add_ensemble(sub) -> None:
 def _add_export(sub) -> None:
     p = _command(sub, _cmd_export_model, "write a trained model to a portable zip",
                  description="Write the chosen best configuration (or ensemble) with its postprocessing, or "
-                             "the configurations given with -c, to a zip that `autounet predict -m` takes.")
-    _dataset(p)
+                             "the configurations given with -c, to a zip that `autounet predict -m` takes.",
+                 dataset=True)
     p.add_argument("-c", "--configuration", nargs="+", default=None,
                    help="configuration(s) to export (default: the chosen best, with its postprocessing)")
     p.add_argument("-o", "--output", required=True, type=Path, help="zip file to write")
     p.add_argument("-f", "--folds", nargs="+", default=None, help="folds (default: every trained fold)")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+
+
+def _add_import(sub) -> None:
     p = _command(sub, _cmd_import_model, "unpack an exported model zip",
                  description="Unpack a model zip into a folder, refusing members that would land outside it. "
                              "`autounet predict -m ZIP` does this by itself.")
@@ -271,59 +276,60 @@ def _add_export(sub) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="folder to unpack into")
 
 
-def _add_selection(sub) -> None:
+def _add_find_best(sub) -> None:
     p = _command(sub, _cmd_find_best_configuration, "choose the best configuration/ensemble and postprocessing",
-                 description="Score every trained configuration and every pair ensemble on the 5-fold "
-                             "cross-validation, pick the best (ties go to the simpler), determine its "
-                             "postprocessing, and print the predict command.")
-    _dataset(p)
+                 description="Score every trained configuration and pair ensemble on the 5-fold cross-validation, pick "
+                             "the best (ties go to the simpler), choose its postprocessing, print the predict command.",
+                 dataset=True, processes=True)
     p.add_argument("-c", "--configurations", nargs="+", default=None, help="only these (default: every trained one)")
     p.add_argument("--no-ensembles", action="store_true", help="do not consider ensembles")
-    _processes(p)
+
+
+def _add_apply_postprocessing(sub) -> None:
     p = _command(sub, _cmd_apply_postprocessing, "apply postprocessing rules to a folder of masks",
                  description="Apply the rules find_best_configuration chose (its postprocessing file) to "
-                             "every mask of a folder.")
+                             "every mask of a folder.", processes=True)
     p.add_argument("-i", "--input", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("-pp", "--postprocessing", required=True, type=Path, help="the rules file")
-    _processes(p)
 
 
 def _add_evaluate(sub) -> None:
     p = _command(sub, _cmd_evaluate, "per-case, per-class metrics of predictions against references",
                  description="Dice, IoU, TP/FP/FN, HD95 and normalized surface Dice (mm) per case and class; "
-                             "writes summary.json and metrics.csv.")
+                             "writes summary.json and metrics.csv.", processes=True)
     p.add_argument("-r", "--reference", required=True, type=Path, help="folder of reference label maps")
     p.add_argument("--prediction", required=True, type=Path, help="folder of predicted label maps")
     p.add_argument("-o", "--output", type=Path, default=None, help="where to write (default: the prediction folder)")
     p.add_argument("--nsd-tolerance", type=float, default=1.0, help="surface Dice tolerance in mm (default 1)")
-    _processes(p)
 
 
 def _add_report(sub) -> None:
-    p = _command(sub, _cmd_report, "write an HTML report of a dataset's plan, training and selection")
-    _dataset(p)
+    p = _command(sub, _cmd_report, "write an HTML report of a dataset's plan, training and selection", dataset=True)
     p.add_argument("-o", "--output", type=Path, default=None, help="folder (default: the dataset's results)")
+
+
+def _add_demo(sub) -> None:
     p = _command(sub, _cmd_demo, "the whole pipeline on a generated example dataset (the README's main job)",
                  description="Generate an example dataset, plan and preprocess, train 5 folds of 2d and "
                              "3d_fullres within a time budget, choose the best, predict and evaluate the "
                              "held-out cases, and write the report. Resumable.")
+    _device(p)
     p.add_argument("--time-budget", default="4m",
                    help="training time in all, split over the 10 folds (default 4m); each fold fits its schedule")
     p.add_argument("--epochs", type=int, default=None, help="a fixed schedule instead of the budget")
     p.add_argument("--iterations-per-epoch", type=int, default=None)
-    _device(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``autounet`` program: one subcommand per pipeline step, each with --root and -v."""
-    parser = argparse.ArgumentParser(prog="autounet",
-                                     description="Self-configuring U-Net segmentation: plan, preprocess, train, predict.")
+    parser = argparse.ArgumentParser(
+        prog="autounet", description="Self-configuring U-Net segmentation: plan, preprocess, train, predict.")
     parser.add_argument("--version", action="version", version=f"autounet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_example_dataset, _add_verify, _add_plan, _add_train, _add_predict, _add_ensemble, _add_export,
-                _add_selection, _add_evaluate, _add_report):
+                _add_import, _add_find_best, _add_apply_postprocessing, _add_evaluate, _add_report, _add_demo):
         add(sub)
     for p in sub.choices.values():
         p.add_argument("--root", type=Path, default=None, help="workspace root holding raw/, preprocessed/, results/ "

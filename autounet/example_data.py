@@ -112,16 +112,16 @@ def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels
             if dims == 3:
                 geo = Geometry(spacing=sp, origin=tuple(case_rng.uniform(-50, 50, 3)), direction=tuple(np.eye(3).ravel()),
                                shape=sh, file_dims=3)
-                files = [(images[c].round().astype(np.int16), f"{case_id}_{c:04d}") for c in range(channels)]
+                files = [(images[c].round().astype(np.int16), c) for c in range(channels)]
             else:
                 geo = Geometry(spacing=(FLAT_AXIS_SPACING,) + sp, origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0),
                                shape=(1,) + sh, file_dims=2)
                 pix = np.clip(images, 0, 255).round().astype(np.uint8)[:, None]
-                files = [(pix, f"{case_id}_0000")] if rgb else [(pix[c], f"{case_id}_{c:04d}") for c in range(channels)]
+                files = [(pix, 0)] if rgb else [(pix[c], c) for c in range(channels)]
                 seg = seg[None]
-            for arr, stem in files:
-                write_image(arr, geo, RawPaths(out).images(split) / f"{stem}{ending}")
-            write_segmentation(seg, geo, RawPaths(out).labels(split) / f"{case_id}{ending}")
+            for arr, channel in files:
+                write_image(arr, geo, RawPaths(out).image_file(case_id, channel, ending, split))
+            write_segmentation(seg, geo, RawPaths(out).label_file(case_id, ending, split))
     write_dataset_json(out, names, dict(LABELS), cases, ending, out.name,
                        description=f"autounet synthetic example ({dims}D, {channels} channel(s), "
                                    f"{'anisotropic' if anisotropic else 'isotropic'}, seed {seed})")

@@ -72,8 +72,8 @@ def _cpu_model() -> str:
 
 
 def _accelerator_possible() -> bool:
-    """Whether a CUDA or Apple GPU could be present (an NVIDIA or ROCm driver, or macOS on arm64)."""
-    if any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")):
+    """Whether a CUDA or Apple GPU could be present (an NVIDIA driver, or macOS on arm64)."""
+    if Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists():
         return True
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
@@ -83,14 +83,14 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _device_type(device: str) -> str:
+def _device_type(device: str, files_first: bool) -> str:
     """"auto" -> "cuda", "mps" or "cpu", whichever is present first; other names unchanged.
 
-    torch is imported only where a GPU is possible, so that planning on a CPU machine does not
-    pay its start-up time."""
+    files_first : answer "cpu" without importing torch where no GPU driver is visible, so that
+    planning on a CPU machine does not pay torch's start-up time."""
     if device != "auto":
         return device
-    if not _accelerator_possible():
+    if files_first and not _accelerator_possible():
         return "cpu"
     import torch
 
@@ -104,7 +104,7 @@ def resolve_device(name: str, local_rank: int = 0):
     import torch
 
     kind, _, index = str(name).partition(":")
-    kind = _device_type(kind)
+    kind = _device_type(kind, files_first=False)
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is available")
@@ -119,7 +119,7 @@ def resolve_device(name: str, local_rank: int = 0):
 def detect_hardware(device: str = "auto") -> HardwareInfo:
     """The device ("auto": CUDA, then MPS, then CPU) and the host's cores and RAM."""
     name, gpu_gb = _cpu_model(), None
-    device = _device_type(device)
+    device = _device_type(device, files_first=True)
     if device == "cuda":
         import torch
 

@@ -13,8 +13,11 @@ directory. Inside it::
                                     best_configuration.json postprocessing.json report/
 
 An exported model unpacks to the same layout as a results folder (:class:`ResultsPaths`), so
-prediction reads both alike. Every other module asks these classes for a path and never joins a
-layout name onto a path itself.
+prediction reads both alike. Every other module asks these classes for a workspace path and
+never joins a layout name onto a path itself (``tests/test_structure.py`` checks). Folders a user
+names are not the workspace's: a prediction folder's files belong to
+:mod:`autounet.inference.outputs`, evaluate's to :mod:`autounet.postprocess.evaluate`, the
+report's own files to :mod:`autounet.report`.
 """
 
 from __future__ import annotations
@@ -57,10 +60,6 @@ class RawPaths:
     root: Path
 
     dataset_json = _Under("root", "dataset.json")
-    images_tr = _Under("root", "imagesTr")
-    labels_tr = _Under("root", "labelsTr")
-    images_ts = _Under("root", "imagesTs")
-    labels_ts = _Under("root", "labelsTs")
 
     def images(self, split: str) -> Path:
         """``imagesTr`` (split "Tr") or ``imagesTs`` ("Ts")."""
@@ -73,6 +72,10 @@ class RawPaths:
     def image_file(self, case_id: str, channel: int, ending: str, split: str = "Tr") -> Path:
         """``CASE_XXXX<ending>``: one channel of a case."""
         return self.images(split) / f"{case_id}_{channel:04d}{ending}"
+
+    def label_file(self, case_id: str, ending: str, split: str = "Tr") -> Path:
+        """``CASE<ending>``: a case's label map."""
+        return self.labels(split) / f"{case_id}{ending}"
 
 
 def _split(split: str) -> str:
@@ -119,29 +122,29 @@ def preprocessed_case_ids(folder: Path) -> list[str]:
 class FoldPaths:
     """One trained fold: ``<configuration>/fold_<k>/``."""
 
-    folder: Path
+    root: Path
 
-    training_log = _Under("folder", "training_log.txt")
-    progress_plot = _Under("folder", "progress.png")
-    budget_variant = _Under("folder", "budget_variant.json",
+    training_log = _Under("root", "training_log.txt")
+    progress_plot = _Under("root", "progress.png")
+    budget_variant = _Under("root", "budget_variant.json",
                             doc="The network a budgeted fold chose; the configuration's other folds follow it.")
-    validation = _Under("folder", "validation", doc="The fold's validation cases, predicted in their original geometry.")
-    validation_summary = _Under("folder", "validation", "summary.json", doc="Dice per validation case and class.")
+    validation = _Under("root", "validation", doc="The fold's validation cases, predicted in their original geometry.")
+    validation_summary = _Under("root", "validation", "summary.json", doc="Dice per validation case and class.")
 
     @property
     def fold(self) -> str:
         """The fold's name: "0".."4" or "all"."""
-        return self.folder.name.removeprefix(FOLD_PREFIX)
+        return self.root.name.removeprefix(FOLD_PREFIX)
 
     @property
     def configuration(self) -> str:
-        return self.folder.parent.name
+        return self.root.parent.name
 
     def checkpoint(self, kind: str) -> Path:
         """``kind``: "final", "best" or "latest"."""
         if kind not in CHECKPOINT_FILES:
             raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINT_FILES)}, got {kind!r}")
-        return self.folder / CHECKPOINT_FILES[kind]
+        return self.root / CHECKPOINT_FILES[kind]
 
 
 def _fold_order(fold: FoldPaths) -> tuple[int, int | str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence, Union
+from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from autounet.autoplan.plans import Plans, StagePlan
 from autounet.io.atomic import read_json
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import SUPPORTED_ENDINGS, ImageReadError, read_channels, reader_for
+from autounet.inference.outputs import mask_file
 from autounet.io.layout import channel_file_pattern
 from autounet.preprocess.pipeline import preprocess_for_prediction
 from autounet.workspace import PreprocessedCase
@@ -63,7 +64,7 @@ class ImageCase:
     files: tuple[Path, ...]
     ending: str
     output: Path
-    next_stage: None = None  # only training cases feed a next stage
+    next_stage: ClassVar[None] = None  # only training cases feed a next stage
 
     def prepare(self, stages: Sequence[StageInput]) -> Prepared:
         """Read, check and preprocess the images for every stage (raises ImageReadError, ValueError)."""
@@ -115,7 +116,7 @@ def find_inputs(folder: Path, output_folder: Path) -> tuple[list[ImageCase], dic
     cases = []
     for (case_id, ending), files in sorted(groups.items()):
         ordered = tuple(files[i] for i in sorted(files))
-        cases.append(ImageCase(case_id, ordered, ending, Path(output_folder) / f"{case_id}{ending}"))
+        cases.append(ImageCase(case_id, ordered, ending, mask_file(output_folder, case_id, ending)))
     return cases, problems
 
 

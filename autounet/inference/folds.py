@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.errors import WorkspaceError
@@ -18,14 +19,16 @@ from autounet.model.trained import TrainedModel
 class FoldEnsemble:
     """Predicts with every fold of a configuration; ``previous`` is a cascade's previous stage.
 
-    One network is built and each fold's weights are loaded into it in turn (one network in
-    memory, however many folds).
+    One network holds each fold's weights in turn (one network in memory, however many folds).
     """
 
-    def __init__(self, model: TrainedModel, settings: PredictSettings, previous: "FoldEnsemble | None" = None):
+    def __init__(self, model: TrainedModel, settings: PredictSettings, previous: "FoldEnsemble | None" = None,
+                 network: torch.nn.Module | None = None):
+        """network : a network of the model's topology already on the device (training's own, for
+        its validation) instead of a new one."""
         self.model, self.settings, self.previous = model, settings, previous
         self.device = resolve_device(settings.device)
-        self.network = model.network(self.device)
+        self.network = network if network is not None else model.network(self.device)
 
     @property
     def configuration(self) -> str:

@@ -43,7 +43,7 @@ def _predict(network: torch.nn.Module, data: np.ndarray, stage: StagePlan, devic
     image = torch.from_numpy(np.array(data, dtype=np.float32)).to(device)  # a writable copy of the memmap
     k = stage.network.num_outputs
     mirror_axes = stage.mirror_axes if settings.mirror else ()
-    batch_size = settings.batch_size or max(1, min(stage.batch_size, MAX_WINDOW_BATCH))
+    batch_size = settings.window_batch or max(1, min(stage.batch_size, MAX_WINDOW_BATCH))
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with amp:

@@ -2,11 +2,12 @@
 
 `autounet predict` and training's final validation both call :func:`predict` with one
 :class:`~autounet.inference.settings.PredictSettings`. For each case: prepare it (read, check
-and preprocess it for every configuration, in a worker process); let each configuration's folds
-predict it (a cascade's previous stage first); average the configurations, if several, at the
-original resolution; postprocess; write. While the networks predict one case, workers prepare
-the next ones and a thread exports and writes the previous one. A case that cannot be read or
-does not fit the model is reported and skipped; the others are still predicted.
+and preprocess it for every configuration, in worker processes when ``settings.processes`` > 0);
+let each configuration's folds predict it (a cascade's previous stage first); average the
+configurations, if several, at the original resolution; postprocess; write. While the networks
+predict one case, workers prepare the next ones and a thread exports and writes the previous one.
+A case that cannot be read or does not fit the model is reported and skipped; the others are
+still predicted.
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def predict(models: Sequence[FoldEnsemble], cases: Sequence[Case], settings: Pre
     """Predict every case with every configuration of ``models`` (averaged when several), each
     averaged over its folds; ``postprocess`` maps the final label map. See the module docstring."""
     report = PredictionReport()
-    jobs = [(c, _stage_inputs(models)) for c in cases]
+    stages = _stage_inputs(models)
+    jobs = [(c, stages) for c in cases]
+    for folder in {c.output.parent for c in cases}:  # before any work: a folder that cannot be made fails now
+        folder.mkdir(parents=True, exist_ok=True)
     prep = (ProcessPoolExecutor(settings.processes, mp_context=mp.get_context("spawn"))
             if settings.processes > 0 and len(cases) > 1 else None)
     writes: list[tuple[Case, Future]] = []

@@ -14,7 +14,7 @@ class PredictSettings:
     step : window step as a fraction of the patch (0.5: windows overlap by half).
     mirror : test-time mirroring over the axes the model was trained to mirror.
     device : "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:N" or "mps".
-    batch_size : windows per forward pass; None takes the plan's batch size, at most 8.
+    window_batch : windows per forward pass; None takes the plan's batch size, at most 8.
     amp : float16 on CUDA; a CPU always predicts in float32 (bfloat16 measured 2x slower there).
     save_probabilities : also write CASE.npz (probabilities) and CASE.json (geometry), which
         ensembling needs.
@@ -24,7 +24,7 @@ class PredictSettings:
     step: float = 0.5
     mirror: bool = True
     device: str = "auto"
-    batch_size: int | None = None
+    window_batch: int | None = None
     amp: bool = True
     save_probabilities: bool = False
     processes: int = 1
@@ -32,8 +32,8 @@ class PredictSettings:
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
             raise ValueError(f"the window step must be in (0, 1] (a fraction of the patch), got {self.step}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"the window batch size must be at least 1, got {self.batch_size}")
+        if self.window_batch is not None and self.window_batch < 1:
+            raise ValueError(f"the window batch must be at least 1, got {self.window_batch}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

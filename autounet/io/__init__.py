@@ -1,1 +1,2 @@
-"""Reading and writing images, dataset.json and the raw dataset layout."""
+"""Reading and writing images (geometry kept), dataset.json, finding and verifying a raw dataset's
+cases, and atomic writes."""

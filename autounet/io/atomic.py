@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-_UMASK = os.umask(0o022)  # read once (umask can only be read by setting it), then restored
-os.umask(_UMASK)
+
+def _new_temporary(path: Path, ending: str) -> Path:
+    """Create an empty, unused temporary file beside ``path`` with the permissions a plain
+    ``open`` would give (0666 less the umask; mkstemp's would be 0600, unreadable to a group)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{ending}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: could not create a temporary file for {path.name}")
 
 
 @contextmanager
@@ -27,14 +37,12 @@ def atomic_path(path: Path, ending: str = "") -> Iterator[Path]:
     ``ending`` is for writers that take the format from the file name (SimpleITK)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{ending}", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # the permissions open() would give, not mkstemp's private 0600
+    tmp = _new_temporary(path, ending)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

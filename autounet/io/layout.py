@@ -63,7 +63,7 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
             if c.label is None:
                 problems.append(f"{RawPaths(root).dataset_json}: case '{c.case_id}' has no 'label'")
     else:
-        images_dir, labels_dir = RawPaths(root).images_tr, RawPaths(root).labels_tr
+        images_dir, labels_dir = RawPaths(root).images("Tr"), RawPaths(root).labels("Tr")
         for d in (images_dir, labels_dir):
             if not d.is_dir():
                 problems.append(f"{d}: folder is missing")
@@ -77,13 +77,13 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
         for case_id, files in sorted(channels.items()):
             for idx in sorted(set(range(expected)) - set(files)):
                 problems.append(
-                    f"{images_dir / f'{case_id}_{idx:04d}{spec.file_ending}'}: missing channel file "
+                    f"{RawPaths(root).image_file(case_id, idx, spec.file_ending)}: missing channel file "
                     f"(dataset.json declares {len(spec.channel_names)} channel(s))"
                 )
             for idx in sorted(set(files) - set(range(expected))):
                 problems.append(f"{files[idx]}: unexpected channel index {idx}; dataset.json declares "
                                 f"{len(spec.channel_names)} channel(s)")
-            label = labels_dir / f"{case_id}{spec.file_ending}"
+            label = RawPaths(root).label_file(case_id, spec.file_ending)
             if not label.is_file():
                 problems.append(f"{label}: missing label for case '{case_id}'")
             cases.append(CaseFiles(case_id, tuple(files[i] for i in sorted(files) if i < expected), label))
@@ -104,10 +104,3 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
     if not cases:
         problems.append(f"{root}: no training cases found")
     return cases, problems
-
-
-def discover_images(folder: Path, ending: str) -> tuple[dict[str, list[Path]], list[str]]:
-    """Group CASE_XXXX<ending> files of a folder (e.g. imagesTs) by case id, in channel order."""
-    problems: list[str] = []
-    found = _channel_files(Path(folder), ending, problems)
-    return {k: [v[i] for i in sorted(v)] for k, v in sorted(found.items())}, problems

@@ -1,5 +1,5 @@
 """The network built from a stage plan, its checkpoints, and trained models (loaded or packed).
 
 Training writes checkpoints through this package and inference reads them through it, so
-neither stage needs the other.
+inference needs nothing from training.
 """

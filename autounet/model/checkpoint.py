@@ -42,11 +42,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def peek_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's contents memory-mapped (``weights_only=True``): cheap when only its log or
-    plans are needed. Raises what ``torch.load`` raises for an unreadable file."""
+    plans are needed. ValueError naming the file when it cannot be read."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, ValueError):  # an old-style (non-zip) file cannot be memory-mapped
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # an old-style (non-zip) file cannot be memory-mapped
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, foreign pickle, ...
+        raise ValueError(f"{path}: not a readable autounet checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: not an autounet checkpoint")
     return ckpt

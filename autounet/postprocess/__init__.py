@@ -1,1 +1,2 @@
-"""Evaluation and postprocessing chosen on cross-validation."""
+"""Metrics, connected-component postprocessing, and choosing the configuration and the
+postprocessing on the cross-validation."""

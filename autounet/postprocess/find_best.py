@@ -22,7 +22,7 @@ from tqdm import tqdm
 from autounet.autoplan.plans import Plans, load_plans
 from autounet.errors import WorkspaceError
 from autounet.inference.ensemble import averaged_case
-from autounet.inference.outputs import probabilities_saved
+from autounet.inference.outputs import mask_file, probabilities_saved
 from autounet.inference.probabilities import probabilities_to_labels
 from autounet.io.atomic import copy_file, read_json, write_json
 from autounet.io.geometry import Geometry
@@ -91,12 +91,12 @@ def score_ensemble(paths: DatasetPaths, plans: Plans, members: Sequence[str], sp
     for case in tqdm(sorted(folders[0]), desc=f"ensemble {'+'.join(members)}", unit="case"):
         for member, f in zip(members, folders):
             if not probabilities_saved(f[case], case):
-                raise WorkspaceError(f"{f[case] / case}.npz: no probabilities for ensembling; re-run "
+                raise WorkspaceError(f"{f[case]}: no probabilities of {case} for ensembling; re-run "
                                      f"autounet train {paths.name} {member} FOLD --continue --save-probabilities "
                                      "for every fold (validation is redone, training is not)")
         mean, meta = averaged_case([f[case] for f in folders], case)
         seg = probabilities_to_labels(mean, plans.regions_class_order)
-        write_segmentation(seg, Geometry.from_json(meta["geometry"]), out / f"{case}{plans.file_ending}")
+        write_segmentation(seg, Geometry.from_json(meta["geometry"]), mask_file(out, case, plans.file_ending))
         ref, _ = read_segmentation(paths.reference(case, plans.file_ending), plans.reader)
         per_case.append(dice_per_class(seg, ref, plans.evaluation_classes, plans.ignore_label))
     return _scores({"kind": "ensemble", "members": list(members)}, per_case, splits)
@@ -116,7 +116,7 @@ def pick_best(entries: dict[str, dict]) -> str:
 def collect_predictions(paths: DatasetPaths, configuration: str, splits: list[dict], plans: Plans, out: Path) -> Path:
     """Copy a configuration's CV label maps from the fold folders into one folder."""
     for case, folder in _validation_folders(paths, configuration, splits).items():
-        copy_file(folder / f"{case}{plans.file_ending}", out / f"{case}{plans.file_ending}")
+        copy_file(mask_file(folder, case, plans.file_ending), mask_file(out, case, plans.file_ending))
     return out
 
 

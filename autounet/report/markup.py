@@ -1,4 +1,5 @@
-"""Small HTML pieces shared by the report's sections: escaping, numbers, tables and notes.
+"""Small HTML pieces shared by the report's sections (escaping, numbers, tables, notes), and what
+the sections read other stages' files with.
 
 Every function returns HTML text. Values from files are escaped here (``esc``) or by the caller
 before they reach a table cell; a section never puts raw file content into the page.
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 # Errors a section may meet in files written by other stages (or by hand); they become a note.
 READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, RuntimeError,
                pickle.UnpicklingError)
+CHECKPOINTS = ("final", "latest")  # the checkpoints a finished or running fold is read from, preferred first
 
 
 def esc(value: Any) -> str:

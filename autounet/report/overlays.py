@@ -23,11 +23,11 @@ class ValidationCase:
     """One validation prediction of a fold."""
 
     case_id: str
-    fold: FoldPaths
+    fold_paths: FoldPaths
     prediction: Path
 
 
-def validation_cases(paths: DatasetPaths, configuration: str, ending: str) -> list[ValidationCase]:
+def validation_predictions(paths: DatasetPaths, configuration: str, ending: str) -> list[ValidationCase]:
     """Every fold's validation predictions, sorted by case id (the first fold wins a duplicate)."""
     found: dict[str, ValidationCase] = {}
     for fold in paths.trained.folds(configuration):
@@ -45,7 +45,7 @@ def _overlay_configuration(paths: DatasetPaths, plans: Plans, cv: dict | None) -
             why = "the best entry" if len(members) == 1 else f"the first member of the best entry {cv['best']}"
             return str(members[0]), why
     for config in plans.configurations:
-        if validation_cases(paths, config, plans.file_ending):
+        if validation_predictions(paths, config, plans.file_ending):
             return config, "the first configuration with validation predictions (no cross-validation results)"
     return None, ""
 
@@ -91,7 +91,7 @@ def _overlay_figure(paths: DatasetPaths, plans: Plans, figures: Figures, config:
     dice = dice_per_class(pred, ref, plans.evaluation_classes, plans.ignore_label)
     scores = ", ".join(f"{name} {num(d['dice'], 3)}" for (_, name), d in zip(classes, dice.values()))
     return figures.img(path, f"{case.case_id}: reference and prediction",
-                       f"<b>{esc(case.case_id)}</b> (fold {esc(case.fold.fold)}), slice {z}; "
+                       f"<b>{esc(case.case_id)}</b> (fold {esc(case.fold_paths.fold)}), slice {z}; "
                        f"Dice of the whole case: {esc(scores)}")
 
 
@@ -103,7 +103,7 @@ def overlay_section(paths: DatasetPaths, plans: Plans | None, cv: dict | None, f
     if plans is None:
         return note("No overlays: they need the plan (file ending, reader, labels).")
     config, why = _overlay_configuration(paths, plans, cv)
-    cases = validation_cases(paths, config, plans.file_ending) if config else []
+    cases = validation_predictions(paths, config, plans.file_ending) if config else []
     if not cases:
         where = paths.trained.fold("<configuration>", "<k>").validation
         return note(f"No validation predictions yet ({where}/).")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from autounet.autoplan.plans import ChannelNormalization, Plans, StagePlan
 from autounet.model.checkpoint import peek_checkpoint, trained_stage
-from autounet.report.markup import READ_ERRORS, bullets, esc, note, num, seq, text_table
+from autounet.report.markup import CHECKPOINTS, READ_ERRORS, bullets, esc, note, num, seq, text_table
 from autounet.workspace import ResultsPaths
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class TrainedStage:
 
     stage: StagePlan
     fold: str
-    checkpoint: str  # the checkpoint's file name
+    source: str  # the checkpoint's file name
 
 
 def stage_rows(stage: StagePlan) -> list[tuple[str, str]]:
@@ -73,7 +73,7 @@ def read_trained_stage(results: ResultsPaths, configuration: str) -> TrainedStag
     """The stage of the first fold checkpoint that names one: finished checkpoints first, then
     latest ones, folds in order. None when no checkpoint can be read or parsed."""
     folds = results.folds(configuration)
-    for kind in ("final", "latest"):
+    for kind in CHECKPOINTS:
         for fold in folds:
             path = fold.checkpoint(kind)
             if not path.is_file():
@@ -112,7 +112,7 @@ def is_lighter(planned: StagePlan, trained: StagePlan) -> bool:
 
 def trained_stage_html(configuration: str, planned: StagePlan, trained: TrainedStage) -> str:
     """A sentence saying why training used another stage, and the fields that differ."""
-    source = f"read from {trained.checkpoint} of fold {trained.fold}"
+    source = f"read from {trained.source} of fold {trained.fold}"
     if is_lighter(planned, trained.stage):
         why = (f"{configuration} was trained with a lighter network than planned: the time budget "
                f"(--time-budget) chose it so that training would finish in time ({source}).")

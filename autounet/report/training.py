@@ -14,13 +14,11 @@ from pathlib import Path
 from autounet.autoplan.plans import Plans
 from autounet.model.checkpoint import peek_checkpoint
 from autounet.report.figures import Figures
-from autounet.report.markup import READ_ERRORS, esc, note, num
+from autounet.report.markup import CHECKPOINTS, READ_ERRORS, esc, note, num
 from autounet.training.progress import draw_curves, new_figure
 from autounet.workspace import DatasetPaths, FoldPaths, ResultsPaths
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = ("final", "latest")  # preferred first
 
 
 def configurations_with_folds(results: ResultsPaths, plans: Plans | None) -> list[str]:
@@ -107,7 +105,7 @@ def training_section(paths: DatasetPaths, plans: Plans | None, figures: Figures)
     """A grid of fold figures per configuration, or a note when nothing was trained yet."""
     configurations = configurations_with_folds(paths.trained, plans)
     if not configurations:
-        example = paths.trained.fold("<configuration>", "<k>").folder
+        example = paths.trained.fold("<configuration>", "<k>").root
         return note(f"No trained folds yet (no {example}/ folders); "
                     f"train with: autounet train {paths.name} CONFIGURATION FOLD")
     out = []

@@ -17,8 +17,9 @@ class TrainingConfig:
     batch_size : None uses the plan's.
     time_budget_s : wall-clock budget of the fold; overrides epochs and iterations (see
         :mod:`autounet.training.budget`).
-    final_validation : predict the fold's validation cases at the end, with ``validation``
-        (its device is the training device; ``--no-tta`` and ``--save-probabilities`` set it).
+    final_validation : predict the fold's validation cases at the end, as ``validation`` says
+        (window step, mirroring, probabilities: ``--no-tta``, ``--save-probabilities``); it runs
+        on the training's device with the training's mixed precision (``amp``).
     """
 
     epochs: int = 1000

@@ -39,8 +39,8 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
     started = time.monotonic()
     setup = prepare_fold(paths, configuration, fold)
     dev, dist = _devices(device)
-    with _fold_log(setup.folder, dist.is_main):
-        source = _checkpoint_to_resume(setup.folder, resume)
+    with _fold_log(setup.output, dist.is_main):
+        source = _checkpoint_to_resume(setup.output, resume)
         state = load_checkpoint(source, dev) if source is not None else None
         setup, config, budget = fit_schedule(setup, config, dev, dist, state, started)
         run = new_run(setup, config, dev, dist)
@@ -48,7 +48,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
         if state is not None:
             _resume(run, state, source.name)
         _wrap_network(run)
-        if source != setup.folder.checkpoint("final"):
+        if source != setup.output.checkpoint("final"):
             train_epochs(run)
         _save_final(run)
         if dist.is_main and run.config.final_validation and setup.validates:
@@ -57,7 +57,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
             log.info("time budget %.0f s, used %.0f s (%.0f s by this process)", budget["seconds"], budget_used(run),
                      time.monotonic() - started)
         barrier(dist)
-    return setup.folder.folder
+    return setup.output.root
 
 
 def _devices(device: str) -> tuple[torch.device, DistInfo]:
@@ -76,7 +76,7 @@ def _fold_log(folder: FoldPaths, is_main: bool) -> Iterator[None]:
     if not is_main:
         yield
         return
-    folder.folder.mkdir(parents=True, exist_ok=True)
+    folder.root.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(folder.training_log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.setLevel(logging.INFO)
@@ -96,12 +96,12 @@ def _checkpoint_to_resume(folder: FoldPaths, resume: bool) -> Path | None:
     latest, final = folder.checkpoint("latest"), folder.checkpoint("final")
     if not resume:
         if latest.is_file() or final.is_file():
-            raise WorkspaceError(f"{folder.folder} already holds a training run; use --continue to resume it, "
+            raise WorkspaceError(f"{folder.root} already holds a training run; use --continue to resume it, "
                                  "or delete the folder to start over")
         return None
     source = latest if latest.is_file() else final if final.is_file() else None
     if source is None:
-        log.info("--continue: no checkpoint in %s, starting from scratch", folder.folder)
+        log.info("--continue: no checkpoint in %s, starting from scratch", folder.root)
     return source
 
 
@@ -128,7 +128,7 @@ def _save_final(run: Run) -> None:
         if run.dist.is_main:
             log.info("data-parallel replicas identical on %d processes (checksum %.6f)", run.dist.world_size, checksum)
     if run.dist.is_main:
-        folder = run.setup.folder
+        folder = run.setup.output
         save_checkpoint(folder.checkpoint("final"), checkpoint_state(run))
         folder.checkpoint("latest").unlink(missing_ok=True)
     barrier(run.dist)
@@ -136,7 +136,7 @@ def _save_final(run: Run) -> None:
 
 def _validate(run: Run) -> None:
     started = time.monotonic()
-    settings = dataclasses.replace(run.config.validation, device=str(run.device))
+    settings = dataclasses.replace(run.config.validation, device=str(run.device), amp=run.config.amp)
     summary = validate(run.setup, run.module, settings)
     log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f (%.0f s)", run.setup.fold,
              {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"],

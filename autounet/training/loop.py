@@ -63,7 +63,7 @@ def _one_epoch(run: Run, inputs: Inputs, seed: int) -> None:
 def _save_progress(run: Run, last_plot: float) -> float:
     """Log line, best and latest checkpoints, the plot (at most every PLOT_INTERVAL_S); returns
     when the plot was last drawn."""
-    folder, config, ema = run.setup.folder, run.config, run.log.pseudo_dice_ema[-1]
+    folder, config, ema = run.setup.output, run.config, run.log.pseudo_dice_ema[-1]
     log.info("%s", format_epoch(run.log, config.epochs))
     if not math.isnan(ema) and ema > run.best_ema:
         run.best_ema = ema

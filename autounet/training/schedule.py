@@ -99,7 +99,7 @@ def _new_budget(setup: FoldSetup, config: TrainingConfig, device: torch.device, 
                       n_val, mirror, elapsed=lambda: time.monotonic() - started,
                       variant=chosen["variant"] if chosen is not None else None)
     if chosen is None:
-        write_json(setup.folder.budget_variant,
+        write_json(setup.output.budget_variant,
                    {"variant": decision.variant, "fold": setup.fold, "planned_stage": json.loads(planned)})
     s = decision.schedule
     config = dataclasses.replace(config, epochs=s.epochs, iterations_per_epoch=s.iterations_per_epoch,

@@ -30,7 +30,8 @@ class FoldSetup:
     next_configuration: str | None = None
 
     @property
-    def folder(self) -> FoldPaths:
+    def output(self) -> FoldPaths:
+        """The fold's folder: checkpoints, logs, validation."""
         return self.paths.trained.fold(self.configuration, self.fold)
 
     @property
@@ -47,13 +48,16 @@ class FoldSetup:
             return None
         return self.paths.trained.next_stage_file(self.stage.previous_stage, case_id)
 
-    def next_stage_target(self, case_id: str) -> tuple[tuple[int, ...], Path] | None:
-        """Where this stage's labels of a case go for the next (cascade) stage, and their shape."""
+    def next_stage_file(self, case_id: str) -> Path | None:
+        """Where this stage's labels of a case go when a cascade stage takes them as input."""
         if self.next_configuration is None:
             return None
+        return self.paths.trained.next_stage_file(self.configuration, case_id)
+
+    def next_stage_shape(self, case_id: str) -> tuple[int, ...]:
+        """The case's preprocessed shape in the next (cascade) stage's data."""
         data = self.paths.data_folder(self.plans.configurations[self.next_configuration].data_identifier)
-        shape = tuple(read_json(PreprocessedCase(data, case_id).meta)["shape"])
-        return shape, self.paths.trained.next_stage_file(self.configuration, case_id)
+        return tuple(read_json(PreprocessedCase(data, case_id).meta)["shape"])
 
     def with_stage(self, stage: StagePlan) -> "FoldSetup":
         """The setup with another version of its configuration (a budget's lighter variant)."""

@@ -9,14 +9,12 @@ files are complete is not predicted again, so an interrupted validation resumes 
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from autounet.errors import WorkspaceError
 from autounet.inference.cases import TrainingCase
 from autounet.inference.folds import FoldEnsemble
-from autounet.inference.outputs import prediction_done
+from autounet.inference.outputs import mask_file, prediction_done
 from autounet.inference.run import predict
 from autounet.inference.settings import PredictSettings
 from autounet.io.atomic import write_json
@@ -25,37 +23,41 @@ from autounet.model.trained import TrainedModel
 from autounet.postprocess.metrics import dice_per_class, foreground_mean, mean_per_class
 from autounet.training.setup import FoldSetup
 
-log = logging.getLogger("autounet.training")
 
-
-def validation_cases(setup: FoldSetup, save_probabilities: bool) -> list[TrainingCase]:
-    """The fold's validation cases still to predict."""
-    ending, folder = setup.plans.file_ending, setup.folder.validation
-    cases = [TrainingCase(c, setup.case_arrays(c), ending, folder / f"{c}{ending}", setup.previous_labels(c),
-                          setup.next_stage_target(c)) for c in setup.val_ids]
-    return [c for c in cases if not prediction_done(c.output, ending, save_probabilities)]
+def cases_to_predict(setup: FoldSetup, save_probabilities: bool) -> list[TrainingCase]:
+    """The fold's validation cases whose files (with the cascade's next-stage labels) are not complete."""
+    ending, todo = setup.plans.file_ending, []
+    for case_id in setup.val_ids:
+        mask, next_file = mask_file(setup.output.validation, case_id, ending), setup.next_stage_file(case_id)
+        if prediction_done(mask, ending, save_probabilities) and (next_file is None or next_file.is_file()):
+            continue
+        target = (setup.next_stage_shape(case_id), next_file) if next_file is not None else None
+        todo.append(TrainingCase(case_id, setup.case_arrays(case_id), ending, mask, setup.previous_labels(case_id),
+                                 target))
+    return todo
 
 
 def score(setup: FoldSetup) -> dict:
     """Dice per case and class of the written validation masks; written to summary.json."""
     plans, per_case = setup.plans, []
     for case_id in setup.val_ids:
-        pred, _ = read_segmentation(setup.folder.validation / f"{case_id}{plans.file_ending}", plans.reader)
+        pred, _ = read_segmentation(mask_file(setup.output.validation, case_id, plans.file_ending), plans.reader)
         ref, _ = read_segmentation(setup.paths.reference(case_id, plans.file_ending), plans.reader)
         per_case.append({"case_id": case_id,
                          "metrics": dice_per_class(pred, ref, plans.evaluation_classes, plans.ignore_label)})
     means = mean_per_class([c["metrics"] for c in per_case])
     summary = {"mean_dice": means, "foreground_mean_dice": foreground_mean(means), "cases": per_case}
-    write_json(setup.folder.validation_summary, summary)
+    write_json(setup.output.validation_summary, summary)
     return summary
 
 
 def validate(setup: FoldSetup, network: torch.nn.Module, settings: PredictSettings) -> dict:
-    """Predict the fold's validation cases with ``network`` and score them; returns the summary."""
-    model = TrainedModel(setup.plans, setup.configuration, {setup.fold: network.state_dict()})
-    todo = validation_cases(setup, settings.save_probabilities)
+    """Predict the fold's validation cases with ``network`` (on ``settings.device``) and score
+    them; returns the summary."""
+    todo = cases_to_predict(setup, settings.save_probabilities)
     if todo:
-        report = predict([FoldEnsemble(model, settings)], todo, settings, desc="validation")
+        model = TrainedModel(setup.plans, setup.configuration, {setup.fold: network.state_dict()})
+        report = predict([FoldEnsemble(model, settings, network=network)], todo, settings, desc="validation")
         if report.failed:
             raise WorkspaceError(f"validation of {setup.configuration} fold {setup.fold}: "
                                  + "; ".join(report.failed.values()))
