@@ -36,11 +36,11 @@ log = logging.getLogger("autounet")
 
 def make_example_dataset(out_dir: str | Path, dims: int = 3, cases: int = 20, channels: int = 1,
                          anisotropic: bool = False, seed: int = 0, test_cases: int | None = None,
-                         shape: Sequence[int] | None = None) -> Path:
+                         shape: Sequence[int] | None = None, overwrite: bool = False) -> Path:
     """Write a synthetic dataset in the raw layout (see :func:`autounet.example_data.make_example_dataset`)."""
     from autounet.example_data import make_example_dataset as make
 
-    return make(Path(out_dir), dims, cases, channels, anisotropic, seed, test_cases, shape)
+    return make(Path(out_dir), dims, cases, channels, anisotropic, seed, test_cases, shape, overwrite)
 
 
 def verify_dataset(dataset: str | Path, root: Path | None = None, processes: int | None = None) -> int:
@@ -65,12 +65,13 @@ def plan_and_preprocess(dataset: str | Path, root: Path | None = None, processes
     from autounet.autoplan.planner import plan_for_machine
     from autounet.autoplan.splits import ensure_splits
     from autounet.autoplan.summary import format_plan_summary
-    from autounet.io.atomic import write_json
+    from autounet.io.atomic import check_writable, write_json
     from autounet.io.verify import check_layout
     from autounet.preprocess.pipeline import preprocess_dataset
 
     paths = resolve_dataset(dataset, root)
     processes = processes or default_processes()
+    check_writable(paths.preprocessed)
     spec, cases = check_layout(paths.raw, processes)
     fp = fingerprint_dataset(paths, (spec, cases), processes, seed, force)
     plans = plan_for_machine(fp, spec, detect_hardware(device), gpu_memory_gb, network)
@@ -140,33 +141,44 @@ def ensemble(inputs: Sequence[Path], output: Path, save_probabilities: bool = Fa
 
 
 def export_model(dataset: str | Path, output: Path, configurations: Sequence[str] | None = None,
-                 folds: Sequence[str] | None = None, checkpoint: str = "final", root: Path | None = None) -> Path:
+                 folds: Sequence[str] | None = None, checkpoint: str = "final", root: Path | None = None,
+                 overwrite: bool = False) -> Path:
     """Write a trained model (the chosen best configuration or ensemble with its postprocessing,
-    or the configurations given) to a zip that ``predict(model=...)`` takes."""
+    or the configurations given) to a zip that ``predict(model=...)`` takes; an existing zip is
+    replaced only with ``overwrite``."""
+    from autounet.errors import WorkspaceError
     from autounet.inference.source import dataset_model
+    from autounet.io.atomic import check_writable
     from autounet.model.archive import export_model as export
 
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise WorkspaceError(f"{output}: exists; choose another file, or pass --overwrite to replace it")
+    check_writable(output.parent)
     paths = resolve_dataset(dataset, root)
     source = dataset_model(paths, configurations)
-    return export(paths.trained, source.configurations, Path(output), folds, checkpoint,
+    return export(paths.trained, source.configurations, output, folds, checkpoint,
                   paths.raw_files.dataset_json, source.postprocessing)
 
 
-def import_model(archive: Path, output: Path) -> dict:
-    """Unpack an exported model zip into a folder; returns its manifest."""
+def import_model(archive: Path, output: Path, overwrite: bool = False) -> dict:
+    """Unpack an exported model zip into an empty folder (``overwrite``: replace what a folder
+    holds); returns its manifest."""
     from autounet.model.archive import import_model as unpack
 
-    return unpack(Path(archive), Path(output))
+    return unpack(Path(archive), Path(output), overwrite)
 
 
 def find_best_configuration(dataset: str | Path, root: Path | None = None, configurations: Sequence[str] | None = None,
                             ensembles: bool = True, processes: int | None = None) -> dict:
     """Pick the best configuration or pair ensemble on the cross-validation and its postprocessing;
     writes results/DATASET/{cross_validation,best_configuration,postprocessing}.json."""
+    from autounet.io.atomic import check_writable
     from autounet.postprocess.components import describe_rules
     from autounet.postprocess.find_best import find_best_configuration as find, format_table
 
     paths = resolve_dataset(dataset, root)
+    check_writable(paths.results)
     result = find(paths, configurations, ensembles, processes or default_processes())
     log.info("cross-validation (%s):\n%s", paths.name, format_table(result))
     log.info("best: %s; foreground-mean Dice %.4f -> %.4f after postprocessing:\n  %s", result["best"],
@@ -187,19 +199,23 @@ def evaluate(reference: str | Path, prediction: str | Path, output: Path | None 
 
 
 def apply_postprocessing(inputs: str | Path, output: str | Path, rules_file: str | Path,
-                         processes: int | None = None) -> list[Path]:
-    """Apply the rules of a postprocessing.json to every mask of a folder."""
+                         processes: int | None = None, overwrite: bool = False) -> list[Path]:
+    """Apply the rules of a postprocessing.json to every mask of a folder (``overwrite``: the
+    output may be the input folder, whose masks are then replaced)."""
     from autounet.postprocess.selection import apply_postprocessing_to_folder, load_rules
 
     return apply_postprocessing_to_folder(Path(inputs), Path(output), load_rules(Path(rules_file)),
-                                          processes or default_processes())
+                                          processes or default_processes(), overwrite)
 
 
 def report(dataset: str | Path, root: Path | None = None, output: Path | None = None) -> Path:
     """Write the HTML report of a dataset (plan, training curves, CV table, postprocessing, overlays)."""
+    from autounet.io.atomic import check_writable
     from autounet.report import write_report
 
-    return write_report(resolve_dataset(dataset, root), output)
+    paths = resolve_dataset(dataset, root)
+    check_writable(Path(output) if output is not None else paths.trained.report)
+    return write_report(paths, output)
 
 
 def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fullres"), folds: int = 5,
@@ -243,7 +259,7 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
 def _example_dataset(root: Path) -> DatasetPaths:
     """The demo's example dataset in the workspace at ``root``, generated when it is not there."""
     paths = dataset_paths(root, "Dataset900_Example")
-    if not paths.raw_files.dataset_json.is_file():
+    if not paths.raw_files.dataset_json.is_file():  # written last: without it, an interrupted run's, redone
         make_example_dataset(paths.raw, dims=3, cases=20, channels=1, anisotropic=True, shape=(16, 48, 48),
-                             test_cases=5)
+                             test_cases=5, overwrite=True)
     return paths

@@ -21,7 +21,7 @@ log = logging.getLogger("autounet")
 
 def _cmd_make_example_dataset(a: argparse.Namespace) -> int:
     out = api.make_example_dataset(a.out, dims=a.dims, cases=a.cases, channels=a.channels, anisotropic=a.anisotropic,
-                                   seed=a.seed, test_cases=a.test_cases, shape=a.shape)
+                                   seed=a.seed, test_cases=a.test_cases, shape=a.shape, overwrite=a.overwrite)
     log.info("example dataset written to %s", out)
     return 0
 
@@ -77,13 +77,14 @@ def _cmd_ensemble(a: argparse.Namespace) -> int:
 
 
 def _cmd_export_model(a: argparse.Namespace) -> int:
-    out = api.export_model(a.dataset, a.output, a.configuration, a.folds, a.checkpoint, root=a.root)
+    out = api.export_model(a.dataset, a.output, a.configuration, a.folds, a.checkpoint, root=a.root,
+                           overwrite=a.overwrite)
     log.info("model written to %s", out)
     return 0
 
 
 def _cmd_import_model(a: argparse.Namespace) -> int:
-    info = api.import_model(a.zip, a.output)
+    info = api.import_model(a.zip, a.output, a.overwrite)
     log.info("imported %s (folds %s) into %s", " + ".join(info["configurations"]), " ".join(info["folds"]), a.output)
     return 0
 
@@ -103,7 +104,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_apply_postprocessing(a: argparse.Namespace) -> int:
-    written = api.apply_postprocessing(a.input, a.output, a.postprocessing, a.processes)
+    written = api.apply_postprocessing(a.input, a.output, a.postprocessing, a.processes, a.overwrite)
     log.info("postprocessed %d mask(s) into %s", len(written), a.output)
     return 0
 
@@ -120,6 +121,24 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 DATASET_HELP = "dataset id (900), name (Dataset900_Example) or raw folder path"
+
+
+def _number(kind: type, low: float, what: str) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number of at least ``low`` (else a usage error, exit code 2)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT, COUNT = _number(int, 1, "at least 1"), _number(int, 0, "0 or more")
+POSITIVE = _number(float, 1e-300, "positive")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -128,12 +147,16 @@ def _dataset(p: argparse.ArgumentParser) -> None:
 
 
 def _processes(p: argparse.ArgumentParser, default: int | None = None, what: str = "worker processes") -> None:
-    p.add_argument("-p", "--processes", type=int, default=default,
+    p.add_argument("-p", "--processes", type=COUNT, default=default,
                    help=f"{what} (default: {default if default is not None else 'the number of cores'})")
 
 
 def _device(p: argparse.ArgumentParser, help: str = "default: CUDA, then MPS, then the CPU") -> None:
     p.add_argument("--device", default="auto", choices=DEVICES, help=help)
+
+
+def _overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true", help=what)
 
 
 def _command(sub, func: Callable[[argparse.Namespace], int], help: str, description: str | None = None, *,
@@ -155,12 +178,14 @@ def _add_example_dataset(sub) -> None:
                              "and test images and labels, and dataset.json.")
     p.add_argument("out", type=Path, help="output folder, e.g. raw/Dataset900_Example")
     p.add_argument("--dims", type=int, choices=(2, 3), default=3, help="3: NIfTI volumes; 2: PNG images (default 3)")
-    p.add_argument("--cases", type=int, default=20, help="training cases (default 20)")
-    p.add_argument("--test-cases", type=int, default=None, help="test cases (default cases/5)")
-    p.add_argument("--channels", type=int, default=1, help="channels per case (2D: 3 writes one RGB PNG)")
+    p.add_argument("--cases", type=_number(int, 2, "at least 2"), default=20, help="training cases (default 20)")
+    p.add_argument("--test-cases", type=COUNT, default=None, help="test cases (default cases/5)")
+    p.add_argument("--channels", type=POSITIVE_INT, default=1, help="channels per case (2D: 3 writes one RGB PNG)")
     p.add_argument("--anisotropic", action="store_true", help="3 x 0.8 x 0.8 mm voxels instead of ~1 mm isotropic")
-    p.add_argument("--shape", type=int, nargs="+", default=None, help="typical case shape (Z Y X, or Y X in 2D)")
+    p.add_argument("--shape", type=_number(int, 8, "at least 8"), nargs="+", default=None,
+                   help="typical case shape (Z Y X, or Y X in 2D)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _overwrite(p, "replace the dataset the folder holds")
 
 
 def _add_verify(sub) -> None:
@@ -174,7 +199,7 @@ def _add_plan(sub) -> None:
                  description="Verify the dataset, write its fingerprint, plans and splits, and "
                              "preprocess every training case for every planned configuration. Resumable.",
                  dataset=True, processes=True)
-    p.add_argument("--gpu-memory-gb", type=float, default=None,
+    p.add_argument("--gpu-memory-gb", type=POSITIVE, default=None,
                    help="memory to plan patch and batch size for (default: read from the device: a GPU's memory minus "
                         "a margin, or 30%% of the RAM up to 8 GB on a CPU)")
     _device(p, "the device to plan for (default: the one present)")
@@ -199,16 +224,16 @@ def _add_train(sub) -> None:
     p.add_argument("--time-budget", default=None,
                    help="wall-clock budget per fold, e.g. 30m, 8h, 1h30m: autounet measures this machine's speed and "
                         "chooses epochs x iterations (and a lighter network if needed) to finish on time")
-    for flag, kind, text in (("--epochs", int, "epochs (default 1000)"),
-                             ("--iterations-per-epoch", int, "training iterations per epoch (default 250)"),
-                             ("--val-iterations-per-epoch", int, "validation iterations per epoch for the "
-                                                                 "pseudo-Dice (default 50)"),
-                             ("--initial-lr", float, "initial learning rate (default 0.01)"),
-                             ("--weight-decay", float, "default 3e-5"),
-                             ("--batch-size", int, "override the plan's batch size"),
+    for flag, kind, text in (("--epochs", POSITIVE_INT, "epochs (default 1000)"),
+                             ("--iterations-per-epoch", POSITIVE_INT, "training iterations per epoch (default 250)"),
+                             ("--val-iterations-per-epoch", POSITIVE_INT, "validation iterations per epoch for the "
+                                                                          "pseudo-Dice (default 50)"),
+                             ("--initial-lr", POSITIVE, "initial learning rate (default 0.01)"),
+                             ("--weight-decay", _number(float, 0, "0 or more"), "default 3e-5"),
+                             ("--batch-size", POSITIVE_INT, "override the plan's batch size"),
                              ("--seed", int, "random seed (default 0)")):
         p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=kind, default=None, help=text)
-    p.add_argument("--num-workers", dest="num_workers", type=int, default=None,
+    p.add_argument("--num-workers", dest="num_workers", type=COUNT, default=None,
                    help="augmentation worker processes (default: from the machine; 0 = in the main process)")
     p.add_argument("--no-augmentation", dest="augmentation", action="store_false", default=None,
                    help="train without data augmentation")
@@ -239,7 +264,8 @@ def _add_predict(sub) -> None:
     p.add_argument("-m", "--model", type=Path, default=None, help="an exported model zip instead of -d")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final", help="which checkpoint (default final)")
     p.add_argument("--no-tta", dest="mirror", action="store_false", help="no test-time mirroring (8x faster in 3D)")
-    p.add_argument("--step", type=float, default=0.5, help="window step as a fraction of the patch (default 0.5)")
+    p.add_argument("--step", type=POSITIVE, default=0.5,
+                   help="window step as a fraction of the patch, at most 1 (default 0.5)")
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities (.npz + .json)")
     _device(p)
     p.add_argument("--no-amp", dest="amp", action="store_false",
@@ -266,6 +292,7 @@ def _add_export(sub) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="zip file to write")
     p.add_argument("-f", "--folds", nargs="+", default=None, help="folds (default: every trained fold)")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    _overwrite(p, "replace an existing zip")
 
 
 def _add_import(sub) -> None:
@@ -273,7 +300,8 @@ def _add_import(sub) -> None:
                  description="Unpack a model zip into a folder, refusing members that would land outside it. "
                              "`autounet predict -m ZIP` does this by itself.")
     p.add_argument("zip", type=Path, help="the exported model")
-    p.add_argument("-o", "--output", required=True, type=Path, help="folder to unpack into")
+    p.add_argument("-o", "--output", required=True, type=Path, help="folder to unpack into (empty or new)")
+    _overwrite(p, "replace what the folder holds")
 
 
 def _add_find_best(sub) -> None:
@@ -292,6 +320,7 @@ def _add_apply_postprocessing(sub) -> None:
     p.add_argument("-i", "--input", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("-pp", "--postprocessing", required=True, type=Path, help="the rules file")
+    _overwrite(p, "allow -o to be the input folder (its masks are replaced)")
 
 
 def _add_evaluate(sub) -> None:
@@ -301,7 +330,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("-r", "--reference", required=True, type=Path, help="folder of reference label maps")
     p.add_argument("--prediction", required=True, type=Path, help="folder of predicted label maps")
     p.add_argument("-o", "--output", type=Path, default=None, help="where to write (default: the prediction folder)")
-    p.add_argument("--nsd-tolerance", type=float, default=1.0, help="surface Dice tolerance in mm (default 1)")
+    p.add_argument("--nsd-tolerance", type=_number(float, 0, "0 or more"), default=1.0,
+                   help="surface Dice tolerance in mm (default 1)")
 
 
 def _add_report(sub) -> None:
@@ -317,8 +347,8 @@ def _add_demo(sub) -> None:
     _device(p)
     p.add_argument("--time-budget", default="4m",
                    help="training time in all, split over the 10 folds (default 4m); each fold fits its schedule")
-    p.add_argument("--epochs", type=int, default=None, help="a fixed schedule instead of the budget")
-    p.add_argument("--iterations-per-epoch", type=int, default=None)
+    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="a fixed schedule instead of the budget")
+    p.add_argument("--iterations-per-epoch", type=POSITIVE_INT, default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,8 +375,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (AutounetError, ValueError, FileNotFoundError) as e:
+    except (AutounetError, ValueError) as e:
         print(f"autounet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unreadable input, unwritable output, full disk: the path and the reason
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"autounet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"autounet {args.command}: interrupted; finished work is kept, run the command again to resume",

@@ -8,6 +8,7 @@ offset and scale, noise and spacing vary per case.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +16,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from autounet.errors import WorkspaceError
+from autounet.io.atomic import check_writable
 from autounet.io.dataset_json import write_dataset_json
 from autounet.io.geometry import FLAT_AXIS_SPACING, Geometry
 from autounet.io.image_io import write_image, write_segmentation
@@ -76,10 +79,25 @@ def synth_case(rng: np.random.Generator, shape: tuple[int, ...], spacing: tuple[
     return np.stack(images), seg
 
 
+def _clear(out: Path, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds anything, unless ``overwrite``: then remove the
+    raw layout it holds (images, labels, dataset.json), so that old and new cases never mix."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise WorkspaceError(f"{out}: not empty; a new example dataset would mix with what it holds. Choose an "
+                             "empty folder, or pass --overwrite to replace the dataset in it")
+    raw = RawPaths(out)
+    for folder in (raw.images("Tr"), raw.labels("Tr"), raw.images("Ts"), raw.labels("Ts")):
+        shutil.rmtree(folder, ignore_errors=True)
+    raw.dataset_json.unlink(missing_ok=True)
+
+
 def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels: int = 1,
                          anisotropic: bool = False, seed: int = 0, test_cases: int | None = None,
-                         shape: Sequence[int] | None = None) -> Path:
-    """Write a synthetic dataset (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json).
+                         shape: Sequence[int] | None = None, overwrite: bool = False) -> Path:
+    """Write a synthetic dataset (training and test images and labels, dataset.json) into an
+    empty or new folder (``overwrite``: replace the dataset a folder holds).
 
     dims=3 writes NIfTI (one file per channel); dims=2 writes PNG (channels=3: one RGB file).
     shape : typical (Z, Y, X) or (Y, X) per case; each case varies around it.
@@ -91,6 +109,8 @@ def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels
     if cases < 2:
         raise ValueError("an example dataset needs at least 2 training cases")
     out = Path(out_dir)
+    _clear(out, overwrite)
+    check_writable(out)
     n_test = max(1, cases // 5) if test_cases is None else test_cases
     if dims == 3:
         base_spacing = np.array([3.0, 0.8, 0.8] if anisotropic else [1.0, 1.0, 1.0])

@@ -32,8 +32,36 @@ from typing import Any
 from autounet.errors import WorkspaceError
 
 ROOT_ENV = "AUTOUNET_ROOT"
+# The one rule for names read from files (case ids, configuration and fold names, file endings)
+# before they become part of a path: no separator, no "..", nothing hidden, nothing a shell or
+# another file system would read differently.
+NAME_RULE = "letters, digits, '_', '-', '+' and '.', not starting with '.', at most 200 characters"
+_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,199}")
+_ENDING = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,2}")
 CHECKPOINT_FILES = {"final": "checkpoint_final.pt", "best": "checkpoint_best.pt", "latest": "checkpoint_latest.pt"}
 FOLD_PREFIX = "fold_"
+
+
+def name_problem(name: object, what: str = "name") -> str | None:
+    """Why ``name`` cannot become part of a file name (see NAME_RULE), or None when it can."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return None
+    return f"{what} {name!r} cannot be used in a file name (allowed: {NAME_RULE})"
+
+
+def checked_name(name: object, what: str = "name") -> str:
+    """``name`` if it may become part of a file name; WorkspaceError otherwise."""
+    problem = name_problem(name, what)
+    if problem is not None:
+        raise WorkspaceError(problem)
+    return name  # type: ignore[return-value]
+
+
+def checked_ending(ending: object) -> str:
+    """A file ending (".nii.gz", ".png") that may end a file name; WorkspaceError otherwise."""
+    if isinstance(ending, str) and _ENDING.fullmatch(ending):
+        return ending
+    raise WorkspaceError(f"file ending {ending!r} cannot be used in a file name (expected e.g. .nii.gz or .png)")
 
 
 def default_root() -> Path:
@@ -71,11 +99,11 @@ class RawPaths:
 
     def image_file(self, case_id: str, channel: int, ending: str, split: str = "Tr") -> Path:
         """``CASE_XXXX<ending>``: one channel of a case."""
-        return self.images(split) / f"{case_id}_{channel:04d}{ending}"
+        return self.images(split) / f"{checked_name(case_id, 'case id')}_{channel:04d}{checked_ending(ending)}"
 
     def label_file(self, case_id: str, ending: str, split: str = "Tr") -> Path:
         """``CASE<ending>``: a case's label map."""
-        return self.labels(split) / f"{case_id}{ending}"
+        return self.labels(split) / f"{checked_name(case_id, 'case id')}{checked_ending(ending)}"
 
 
 def _split(split: str) -> str:
@@ -102,6 +130,9 @@ class PreprocessedCase:
 
     folder: Path
     case_id: str
+
+    def __post_init__(self) -> None:
+        checked_name(self.case_id, "case id")
 
     data = _CaseFile("_data.npy", "float32 (C, Z, Y, X), memory-mappable.")
     seg = _CaseFile("_seg.npy", "int8/int16 (Z, Y, X).")
@@ -166,10 +197,10 @@ class ResultsPaths:
     report = _Under("root", "report", doc="The HTML report's default folder.")
 
     def configuration(self, configuration: str) -> Path:
-        return self.root / configuration
+        return self.root / checked_name(configuration, "configuration")
 
     def fold(self, configuration: str, fold: int | str) -> FoldPaths:
-        return FoldPaths(self.root / configuration / f"{FOLD_PREFIX}{fold}")
+        return FoldPaths(self.configuration(configuration) / f"{FOLD_PREFIX}{checked_name(str(fold), 'fold')}")
 
     def folds(self, configuration: str) -> list[FoldPaths]:
         """Every fold folder of a configuration, numbered folds first, in order."""
@@ -188,14 +219,14 @@ class ResultsPaths:
 
     def next_stage(self, configuration: str) -> Path:
         """A cascade's input: this configuration's cross-validation predictions at the next stage's resolution."""
-        return self.root / configuration / "predicted_next_stage"
+        return self.configuration(configuration) / "predicted_next_stage"
 
     def next_stage_file(self, configuration: str, case_id: str) -> Path:
-        return self.next_stage(configuration) / f"{case_id}.npy"
+        return self.next_stage(configuration) / f"{checked_name(case_id, 'case id')}.npy"
 
     def cross_validation_predictions(self, entry: str) -> Path:
         """One configuration's or ensemble's cross-validation predictions, gathered in one folder."""
-        return self.root / "cross_validation" / entry
+        return self.root / "cross_validation" / checked_name(entry, "cross-validation entry")
 
 
 @dataclass(frozen=True)
@@ -222,14 +253,15 @@ class DatasetPaths:
         return ResultsPaths(self.results)
 
     def data_folder(self, data_identifier: str) -> Path:
-        return self.preprocessed / data_identifier
+        return self.preprocessed / checked_name(data_identifier, "data identifier")
 
     def reference(self, case_id: str, file_ending: str) -> Path:
-        return self.references / f"{case_id}{file_ending}"
+        return self.references / f"{checked_name(case_id, 'case id')}{checked_ending(file_ending)}"
 
 
 def dataset_paths(root: Path, name: str) -> DatasetPaths:
     """The folders of the dataset ``name`` (e.g. Dataset900_Example) in the workspace at ``root``."""
+    checked_name(name, "dataset name")
     root = Path(root).resolve()
     return DatasetPaths(name=name, raw=root / "raw" / name, preprocessed=root / "preprocessed" / name,
                         results=root / "results" / name)

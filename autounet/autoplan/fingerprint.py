@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from autounet.autoplan.plans import CaseFingerprint, Fingerprint, IntensityStats, load_fingerprint
-from autounet.errors import DatasetError, DatasetVerificationError
+from autounet.errors import DatasetVerificationError
 from autounet.io.atomic import write_json
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
-from autounet.io.verify import check_layout, load_case
+from autounet.io.verify import check_layout, foreground_problems, label_warnings, labels_present, load_case
 from autounet.parallel import map_parallel
 from autounet.workspace import DatasetPaths, RawPaths
 from autounet.io.geometry import crop, nonzero_box
@@ -32,9 +32,7 @@ def source_signature(spec: DatasetSpec, cases: list[CaseFiles]) -> str:
     """A digest of dataset.json and every case file's name, size and modification time."""
     h = hashlib.sha256(RawPaths(spec.path).dataset_json.read_bytes())
     for c in cases:
-        for p in c.images + ((c.label,) if c.label else ()):
-            st = p.stat()
-            h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update((c.signature() + "\n").encode())
     return h.hexdigest()[:24]
 
 
@@ -42,7 +40,7 @@ def _case_worker(args: tuple[CaseFiles, DatasetSpec, int, int, int]):
     case, spec, seed, index, n_samples = args
     loaded, problems = load_case(case, spec)
     if loaded is None:
-        return None, None, problems
+        return None, None, problems, set()
     box = nonzero_box(loaded.images)
     images, seg = crop(loaded.images, box), crop(loaded.seg, box)
     foreground = seg > 0
@@ -59,7 +57,7 @@ def _case_worker(args: tuple[CaseFiles, DatasetSpec, int, int, int]):
         shape_before_crop=tuple(int(s) for s in loaded.images.shape[1:]),
         shape_after_crop=tuple(int(s) for s in images.shape[1:]),
     )
-    return fp, samples, []
+    return fp, samples, [], labels_present(loaded)
 
 
 def intensity_stats(samples: np.ndarray) -> IntensityStats:
@@ -82,13 +80,15 @@ def extract_fingerprint(dataset_dir: Path, processes: int = 1, seed: int = 0,
     n_samples = max(1, INTENSITY_SAMPLES_TOTAL // len(cases))
     results = map_parallel(_case_worker, [(c, spec, seed, i, n_samples) for i, c in enumerate(cases)],
                            processes, desc="verify + fingerprint")
-    problems = [p for _, _, probs in results for p in probs]
+    problems = [p for _, _, probs, _ in results for p in probs]
+    presence = {c.case_id: labels for c, (_, _, _, labels) in zip(cases, results)}
+    problems += foreground_problems(spec, presence) if not problems else []
     if problems:
         raise DatasetVerificationError(str(dataset_dir), problems)
-    per_channel = np.concatenate([s for _, s, _ in results], axis=1)
-    if per_channel.shape[1] == 0:
-        raise DatasetError(f"{spec.path}: no label map holds any foreground voxel; nothing to learn")
-    case_fps = tuple(fp for fp, _, _ in results)
+    for warning in label_warnings(spec, presence):
+        log.warning("%s", warning)
+    per_channel = np.concatenate([s for _, s, _, _ in results], axis=1)
+    case_fps = tuple(fp for fp, _, _, _ in results)
     rel = [np.prod(c.shape_after_crop) / np.prod(c.shape_before_crop) for c in case_fps]
     file_dims = 2 if all(c.shape_before_crop[0] == 1 for c in case_fps) else 3
     return Fingerprint(

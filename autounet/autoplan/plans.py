@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from autounet.workspace import name_problem
+
 FINGERPRINT_SCHEMA_VERSION = 1
 PLANS_SCHEMA_VERSION = 1
 
@@ -206,6 +208,12 @@ class Plans(_JsonDataclass):
         d["configurations"] = {
             k: StagePlan(**{**c, "network": NetworkTopology(**c["network"])}) for k, c in d["configurations"].items()
         }
+        problems = [name_problem(v, what) for name, c in d["configurations"].items() for v, what in (
+            (name, "configuration"), (c.data_identifier, "data identifier"),
+            (c.previous_stage or name, "previous stage"))]
+        problems = [p for p in problems if p is not None]
+        if problems:
+            raise ValueError(f"{path or 'plans'}: {'; '.join(problems)}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -21,7 +21,7 @@ from autounet.io.image_io import SUPPORTED_ENDINGS, ImageReadError, read_channel
 from autounet.inference.outputs import mask_file
 from autounet.io.layout import channel_file_pattern
 from autounet.preprocess.pipeline import preprocess_for_prediction
-from autounet.workspace import PreprocessedCase
+from autounet.workspace import PreprocessedCase, name_problem
 
 _INPUT_FILE = channel_file_pattern(SUPPORTED_ENDINGS, ignore_case=True)
 
@@ -115,8 +115,16 @@ def find_inputs(folder: Path, output_folder: Path) -> tuple[list[ImageCase], dic
         groups.setdefault((m.group(1), m.group(3)), {})[int(m.group(2))] = p
     cases = []
     for (case_id, ending), files in sorted(groups.items()):
-        ordered = tuple(files[i] for i in sorted(files))
-        cases.append(ImageCase(case_id, ordered, ending, mask_file(output_folder, case_id, ending)))
+        first = files[min(files)]
+        if sorted(files) != list(range(len(files))):
+            found = ", ".join(f"_{i:04d}" for i in sorted(files))
+            problems[case_id] = (f"{first}: case '{case_id}' has the channel files {found}; they must be numbered "
+                                 f"_0000 to _{len(files) - 1:04d}")
+        elif name_problem(case_id, "case id") is not None:
+            problems[case_id] = f"{first}: {name_problem(case_id, 'case id')}; rename the file"
+        else:
+            ordered = tuple(files[i] for i in sorted(files))
+            cases.append(ImageCase(case_id, ordered, ending, mask_file(output_folder, case_id, ending)))
     return cases, problems
 
 
@@ -124,6 +132,9 @@ def find_cases(inputs: Path, output: Path) -> tuple[list[ImageCase], dict[str, s
     """The cases of an input folder (masks into the folder ``output``), or the one case of an
     input file (its mask to the file ``output``, or into the folder ``output``)."""
     inputs, output = Path(inputs), Path(output)
+    if inputs.resolve() == output.resolve():
+        raise ValueError(f"{output}: the output is the input {'file' if inputs.is_file() else 'folder'}; the masks "
+                         "would overwrite (or later be read as) input images: choose another -o")
     if inputs.is_file():
         cases, _ = find_inputs(inputs.parent, output.parent if output.suffix else output)
         cases = [c for c in cases if inputs in c.files]

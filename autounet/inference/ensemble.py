@@ -13,9 +13,11 @@ from typing import Sequence
 from tqdm import tqdm
 
 from autounet.errors import AutounetError
-from autounet.inference.outputs import load_probabilities, saved_cases, write_prediction
+from autounet.io.atomic import check_writable
+from autounet.inference.outputs import load_probabilities, mask_file, saved_cases, write_prediction
 from autounet.inference.probabilities import average_probabilities, probabilities_to_labels
 from autounet.io.geometry import Geometry
+from autounet.io.image_io import SUPPORTED_ENDINGS
 
 
 def common_cases(folders: Sequence[Path]) -> list[str]:
@@ -48,16 +50,32 @@ def averaged_case(folders: Sequence[Path], case_id: str):
     return mean, metas[0]
 
 
+def _ending(meta: dict, folder: Path, case_id: str) -> str:
+    """The mask's file ending a case's metadata names: one autounet writes, nothing else."""
+    ending = meta.get("ending")
+    if ending not in SUPPORTED_ENDINGS:
+        raise AutounetError(f"{folder / case_id}.json: 'ending' {ending!r} is not an image file ending autounet "
+                            f"writes ({', '.join(SUPPORTED_ENDINGS)})")
+    return ending
+
+
 def ensemble_folders(folders: Sequence[Path], output: Path, save_probabilities: bool = False) -> list[Path]:
-    """Average the probabilities of several prediction folders and write the label maps."""
+    """Average the probabilities of several prediction folders and write the label maps into
+    ``output``, which must be none of them (it would overwrite their files)."""
     if len(folders) < 2:
         raise AutounetError("ensembling needs at least two prediction folders")
     output = Path(output)
+    if any(Path(f).resolve() == output.resolve() for f in folders):
+        raise AutounetError(f"{output}: the output folder is one of the input folders, whose probabilities and "
+                            "masks it would overwrite; choose another -o")
+    cases = common_cases(folders)
+    check_writable(output)
     written = []
-    for case_id in tqdm(common_cases(folders), desc="ensemble", unit="case"):
+    for case_id in tqdm(cases, desc="ensemble", unit="case"):
         mean, meta = averaged_case(folders, case_id)
         seg = probabilities_to_labels(mean, meta.get("regions_class_order"))
-        ending = meta["ending"]
-        written.append(write_prediction(output / f"{case_id}{ending}", ending, seg, Geometry.from_json(meta["geometry"]),
-                                        mean if save_probabilities else None, meta if save_probabilities else None))
+        ending = _ending(meta, folders[0], case_id)
+        written.append(write_prediction(mask_file(output, case_id, ending), ending, seg,
+                                        Geometry.from_json(meta["geometry"]), mean if save_probabilities else None,
+                                        meta if save_probabilities else None))
     return written

@@ -18,13 +18,14 @@ from autounet.autoplan.plans import Plans
 from autounet.io.atomic import read_json, write_json, write_npz
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import write_segmentation
+from autounet.workspace import checked_ending, checked_name
 
 PROBABILITIES, META = ".npz", ".json"
 
 
 def mask_file(folder: Path, case_id: str, ending: str) -> Path:
-    """A case's mask in a prediction folder."""
-    return Path(folder) / f"{case_id}{ending}"
+    """A case's mask in a prediction folder (the names checked: it stays inside ``folder``)."""
+    return Path(folder) / f"{checked_name(case_id, 'case id')}{checked_ending(ending)}"
 
 
 def _beside(mask: Path, ending: str, suffix: str) -> Path:

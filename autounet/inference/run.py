@@ -28,7 +28,7 @@ from autounet.inference.export import export_probabilities
 from autounet.inference.folds import FoldEnsemble
 from autounet.inference.outputs import prediction_meta, write_prediction
 from autounet.inference.settings import PredictionReport, PredictSettings
-from autounet.io.atomic import write_npy
+from autounet.io.atomic import check_writable, write_npy
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import ImageReadError
 
@@ -76,8 +76,8 @@ def predict(models: Sequence[FoldEnsemble], cases: Sequence[Case], settings: Pre
     report = PredictionReport()
     stages = _stage_inputs(models)
     jobs = [(c, stages) for c in cases]
-    for folder in {c.output.parent for c in cases}:  # before any work: a folder that cannot be made fails now
-        folder.mkdir(parents=True, exist_ok=True)
+    for folder in {c.output.parent for c in cases}:  # before any work: an output that cannot be written fails now
+        check_writable(folder).mkdir(parents=True, exist_ok=True)
     prep = (ProcessPoolExecutor(settings.processes, mp_context=mp.get_context("spawn"))
             if settings.processes > 0 and len(cases) > 1 else None)
     writes: list[tuple[Case, Future]] = []

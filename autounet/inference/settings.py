@@ -34,6 +34,8 @@ class PredictSettings:
             raise ValueError(f"the window step must be in (0, 1] (a fraction of the patch), got {self.step}")
         if self.window_batch is not None and self.window_batch < 1:
             raise ValueError(f"the window batch must be at least 1, got {self.window_batch}")
+        if self.processes < 0:
+            raise ValueError(f"the number of worker processes must be 0 or more, got {self.processes}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

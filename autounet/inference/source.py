@@ -15,7 +15,7 @@ from autounet.inference.settings import PredictSettings
 from autounet.io.atomic import read_json
 from autounet.model.archive import unpacked_model
 from autounet.model.trained import load_trained_model
-from autounet.workspace import DatasetPaths, ResultsPaths
+from autounet.workspace import DatasetPaths, ResultsPaths, name_problem
 
 log = logging.getLogger("autounet.inference")
 
@@ -49,6 +49,9 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     if not best.is_file():
         raise WorkspaceError(f"no {best}: run `autounet find_best_configuration {paths.name}` or pass -c CONFIG")
     chosen = read_json(best)
+    problems = [name_problem(c, "configuration") for c in chosen.get("configurations") or [None]]
+    if any(problems):
+        raise WorkspaceError(f"{best}: {'; '.join(p for p in problems if p)}")
     return ModelSource(paths.trained, tuple(chosen["configurations"]), folds, checkpoint,
                        _existing(paths.trained.postprocessing))
 

@@ -6,6 +6,7 @@ file, never a half-written one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -17,17 +18,50 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 
-def _new_temporary(path: Path, ending: str) -> Path:
-    """Create an empty, unused temporary file beside ``path`` with the permissions a plain
-    ``open`` would give (0666 less the umask; mkstemp's would be 0600, unreadable to a group)."""
+def _new_temporary(path: Path, ending: str = "", folder: bool = False) -> Path:
+    """Create an empty, unused temporary file (or folder) beside ``path`` with the permissions a
+    plain ``open`` (``mkdir``) would give: 0666 (0777) less the umask. mkstemp's and mkdtemp's
+    would be private to the user, unreadable to a lab's shared workspace."""
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{ending}")
         try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"{path.parent}: could not create a temporary file for {path.name}")
+
+
+def check_writable(folder: Path) -> Path:
+    """Whether files can be written in ``folder`` (or, where it does not exist yet, created by its
+    nearest existing parent), asked before long work starts; writes nothing. Raises
+    PermissionError or NotADirectoryError naming the path."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder, so nothing can be written under it", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write here (read-only or not yours)", str(existing))
+    return Path(folder)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; it replaces ``path`` (an empty folder, or none)
+    when the block ends without an error, and is removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temporary(path, folder=True)
+    try:
+        yield tmp
+        if path.is_dir():
+            path.rmdir()  # only an empty folder: callers clear what must go first
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
@@ -59,10 +93,14 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
         os.fsync(f.fileno())
 
 
-def copy_file(source: Path, target: Path) -> None:
-    """Copy a file atomically (the target is never half-written)."""
+def copy_file(source: Path, target: Path, keep_times: bool = False) -> None:
+    """Copy a file atomically (the target is never half-written); ``keep_times``: with the
+    source's modification time."""
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
+        if keep_times:
+            st = os.stat(source)
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from autounet.errors import DatasetError
 from autounet.io.image_io import SUPPORTED_ENDINGS, reader_for
-from autounet.workspace import RawPaths
+from autounet.workspace import RawPaths, name_problem
 
 IGNORE_LABEL_NAME = "ignore"
 
@@ -21,6 +21,14 @@ class CaseFiles:
     case_id: str
     images: tuple[Path, ...]
     label: Path | None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return self.images + ((self.label,) if self.label is not None else ())
+
+    def signature(self) -> str:
+        """The name, size and modification time of every file: what tells an edited case apart."""
+        return "\n".join(f"{p.name}\0{p.stat().st_size}\0{p.stat().st_mtime_ns}" for p in self.files)
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,9 @@ def _parse_cases(raw: Any, root: Path, path: Path, problems: list[str]) -> tuple
             continue
         if case_id in seen:
             problems.append(f"{path}: duplicate case id '{case_id}' in 'dataset'")
+            continue
+        if name_problem(case_id, "case id") is not None:
+            problems.append(f"{path}: 'dataset' entry: {name_problem(case_id, 'case id')}")
             continue
         seen.add(case_id)
         label = entry.get("label")

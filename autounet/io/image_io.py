@@ -184,11 +184,15 @@ def read_channels(paths: list[Path], reader: str) -> tuple[np.ndarray, Geometry]
     """Read a case's channel files into one float32 array (C, Z, Y, X).
 
     The geometry is the first file's; callers that need every mismatch reported use
-    :func:`autounet.io.verify.verify_dataset` first.
+    :func:`autounet.io.verify.verify_dataset` first. A file holding NaN or Inf raises
+    ImageReadError: no network output for such voxels would mean anything.
     """
     arrays, geometry = [], None
     for p in paths:
         arr, geo = read_image(p, reader)
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise ImageReadError(f"{p}: {arr.size - np.count_nonzero(np.isfinite(arr))} NaN or Inf voxel(s); replace "
+                                 "them (e.g. by the background value) before predicting")
         if geometry is None:
             geometry = geo
         elif arr.shape[1:] != tuple(geometry.shape):

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
 from autounet.io.image_io import NATURAL_ENDINGS, SUPPORTED_ENDINGS, file_ending
-from autounet.workspace import RawPaths
+from autounet.workspace import RawPaths, name_problem
 
 
 def channel_file_pattern(endings: Sequence[str], ignore_case: bool = False) -> re.Pattern:
@@ -53,7 +53,7 @@ def _duplicate_ids(cases: list[CaseFiles], where: Path, problems: list[str]) -> 
 def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[str]]:
     """Find every training case and every problem with the file layout, without reading images."""
     problems: list[str] = []
-    root = spec.path
+    root, unnamed = spec.path, 0  # unnamed: cases whose id cannot be a file name (reported, not returned)
     if spec.cases is not None:
         cases = list(spec.cases)
         for c in cases:
@@ -75,6 +75,10 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
         expected = len(spec.channel_names) if not natural else max((len(v) for v in channels.values()), default=1)
         cases = []
         for case_id, files in sorted(channels.items()):
+            if name_problem(case_id, "case id") is not None:
+                problems.append(f"{files[min(files)]}: {name_problem(case_id, 'case id')}; rename the case's files")
+                unnamed += 1
+                continue
             for idx in sorted(set(range(expected)) - set(files)):
                 problems.append(
                     f"{RawPaths(root).image_file(case_id, idx, spec.file_ending)}: missing channel file "
@@ -96,7 +100,7 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
             elif label_pattern.sub("", p.name) not in channels:
                 problems.append(f"{p}: label without images in {images_dir}")
     _duplicate_ids(cases, root, problems)
-    if len(cases) != spec.num_training:
+    if len(cases) + unnamed != spec.num_training:
         problems.append(
             f"{RawPaths(root).dataset_json}: numTraining is {spec.num_training} but {len(cases)} training case(s) "
             "were found"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from autounet.io.dataset_json import CaseFiles, DatasetSpec, load_dataset_json
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import NATURAL_ENDINGS, ImageReadError, read_image, read_segmentation
 from autounet.io.layout import discover_training_cases
+from autounet.workspace import RawPaths
+
+log = logging.getLogger("autounet")
+MIN_CASES = 2  # cross-validation: every case is validated by a model that did not train on it
 
 
 @dataclass
@@ -112,21 +117,59 @@ def check_layout(dataset_dir: Path, processes: int = 1) -> tuple[DatasetSpec, li
         complete = [c for c in cases if c.label is not None and (spec.cases is not None or len(c.images) == n_files)
                     and all(p.is_file() for p in (*c.images, c.label))]
         results = map_parallel(_verify_one, [(c, spec) for c in complete], processes, desc="verify")
-        raise DatasetVerificationError(str(dataset_dir), problems + [p for r in results for p in r])
+        raise DatasetVerificationError(str(dataset_dir), problems + [p for r, _ in results for p in r])
+    if len(cases) < MIN_CASES:
+        raise DatasetVerificationError(str(dataset_dir), [
+            f"{RawPaths(dataset_dir).dataset_json}: {len(cases)} training case(s); the 5-fold cross-validation needs "
+            f"at least {MIN_CASES}"])
     return spec, cases
 
 
-def _verify_one(args: tuple[CaseFiles, DatasetSpec]) -> list[str]:
-    return load_case(*args)[1]
+def labels_present(case: LoadedCase) -> set[int]:
+    """The label values a case's label map holds."""
+    return {int(v) for v in _label_values(case.seg)}
+
+
+def _verify_one(args: tuple[CaseFiles, DatasetSpec]) -> tuple[list[str], set[int]]:
+    case, problems = load_case(*args)
+    return problems, labels_present(case) if case is not None else set()
+
+
+def foreground_problems(spec: DatasetSpec, presence: dict[str, set[int]]) -> list[str]:
+    """A dataset whose label maps hold no foreground at all has nothing to learn."""
+    if any(set(spec.foreground_labels) & labels for labels in presence.values()):
+        return []
+    return [f"{spec.path}: no label map holds any foreground voxel (labels {list(spec.foreground_labels)}); "
+            "nothing to learn"]
+
+
+def label_warnings(spec: DatasetSpec, presence: dict[str, set[int]]) -> list[str]:
+    """Declared labels that occur in no training case (their Dice is 0 or NaN in every mean) or in
+    one only (the cross-validation sees them once)."""
+    names = {v: k for k, v in spec.labels.items() if isinstance(v, int)}
+    out = []
+    for label in spec.foreground_labels:
+        cases = sorted(c for c, labels in presence.items() if label in labels)
+        if len(cases) < 2:
+            where = f"only in case {cases[0]}" if cases else "in no training case"
+            out.append(f"{RawPaths(spec.path).dataset_json}: label '{names.get(label, label)}' ({label}) occurs "
+                       f"{where}: the model can hardly learn it, and the cross-validation scores it "
+                       f"{'once' if cases else 'never'}")
+    return out
 
 
 def verify_dataset(dataset_dir: Path, processes: int = 1) -> tuple[DatasetSpec, list[CaseFiles]]:
-    """Check a raw dataset completely (layout and every file's content); raises on any problem."""
+    """Check a raw dataset completely (layout and every file's content); raises on any problem,
+    logs a warning for each label that occurs in fewer than two cases."""
     from autounet.parallel import map_parallel
 
     spec, cases = check_layout(dataset_dir, processes)
     results = map_parallel(_verify_one, [(c, spec) for c in cases], processes, desc="verify")
-    problems = [p for r in results for p in r]
+    presence = {c.case_id: labels for c, (_, labels) in zip(cases, results)}
+    problems = [p for r, _ in results for p in r]
+    problems += foreground_problems(spec, presence) if not problems else []
     if problems:
         raise DatasetVerificationError(str(dataset_dir), problems)
+    for warning in label_warnings(spec, presence):
+        log.warning("%s", warning)
     return spec, cases

@@ -9,6 +9,7 @@ weights inside are only ever read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -16,9 +17,9 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from autounet.errors import AutounetError, WorkspaceError
-from autounet.io.atomic import atomic_path
+from autounet.io.atomic import atomic_folder, atomic_path
 from autounet.model.checkpoint import peek_checkpoint, plans_of
-from autounet.workspace import ResultsPaths
+from autounet.workspace import ResultsPaths, name_problem
 
 ARCHIVE = ResultsPaths(Path())  # the layout inside the zip, as relative paths
 
@@ -79,25 +80,57 @@ def _safe_members(z: zipfile.ZipFile, target: Path) -> list[zipfile.ZipInfo]:
     return z.infolist()
 
 
-def import_model(zip_path: Path, target: Path) -> dict:
-    """Unpack an exported model into ``target`` (then a results folder); returns the manifest."""
+def read_manifest(results: ResultsPaths) -> dict:
+    """An unpacked model's manifest, its names checked before any of them reaches a path."""
+    path = results.model_manifest
+    try:
+        manifest = json.loads(path.read_text())
+        configurations, folds = list(manifest["configurations"]), [str(f) for f in manifest["folds"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AutounetError(f"{path}: not an autounet model manifest ({type(e).__name__}: {e})") from e
+    problems = ([name_problem(c, "configuration") for c in configurations + list(manifest.get("stages", []))]
+                + [name_problem(f, "fold") for f in folds])
+    problems = [p for p in problems if p is not None]
+    if problems or not configurations or not folds:
+        raise AutounetError(f"{path}: {'; '.join(problems) or 'no configurations or folds'}")
+    return {**manifest, "configurations": configurations, "folds": folds}
+
+
+def import_model(zip_path: Path, target: Path, overwrite: bool = False) -> dict:
+    """Unpack an exported model into ``target`` (then a results folder); returns the manifest.
+
+    A ``target`` that holds anything is refused unless ``overwrite``: then its old contents are
+    replaced as a whole (never a mix of two models), once the new model has been unpacked."""
     zip_path, target = Path(zip_path), Path(target)
-    manifest = _member(ARCHIVE.model_manifest)
+    occupied = target.is_dir() and any(target.iterdir())
+    if occupied and not overwrite:
+        raise AutounetError(f"{target}: not empty; importing would mix two models. Choose an empty folder, or "
+                            "pass --overwrite to replace what it holds")
+    if target.exists() and not target.is_dir():
+        raise AutounetError(f"{target}: exists and is not a folder")
+    with atomic_folder(target) as tmp:
+        manifest = _unpack(zip_path, tmp)
+        if occupied:
+            shutil.rmtree(target)
+    return manifest
+
+
+def _unpack(zip_path: Path, folder: Path) -> dict:
     try:
         with zipfile.ZipFile(zip_path) as z:
-            members = _safe_members(z, target)
-            if manifest not in z.namelist():
-                raise AutounetError(f"{zip_path}: not an autounet model (no {manifest})")
-            z.extractall(target, members)
+            members = _safe_members(z, folder)
+            if _member(ARCHIVE.model_manifest) not in z.namelist():
+                raise AutounetError(f"{zip_path}: not an autounet model (no {_member(ARCHIVE.model_manifest)})")
+            z.extractall(folder, members)
     except zipfile.BadZipFile as e:
         raise AutounetError(f"{zip_path}: not a zip file ({e})") from e
-    return json.loads(ResultsPaths(target).model_manifest.read_text())
+    return read_manifest(ResultsPaths(folder))
 
 
 @contextmanager
 def unpacked_model(zip_path: Path) -> Iterator[tuple[ResultsPaths, dict]]:
     """An exported model unpacked to a temporary folder for the duration of the block (removed
-    afterwards): its results layout and its manifest."""
+    afterwards, also when the block fails): its results layout and its manifest."""
     with tempfile.TemporaryDirectory(prefix="autounet_model_") as tmp:
-        manifest = import_model(zip_path, Path(tmp))
+        manifest = _unpack(Path(zip_path), Path(tmp))
         yield ResultsPaths(Path(tmp)), manifest

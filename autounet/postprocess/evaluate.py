@@ -20,8 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from autounet.errors import AutounetError
-from autounet.io.atomic import read_json, write_json, write_text
+from autounet.io.atomic import check_writable, read_json, write_json, write_text
 from autounet.io.image_io import SUPPORTED_ENDINGS, file_ending, read_segmentation, reader_for
+from autounet.io.verify import geometry_mismatches
 from autounet.parallel import map_parallel
 from autounet.postprocess.metrics import (
     DEFAULT_NSD_TOLERANCE_MM, METRICS, Class, absent_class_metrics, case_metrics, class_name, summarize,
@@ -108,10 +109,11 @@ def _evaluate_case(args: tuple[str, Path, Path, Sequence[Class] | None, int | No
     if pred.shape != ref.shape:
         raise EvaluationError(f"{pred_path}: prediction shape {pred.shape} (z, y, x) differs from "
                               f"reference {ref_path} shape {ref.shape}")
-    warning = None
-    if not np.allclose(pred_geo.spacing, ref_geo.spacing, rtol=1e-3):
-        warning = (f"{pred_path}: spacing {pred_geo.spacing} differs from the reference's {ref_geo.spacing}; "
-                   "distances use the reference's")
+    mismatches = geometry_mismatches(pred_geo, ref_geo)
+    warning = None if not mismatches else (
+        f"{pred_path}: its geometry differs from the reference {ref_path} ({'; '.join(mismatches)}): the two do not "
+        "cover the same physical grid, so the voxel-by-voxel comparison may be wrong; distances use the reference's "
+        "spacing")
     ref_values = sorted(int(v) for v in np.unique(ref) if v > 0 and v != ignore_label)
     if classes is None:
         classes = sorted(set(ref_values) | {int(v) for v in np.unique(pred) if v > 0 and v != ignore_label})
@@ -146,6 +148,7 @@ def evaluate_folders(reference_folder: Path, prediction_folder: Path, classes: S
     """
     reference_folder, prediction_folder = Path(reference_folder), Path(prediction_folder)
     cases = match_cases(reference_folder, prediction_folder)
+    output = check_writable(prediction_folder if output is None else Path(output))
     dataset_json = RawPaths(reference_folder.parent).dataset_json
     if dataset_json.is_file() and (classes is None or ignore_label is None):
         declared, declared_ignore = classes_from_dataset_json(dataset_json)
@@ -162,12 +165,11 @@ def evaluate_folders(reference_folder: Path, prediction_folder: Path, classes: S
     if fixed is None:  # every value found in some reference; absent from a case means absent there
         fixed = sorted({v for r in results for v in r["ref_values"]})
     names = [class_name(c) for c in fixed]
-    per_case = [{"case_id": r["case_id"],
-                 "metrics": {n: r["metrics"].get(n, absent_class_metrics()) for n in names}} for r in results]
+    per_case = [{"case_id": r["case_id"], "metrics": {n: r["metrics"].get(n, absent_class_metrics()) for n in names},
+                 **({"warning": r["warning"]} if r["warning"] else {})} for r in results]
     summary = {"cases": per_case, **summarize([c["metrics"] for c in per_case]),
                "classes": [list(c) if isinstance(c, tuple) else c for c in fixed],
                "ignore_label": ignore_label, "nsd_tolerance_mm": float(nsd_tolerance)}
-    output = prediction_folder if output is None else Path(output)
     write_json(output / "summary.json", summary)
     text = _csv_text(per_case, names)
     write_text(output / "metrics.csv", text)

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from autounet.io.atomic import read_json, write_json
+from autounet.io.atomic import check_writable, read_json, write_json
 from autounet.io.image_io import SUPPORTED_ENDINGS, file_ending, read_segmentation, reader_for, write_segmentation
 from autounet.parallel import map_parallel
 from autounet.postprocess.components import (
@@ -263,14 +263,19 @@ def _postprocess_file(item: tuple[Path, Path, PostprocessingRules]) -> Path:
 
 
 def apply_postprocessing_to_folder(input_folder: Path, output_folder: Path, rules: PostprocessingRules,
-                                   processes: int = 1) -> list[Path]:
+                                   processes: int = 1, overwrite: bool = False) -> list[Path]:
     """Postprocess every segmentation file of ``input_folder`` into ``output_folder``.
 
     Each output keeps its file name, format and geometry; other files are not copied. Writes are
-    atomic, so ``output_folder`` may be ``input_folder``. Returns the written paths, sorted.
+    atomic; ``output_folder`` may be ``input_folder`` only with ``overwrite`` (the masks are then
+    replaced in place). Returns the written paths, sorted.
     """
     files = _segmentation_files(input_folder)
     output_folder = Path(output_folder)
+    if output_folder.resolve() == Path(input_folder).resolve() and not overwrite:
+        raise ValueError(f"{output_folder}: the output is the input folder, whose masks would be replaced; choose "
+                         "another -o, or pass --overwrite to postprocess them in place")
+    check_writable(output_folder)
     items = [(p, output_folder / p.name, rules) for p in files.values()]
     return map_parallel(_postprocess_file, items, processes, desc="postprocessing")
 

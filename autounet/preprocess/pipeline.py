@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +47,29 @@ def data_folders(plans: Plans, configurations: list[str] | None = None) -> dict[
     return out
 
 
-def is_finished(out: PreprocessedCase, expected_hash: str) -> bool:
-    """A case is finished when its metadata exists, matches the plan, and its arrays exist."""
+def arrays_readable(out: PreprocessedCase) -> bool:
+    """Whether a case's arrays open as what their headers declare (a truncated file does not)."""
+    try:
+        for f in (out.data, out.seg):
+            np.load(f, mmap_mode="r")
+        with np.load(out.locations, allow_pickle=False):  # opening reads the archive's directory, at its end
+            pass
+        return True
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+
+
+def is_finished(out: PreprocessedCase, expected_hash: str, source_signature: str) -> bool:
+    """A case is finished when its metadata exists and matches the plan and the raw files as they
+    are now (an edited label is preprocessed again), and its arrays are whole."""
     if not all(f.is_file() for f in out.files):
         return False
     try:
-        return read_json(out.meta).get("preprocessing_hash") == expected_hash
+        meta = read_json(out.meta)
     except (ValueError, OSError):
         return False
+    return (meta.get("preprocessing_hash") == expected_hash and meta.get("source_signature") == source_signature
+            and arrays_readable(out))
 
 
 def foreground_locations(seg: np.ndarray, labels: tuple[int, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -113,15 +129,19 @@ class DataFolder:
 
 def copy_reference(case: CaseFiles, target: Path) -> Path:
     """Copy a case's raw label map into the preprocessed folder: the reference that later stages
-    evaluate against, so that they never need the raw dataset."""
-    if case.label is not None and not (target.is_file() and target.stat().st_size == case.label.stat().st_size):
-        copy_file(case.label, target)
+    evaluate against, so that they never need the raw dataset. The copy keeps the label's
+    modification time, so an edited label (another size or time) is copied again."""
+    if case.label is None:
+        return target
+    src = case.label.stat()
+    if not (target.is_file() and (target.stat().st_size, target.stat().st_mtime_ns) == (src.st_size, src.st_mtime_ns)):
+        copy_file(case.label, target, keep_times=True)
     return target
 
 
 def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder], int]) -> float:
     case, spec, plans, folders, seed = args
-    start = time.perf_counter()
+    start, signature = time.perf_counter(), case.signature()
     loaded, problems = load_case(case, spec)
     if loaded is None:
         raise ValueError("\n".join(problems))
@@ -146,6 +166,7 @@ def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder]
             "spacing": [s if t is None else t for s, t in zip(spacing, stage.spacing)],
             "shape": list(seg_out.shape),
             "labels_present": [int(k.split("_")[1]) for k in locs],
+            "source_signature": signature,
         })
     return time.perf_counter() - start
 
@@ -163,7 +184,7 @@ def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, 
     for case in cases:
         copy_reference(case, paths.reference(case.case_id, spec.file_ending))
     todo = [c for c in cases if force or not all(
-        is_finished(PreprocessedCase(f.path, c.case_id), f.preprocessing_hash) for f in folders)]
+        is_finished(PreprocessedCase(f.path, c.case_id), f.preprocessing_hash, c.signature()) for f in folders)]
     names = "+".join(f.path.name for f in folders)
     if len(todo) < len(cases):
         log.info("%d of %d case(s) already preprocessed for %s; skipping them (use --force to redo)",

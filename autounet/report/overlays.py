@@ -105,8 +105,7 @@ def overlay_section(paths: DatasetPaths, plans: Plans | None, cv: dict | None, f
     config, why = _overlay_configuration(paths, plans, cv)
     cases = validation_predictions(paths, config, plans.file_ending) if config else []
     if not cases:
-        where = paths.trained.fold("<configuration>", "<k>").validation
-        return note(f"No validation predictions yet ({where}/).")
+        return note(f"No validation predictions yet (in the folds' validation folders under {paths.trained.root}).")
     out = [f"<p>Validation predictions of <b>{esc(config)}</b> ({esc(why)}), each on the slice with the most "
            f"reference foreground; image: the first channel's file "
            f"({esc(plans.channel_names[0] if plans.channel_names else 'channel 0')}).</p>"]

@@ -105,8 +105,7 @@ def training_section(paths: DatasetPaths, plans: Plans | None, figures: Figures)
     """A grid of fold figures per configuration, or a note when nothing was trained yet."""
     configurations = configurations_with_folds(paths.trained, plans)
     if not configurations:
-        example = paths.trained.fold("<configuration>", "<k>").root
-        return note(f"No trained folds yet (no {example}/ folders); "
+        return note(f"No trained folds yet (no fold folders in {paths.trained.root}/<configuration>/); "
                     f"train with: autounet train {paths.name} CONFIGURATION FOLD")
     out = []
     for config in configurations:

@@ -44,6 +44,24 @@ class TrainingConfig:
     validation: PredictSettings = PredictSettings(processes=0)
     time_budget_s: float | None = None  # choose epochs, iterations (and, if needed, a lighter network) to fit
 
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be {rule}, got {getattr(self, name)}" for name, rule, ok in (
+            ("epochs", "at least 1", self.epochs >= 1),
+            ("iterations_per_epoch", "at least 1", self.iterations_per_epoch >= 1),
+            ("val_iterations_per_epoch", "at least 1", self.val_iterations_per_epoch >= 1),
+            ("initial_lr", "positive", self.initial_lr > 0),
+            ("weight_decay", "0 or more", self.weight_decay >= 0),
+            ("grad_clip", "positive", self.grad_clip > 0),
+            ("oversample_foreground", "between 0 and 1", 0 <= self.oversample_foreground <= 1),
+            ("batch_size", "at least 1 (or None: the plan's)", self.batch_size is None or self.batch_size >= 1),
+            ("num_workers", "0 or more (or None: from the machine)", self.num_workers is None or self.num_workers >= 0),
+            ("ema_momentum", "in [0, 1)", 0 <= self.ema_momentum < 1),
+            ("checkpoint_every", "at least 1", self.checkpoint_every >= 1),
+            ("time_budget_s", "positive (or None)", self.time_budget_s is None or self.time_budget_s > 0),
+        ) if not ok]
+        if problems:
+            raise ValueError("training configuration: " + "; ".join(problems))
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -9,11 +9,13 @@ image are padded (image 0, label 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from autounet.errors import WorkspaceError
 from autounet.workspace import PreprocessedCase
 
 
@@ -28,13 +30,24 @@ class CaseArrays:
     previous_stage: np.ndarray | None = None
 
 
+REPREPROCESS = "run autounet plan_and_preprocess again: it redoes damaged cases"
+
+
+def _opened(path: Path, remedy: str):
+    """``np.load`` of a memory-mappable array (or an npz), errors naming the file and the remedy."""
+    try:
+        return np.load(path, mmap_mode="r") if path.suffix == ".npy" else np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise WorkspaceError(f"{path}: damaged or unreadable ({e}); {remedy}") from e
+
+
 def open_case(arrays: PreprocessedCase, previous_stage: Path | None = None) -> CaseArrays:
-    """Open a preprocessed case (and a cascade's previous-stage labels) without reading it into memory."""
-    data = np.load(arrays.data, mmap_mode="r")
-    seg = np.load(arrays.seg, mmap_mode="r")
-    with np.load(arrays.locations, allow_pickle=False) as z:
+    """Open a preprocessed case (and a cascade's previous-stage labels) without reading it into
+    memory; a damaged file raises WorkspaceError naming it and what repairs it."""
+    data, seg = _opened(arrays.data, REPREPROCESS), _opened(arrays.seg, REPREPROCESS)
+    with _opened(arrays.locations, REPREPROCESS) as z:
         locations = {int(k.split("_")[1]): z[k] for k in z.files}
-    prev = np.load(previous_stage, mmap_mode="r") if previous_stage is not None else None
+    prev = _opened(previous_stage, "train the previous stage's folds again") if previous_stage is not None else None
     return CaseArrays(arrays.case_id, data, seg, locations, prev)
 
 

@@ -41,7 +41,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
     dev, dist = _devices(device)
     with _fold_log(setup.output, dist.is_main):
         source = _checkpoint_to_resume(setup.output, resume)
-        state = load_checkpoint(source, dev) if source is not None else None
+        state = _load_resume_state(setup.output, source, dev) if source is not None else None
         setup, config, budget = fit_schedule(setup, config, dev, dist, state, started)
         run = new_run(setup, config, dev, dist)
         run.budget, run.started = budget, started
@@ -103,6 +103,18 @@ def _checkpoint_to_resume(folder: FoldPaths, resume: bool) -> Path | None:
     if source is None:
         log.info("--continue: no checkpoint in %s, starting from scratch", folder.root)
     return source
+
+
+def _load_resume_state(folder: FoldPaths, source: Path, device: torch.device) -> dict[str, Any]:
+    """The checkpoint to continue from; a damaged one raises, saying the ways out."""
+    try:
+        return load_checkpoint(source, device)
+    except ValueError as e:
+        best, final = folder.checkpoint("best"), folder.checkpoint("final")
+        ways = [f"delete {folder.root} to start over"]
+        if source != final and best.is_file():
+            ways.insert(0, f"replace it by {best.name} to continue from the best epoch so far")
+        raise WorkspaceError(f"{e}; cannot continue from it: {', or '.join(ways)}") from e
 
 
 def _resume(run: Run, state: dict[str, Any], name: str) -> None:

@@ -31,9 +31,9 @@ def train_folds(paths: DatasetPaths, jobs: Sequence[tuple[str, int | str]], conf
     started, folders = time.monotonic(), []
     for i, (configuration, fold) in enumerate(jobs):
         fold_config = config
-        if total_budget_s is not None:
+        if total_budget_s is not None:  # at least a second: a fold without time is given what one epoch needs
             share = max(0.0, total_budget_s - (time.monotonic() - started)) / (len(jobs) - i)
-            fold_config = dataclasses.replace(config, time_budget_s=share)
+            fold_config = dataclasses.replace(config, time_budget_s=max(share, 1.0))
         try:
             folders.append(train_fold(paths, configuration, fold, fold_config, device, resume=True))
         except BudgetTooSmall as e:
