@@ -30,7 +30,8 @@ ALLOWED = {
     "__main__": {"cli"},
 }
 
-LAYOUT_NAMES = ("checkpoint_final", "checkpoint_best", "checkpoint_latest", "gt_segmentations", "_data.npy", "_seg.npy", "_locs.npz", "predicted_next_stage",
+LAYOUT_NAMES = ("checkpoint_final", "checkpoint_best", "checkpoint_latest", "gt_segmentations", "_data.npy",
+                "_seg.npy", "_locs.npz", "predicted_next_stage",
                 "budget_variant", "best_configuration.json", "cross_validation.json", "postprocessing.json",
                 "training_log.txt", "progress.png", "plans.json", "splits.json", "fingerprint.json",
                 "autounet_model.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs")

@@ -62,6 +62,10 @@ def archived_model(zip_path: Path, configurations: Sequence[str] | None = None, 
     """An exported model zip, unpacked for the duration of the block: the configurations asked
     for, else those it was exported with, and the postprocessing it carries."""
     with unpacked_model(zip_path) as (results, manifest):
+        held = manifest.get("stages") or manifest["configurations"]
+        missing = sorted(set(configurations or ()) - set(held))
+        if missing:
+            raise WorkspaceError(f"{zip_path}: holds the configuration(s) {', '.join(held)}, not {', '.join(missing)}")
         yield ModelSource(results, tuple(configurations or manifest["configurations"]),
                           tuple(str(f) for f in folds) if folds else tuple(manifest["folds"]), checkpoint,
                           _existing(results.postprocessing))

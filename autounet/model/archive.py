@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from autounet.errors import AutounetError, WorkspaceError
-from autounet.io.atomic import atomic_folder, atomic_path
+from autounet.io.atomic import atomic_folder, atomic_path, check_writable
 from autounet.model.checkpoint import peek_checkpoint, plans_of
 from autounet.workspace import ResultsPaths, name_problem
 
@@ -73,7 +73,8 @@ def _safe_members(z: zipfile.ZipFile, target: Path) -> list[zipfile.ZipInfo]:
     for info in z.infolist():
         name = PurePosixPath(info.filename)
         dest = (root / name).resolve()
-        if name.is_absolute() or ".." in name.parts or (dest != root and root not in dest.parents):
+        if (name.is_absolute() or ".." in name.parts or "\\" in info.filename or ":" in info.filename
+                or (dest != root and root not in dest.parents)):
             raise AutounetError(f"refusing to import: archive member '{info.filename}' would be written outside {root}")
         if info.external_attr >> 28 == 0xA:  # a symbolic link
             raise AutounetError(f"refusing to import: archive member '{info.filename}' is a symbolic link")
@@ -102,6 +103,7 @@ def import_model(zip_path: Path, target: Path, overwrite: bool = False) -> dict:
     A ``target`` that holds anything is refused unless ``overwrite``: then its old contents are
     replaced as a whole (never a mix of two models), once the new model has been unpacked."""
     zip_path, target = Path(zip_path), Path(target)
+    check_writable(target)
     occupied = target.is_dir() and any(target.iterdir())
     if occupied and not overwrite:
         raise AutounetError(f"{target}: not empty; importing would mix two models. Choose an empty folder, or "

@@ -144,7 +144,8 @@ def find_best_configuration(paths: DatasetPaths, configurations: Sequence[str] |
     if ensembles:
         for a, b in itertools.combinations(configs, 2):
             name = f"{a}+{b}"
-            entries[name] = score_ensemble(paths, plans, (a, b), splits, paths.trained.cross_validation_predictions(name))
+            folder = paths.trained.cross_validation_predictions(name)
+            entries[name] = score_ensemble(paths, plans, (a, b), splits, folder)
     best = pick_best(entries)
     folder = paths.trained.cross_validation_predictions(best)
     if entries[best]["kind"] != "ensemble":

@@ -39,8 +39,8 @@ from autounet.postprocess.components import (
     keep_largest_component,
     normalize_class,
 )
-from autounet.postprocess.metrics import (Class, class_mask, class_name, dice_from_counts, dice_per_class, foreground_mean,
-                                         mean_per_class)
+from autounet.postprocess.metrics import (Class, class_mask, class_name, dice_from_counts, dice_per_class,
+                                         foreground_mean, mean_per_class)
 
 logger = logging.getLogger(__name__)
 

@@ -95,8 +95,9 @@ def _new_budget(setup: FoldSetup, config: TrainingConfig, device: torch.device, 
         log.info("network: %s, as fold %s of this configuration chose (folds must share a network to be ensembled)",
                  chosen["variant"], chosen["fold"])
     mirror = config.validation.mirror
-    decision = decide(config.time_budget_s, setup.stage, lambda stage: calibrate(setup.with_stage(stage), config, device),
-                      n_val, mirror, elapsed=lambda: time.monotonic() - started,
+    decision = decide(config.time_budget_s, setup.stage,
+                      lambda stage: calibrate(setup.with_stage(stage), config, device), n_val, mirror,
+                      elapsed=lambda: time.monotonic() - started,
                       variant=chosen["variant"] if chosen is not None else None)
     if chosen is None:
         write_json(setup.output.budget_variant,

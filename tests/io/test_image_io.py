@@ -158,3 +158,19 @@ def test_non_integer_label_map_is_refused(tmp_path: Path):
 def test_bad_reader_override_is_a_clear_value_error(override):
     with pytest.raises(ValueError, match="overwrite_image_reader_writer"):
         reader_for(".nii.gz", override)
+
+
+@pytest.mark.parametrize("name", ["scan_0000.tif", "scan_0000.nii.gz"])
+def test_non_finite_voxels_of_an_input_are_refused(tmp_path: Path, name: str):
+    """What prediction reads (read_channels): a NaN or Inf voxel makes the file bad input, naming it."""
+    from autounet.io.image_io import read_channels
+
+    arr = np.ones((16, 16), np.float32)
+    arr[3, 4] = np.inf
+    path = tmp_path / name
+    if name.endswith(".tif"):
+        skio.imsave(str(path), arr, check_contrast=False)
+    else:
+        sitk.WriteImage(sitk.GetImageFromArray(arr[None]), str(path))
+    with pytest.raises(ImageReadError, match=rf"{name}: 1 NaN or Inf voxel"):
+        read_channels([path], reader_for(name[name.index("."):]))

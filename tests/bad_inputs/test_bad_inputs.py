@@ -1,0 +1,108 @@
+"""Every row of the bad-input table (rows.py): the command, run as a user would, prints the
+message and exits with the code the row says, without a traceback, and writes or loses nothing
+it should not. ``docs/bad_inputs.md`` is rendered from the rows; a test keeps it current
+(``python -m tests.bad_inputs.test_bad_inputs`` writes it again)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bad_inputs.rows import NOTHING, ROWS, Row
+from tests.bad_inputs.world import build, copy, run, snapshot
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "bad_inputs.md"
+
+# Bad inputs whose tests live beside the code they exercise (verification reads every case;
+# these are refused with the file and the problem named, nothing written).
+ELSEWHERE = [
+    ("a channel file missing", "tests/io/test_verify.py::test_missing_channel_file"),
+    ("a label file missing", "tests/io/test_verify.py::test_missing_label_file"),
+    ("a label without images", "tests/io/test_verify.py::test_label_without_images"),
+    ("shape, spacing, origin or direction differing between a case's files", "tests/io/test_verify.py::test_geometry_mismatch"),
+    ("NaN or Inf in a training image", "tests/io/test_verify.py::test_non_finite_voxels"),
+    ("a truncated PNG", "tests/io/test_verify.py::test_truncated_png"),
+    ("an unreadable file", "tests/io/test_verify.py::test_unreadable_file"),
+    ("a 4D image", "tests/io/test_verify.py::test_4d_image"),
+    ("another image format in imagesTr", "tests/io/test_verify.py::test_wrong_file_ending_in_images"),
+    ("a duplicate case id in dataset.json", "tests/io/test_verify.py::test_duplicate_case_id_in_explicit_dataset_object"),
+    ("case ids differing only in letter case", "tests/io/test_verify.py::test_case_ids_differing_only_in_letter_case"),
+    ("numTraining not matching the files", "tests/io/test_verify.py::test_num_training_inconsistent_with_files"),
+    ("more channels declared than files", "tests/io/test_verify.py::test_more_channels_declared_than_files"),
+    ("a malicious pickle in a checkpoint", "tests/model/test_checkpoint.py::test_pickled_code_is_refused"),
+    ("a truncated checkpoint", "tests/model/test_checkpoint.py::test_a_truncated_checkpoint_names_the_file"),
+    ("Inf in a float TIFF (or NIfTI) to predict", "tests/io/test_image_io.py::test_non_finite_voxels_of_an_input_are_refused"),
+    ("files written by an atomic write: the umask's permissions, not 0600",
+     "tests/io/test_atomic.py::test_files_get_the_permissions_of_the_umask"),
+]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("bad_inputs"))
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input(row: Row, base, tmp_path, capsys, caplog, monkeypatch):
+    caplog.set_level(logging.INFO)
+    world = copy(base, tmp_path / "world")
+    row.setup(world, monkeypatch)
+    before = snapshot(world.tmp)
+    code, text = run(world, row.command, capsys, caplog)
+    assert "Traceback" not in text, text
+    assert code == row.exit_code, f"exit code {code}, expected {row.exit_code}:\n{text}"
+    assert re.search(row.message, text, re.S), f"expected /{row.message}/ in:\n{text}"
+    if row.effect == NOTHING or row.effect.startswith("nothing written"):
+        assert snapshot(world.tmp) == before, "files were written or changed"
+    if row.check is not None:
+        row.check(world)
+
+
+def _readable(pattern: str) -> str:
+    return re.sub(r"\\(.)", r"\1", pattern.replace(".*", " … ")).replace("|", "/")
+
+
+def render() -> str:
+    """The markdown table of every bad input: the rows run here, then those tested elsewhere."""
+    lines = ["# Bad inputs autounet handles", "",
+             "Each row is a test: `python -m pytest tests/bad_inputs` runs the first table (the command as a "
+             "user types it, in a tiny trained workspace), the second table names the test of each row. "
+             "Exit code 2: refused before any work; 1: some inputs failed, the others were done; 0: done, with "
+             "what the row says. Issue column: the point of issue 13 the row answers.", "",
+             "| # | issue | bad input | command | the user reads | exit | on disk | test |",
+             "|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(ROWS, 1):
+        command = r.command.replace("|", "\\|")
+        lines.append(f"| {i} | {r.issue} | {r.what} | `{command}` | {_readable(r.message)} | {r.exit_code} | "
+                     f"{r.effect} | `test_bad_input[{r.id}]` |")
+    lines += ["", "Refused (or handled) as well, tested beside the code:", "", "| # | bad input | test |", "|---|---|---|"]
+    for i, (what, test) in enumerate(ELSEWHERE, len(ROWS) + 1):
+        lines.append(f"| {i} | {what} | `{test}` |")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_table_in_docs_is_current():
+    assert DOC.read_text() == render(), "run: python -m tests.bad_inputs.test_bad_inputs"
+
+
+def test_every_row_elsewhere_names_an_existing_test():
+    for _, test in ELSEWHERE:
+        path, name = test.split("::")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert callable(getattr(module, name, None)), test
+
+
+def test_the_table_has_at_least_fifty_rows_and_unique_ids():
+    assert len(ROWS) + len(ELSEWHERE) >= 50
+    assert len({r.id for r in ROWS}) == len(ROWS)
+
+
+if __name__ == "__main__":
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(render())
+    print(f"wrote {DOC} ({len(ROWS) + len(ELSEWHERE)} rows)", file=sys.stderr)
