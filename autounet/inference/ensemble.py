@@ -13,9 +13,9 @@ from typing import Sequence
 from tqdm import tqdm
 
 from autounet.errors import AutounetError
-from autounet.io.atomic import check_writable
 from autounet.inference.outputs import load_probabilities, mask_file, saved_cases, write_prediction
 from autounet.inference.probabilities import average_probabilities, probabilities_to_labels
+from autounet.io.atomic import check_writable
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import SUPPORTED_ENDINGS
 

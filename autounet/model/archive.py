@@ -68,14 +68,15 @@ def export_model(results: ResultsPaths, configurations: Sequence[str], out_zip: 
     return out_zip
 
 
-def _safe_members(z: zipfile.ZipFile, target: Path) -> list[zipfile.ZipInfo]:
+def _safe_members(z: zipfile.ZipFile, target: Path, shown: str) -> list[zipfile.ZipInfo]:
+    """Every member, once each is proven to land inside ``target`` (``shown`` in messages)."""
     root = target.resolve()
     for info in z.infolist():
         name = PurePosixPath(info.filename)
         dest = (root / name).resolve()
         if (name.is_absolute() or ".." in name.parts or "\\" in info.filename or ":" in info.filename
                 or (dest != root and root not in dest.parents)):
-            raise AutounetError(f"refusing to import: archive member '{info.filename}' would be written outside {root}")
+            raise AutounetError(f"refusing to import: archive member '{info.filename}' would be written outside {shown}")
         if info.external_attr >> 28 == 0xA:  # a symbolic link
             raise AutounetError(f"refusing to import: archive member '{info.filename}' is a symbolic link")
     return z.infolist()
@@ -111,16 +112,16 @@ def import_model(zip_path: Path, target: Path, overwrite: bool = False) -> dict:
     if target.exists() and not target.is_dir():
         raise AutounetError(f"{target}: exists and is not a folder")
     with atomic_folder(target) as tmp:
-        manifest = _unpack(zip_path, tmp)
+        manifest = _unpack(zip_path, tmp, str(target))
         if occupied:
             shutil.rmtree(target)
     return manifest
 
 
-def _unpack(zip_path: Path, folder: Path) -> dict:
+def _unpack(zip_path: Path, folder: Path, shown: str) -> dict:
     try:
         with zipfile.ZipFile(zip_path) as z:
-            members = _safe_members(z, folder)
+            members = _safe_members(z, folder, shown)
             if _member(ARCHIVE.model_manifest) not in z.namelist():
                 raise AutounetError(f"{zip_path}: not an autounet model (no {_member(ARCHIVE.model_manifest)})")
             z.extractall(folder, members)
@@ -134,5 +135,5 @@ def unpacked_model(zip_path: Path) -> Iterator[tuple[ResultsPaths, dict]]:
     """An exported model unpacked to a temporary folder for the duration of the block (removed
     afterwards, also when the block fails): its results layout and its manifest."""
     with tempfile.TemporaryDirectory(prefix="autounet_model_") as tmp:
-        manifest = _unpack(Path(zip_path), Path(tmp))
+        manifest = _unpack(Path(zip_path), Path(tmp), f"the folder {Path(zip_path).name} is unpacked to")
         yield ResultsPaths(Path(tmp)), manifest
