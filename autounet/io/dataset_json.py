@@ -28,7 +28,8 @@ class CaseFiles:
 
     def signature(self) -> str:
         """The name, size and modification time of every file: what tells an edited case apart."""
-        return "\n".join(f"{p.name}\0{p.stat().st_size}\0{p.stat().st_mtime_ns}" for p in self.files)
+        stats = [(p.name, p.stat()) for p in self.files]
+        return "\n".join(f"{name}\0{st.st_size}\0{st.st_mtime_ns}" for name, st in stats)
 
 
 @dataclass(frozen=True)
