@@ -133,8 +133,8 @@ def copy_reference(case: CaseFiles, target: Path) -> Path:
     modification time, so an edited label (another size or time) is copied again."""
     if case.label is None:
         return target
-    src = case.label.stat()
-    if not (target.is_file() and (target.stat().st_size, target.stat().st_mtime_ns) == (src.st_size, src.st_mtime_ns)):
+    src, old = case.label.stat(), target.stat() if target.is_file() else None
+    if old is None or (old.st_size, old.st_mtime_ns) != (src.st_size, src.st_mtime_ns):
         copy_file(case.label, target, keep_times=True)
     return target
 
@@ -183,8 +183,8 @@ def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, 
         remove_stale_temporaries(path)
     for case in cases:
         copy_reference(case, paths.reference(case.case_id, spec.file_ending))
-    todo = [c for c in cases if force or not all(
-        is_finished(PreprocessedCase(f.path, c.case_id), f.preprocessing_hash, c.signature()) for f in folders)]
+    todo = [c for c, signature in ((c, c.signature()) for c in cases) if force or not all(
+        is_finished(PreprocessedCase(f.path, c.case_id), f.preprocessing_hash, signature) for f in folders)]
     names = "+".join(f.path.name for f in folders)
     if len(todo) < len(cases):
         log.info("%d of %d case(s) already preprocessed for %s; skipping them (use --force to redo)",
