@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from autounet import __version__, api
 from autounet.errors import AutounetError
+from autounet.hardware import MIN_MEMORY_TARGET_GB
 
 log = logging.getLogger("autounet")
 
@@ -139,6 +140,7 @@ def _number(kind: type, low: float, what: str) -> Callable[[str], float]:
 
 POSITIVE_INT, COUNT = _number(int, 1, "at least 1"), _number(int, 0, "0 or more")
 POSITIVE = _number(float, 1e-300, "positive")
+MEMORY_GB = _number(float, MIN_MEMORY_TARGET_GB, f"at least {MIN_MEMORY_TARGET_GB:g} (GB; below that no network fits)")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -199,7 +201,7 @@ def _add_plan(sub) -> None:
                  description="Verify the dataset, write its fingerprint, plans and splits, and "
                              "preprocess every training case for every planned configuration. Resumable.",
                  dataset=True, processes=True)
-    p.add_argument("--gpu-memory-gb", type=POSITIVE, default=None,
+    p.add_argument("--gpu-memory-gb", type=MEMORY_GB, default=None,
                    help="memory to plan patch and batch size for (default: read from the device: a GPU's memory minus "
                         "a margin, or 30%% of the RAM up to 8 GB on a CPU)")
     _device(p, "the device to plan for (default: the one present)")

@@ -5,7 +5,7 @@ Rules (each a default; flags override):
   device is chosen, for planning, training and prediction alike);
 - memory target for planning: a CUDA GPU's memory minus a margin (10% and 0.5 GB for the
   framework); on a CPU 30% of the RAM, at most 8 GB, so that the training process, its
-  augmentation workers and the system stay well inside it;
+  augmentation workers and the system stay well inside it; never below 1 GB (less fits no network);
 - augmentation workers: on a CPU half the cores (the network needs the others); on a GPU all
   cores but one, at most 12; never more than the RAM holds (about 0.75 GB each, 4 GB reserved);
 - pinned memory: on CUDA when the machine has at least 16 GB of RAM.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 CPU_RAM_FRACTION = 0.3
 MAX_MEMORY_TARGET_GB = 8.0
+MIN_MEMORY_TARGET_GB = 1.0  # below this not even a small network trains (see autoplan.memory)
 GPU_MARGIN_FRACTION, GPU_MARGIN_GB = 0.10, 0.5
 WORKER_RAM_GB, RESERVED_RAM_GB = 0.75, 4.0
 
@@ -132,8 +133,8 @@ def detect_hardware(device: str = "auto") -> HardwareInfo:
 def memory_target_gb(hw: HardwareInfo) -> float:
     """Memory to plan patch and batch size for (see the module rules)."""
     if hw.device == "cuda" and hw.gpu_memory_gb:
-        return round(max(1.0, hw.gpu_memory_gb * (1 - GPU_MARGIN_FRACTION) - GPU_MARGIN_GB), 2)
-    return round(min(MAX_MEMORY_TARGET_GB, hw.ram_gb * CPU_RAM_FRACTION), 2)
+        return round(max(MIN_MEMORY_TARGET_GB, hw.gpu_memory_gb * (1 - GPU_MARGIN_FRACTION) - GPU_MARGIN_GB), 2)
+    return round(max(MIN_MEMORY_TARGET_GB, min(MAX_MEMORY_TARGET_GB, hw.ram_gb * CPU_RAM_FRACTION)), 2)
 
 
 def data_loading(hw: HardwareInfo) -> tuple[int, bool]:

@@ -3,10 +3,13 @@
 The estimate counts the activations stored for the backward pass (every conv - norm -
 nonlinearity block keeps about three tensors of its output size; the decoder also keeps the
 transposed-convolution output and the concatenation) plus weights, gradients and momentum.
-``BYTES_PER_ACTIVATION`` converts counted elements to bytes under mixed precision; it is
-calibrated so that the networks nnU-Net plans for an 8 GB GPU — 3D patch 128^3 with batch 2
-(6 stages, 32..320 features), 2D patch 512^2 with batch 12 (8 stages, 32..512 features) —
-are estimated at about 8 GB (see tests/autoplan/test_memory.py).
+``BYTES_PER_ACTIVATION`` converts counted elements to bytes under mixed precision. Its values
+place the 8 GB limit where nnU-Net's planner places it (measured on 17 real dataset profiles,
+benchmarks/plan_comparison.md): this count is 2.97x nnU-Net's feature-map count for every network
+planned there, nnU-Net accepts up to 560 million of its elements for a 3D batch of 2 at 8 GB
+(2.22 bytes each here, with a 31M-parameter network) and plans 2D 512^2 with batch 12 even with
+16 classes (2.35 bytes). The networks nnU-Net plans for an 8 GB GPU, 3D 128^3 with batch 2 and
+2D 512^2 with batch 12, are estimated at 6.5-8 GB (tests/autoplan/test_memory.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Sequence
 from autounet.autoplan.plans import NetworkTopology
 
 GIB = 1024**3
-BYTES_PER_ACTIVATION = 2.4
+BYTES_PER_ACTIVATION = {2: 2.35, 3: 2.22}  # by network dimensionality (see above)
 FIXED_OVERHEAD_BYTES = 0.6 * GIB  # framework context, cuDNN workspace, data on the device
 BYTES_PER_PARAMETER = 16  # fp32 weights, gradients, momentum, and a spare copy
 
@@ -60,12 +63,12 @@ def parameter_count(net: NetworkTopology) -> int:
 
 def estimate_training_bytes(patch_size: Sequence[int], net: NetworkTopology, batch_size: int) -> float:
     """Estimated peak device memory of one training step, in bytes."""
-    per_sample = activation_elements(patch_size, net) * BYTES_PER_ACTIVATION
+    per_sample = activation_elements(patch_size, net) * BYTES_PER_ACTIVATION[net.dims]
     return FIXED_OVERHEAD_BYTES + parameter_count(net) * BYTES_PER_PARAMETER + batch_size * per_sample
 
 
 def max_batch_size(patch_size: Sequence[int], net: NetworkTopology, memory_bytes: float) -> int:
     """The largest batch whose estimate fits ``memory_bytes`` (0 when not even one sample fits)."""
     fixed = estimate_training_bytes(patch_size, net, 0)
-    per_sample = activation_elements(patch_size, net) * BYTES_PER_ACTIVATION
+    per_sample = activation_elements(patch_size, net) * BYTES_PER_ACTIVATION[net.dims]
     return max(0, int((memory_bytes - fixed) // per_sample))

@@ -9,10 +9,10 @@ from typing import Sequence
 
 import numpy as np
 
-from autounet.autoplan.memory import GIB, estimate_training_bytes, max_batch_size
+from autounet.autoplan.memory import FIXED_OVERHEAD_BYTES, GIB, estimate_training_bytes, max_batch_size
 from autounet.autoplan.plans import ChannelNormalization, Fingerprint, NetworkTopology, Plans, StagePlan
 from autounet.autoplan.topology import features_per_stage, pad_to_multiple, pooling_and_kernels
-from autounet.hardware import HardwareInfo
+from autounet.hardware import MIN_MEMORY_TARGET_GB, HardwareInfo
 from autounet.hardware import memory_target_gb as hardware_memory_target
 from autounet.io.dataset_json import DatasetSpec
 from autounet.io.geometry import FLAT_AXIS_SPACING
@@ -44,14 +44,18 @@ class PlannerSettings:
     block: str = "plain"                   # "plain" U-Net or "residual" encoder
 
 
-def target_spacing(spacings: np.ndarray, threshold: float) -> np.ndarray:
-    """Median spacing per axis; an axis > ``threshold`` x coarser than the others takes its
-    10th percentile instead, so that most cases are upsampled along it rather than the coarsest
-    cases dictating a resolution that destroys the finer ones. It never goes below the other axes."""
+def target_spacing(spacings: np.ndarray, shapes: np.ndarray, threshold: float) -> np.ndarray:
+    """Median spacing per axis. When one axis is > ``threshold`` x coarser than the others and
+    also holds < 1/``threshold`` of their voxels (few thick slices, not a long thin volume), it
+    takes its 10th percentile instead, so that most cases are upsampled along it rather than the
+    coarsest cases dictating a resolution that destroys the finer ones. It never goes below the
+    other axes."""
     target = np.median(spacings, axis=0)
+    size = np.median(shapes, axis=0)
     worst = int(np.argmax(target))
     others = [i for i in range(len(target)) if i != worst]
-    if target[worst] < FLAT_AXIS_SPACING and target[worst] > threshold * max(target[others]):
+    coarse = target[worst] > threshold * max(target[others]) and size[worst] * threshold < min(size[others])
+    if target[worst] < FLAT_AXIS_SPACING and coarse:
         target[worst] = max(np.percentile(spacings[:, worst], 10), max(target[others]))
     return target
 
@@ -105,14 +109,18 @@ def plan_stage(name: str, spacing: Sequence[float], median_shape: Sequence[int],
     net = _network(patch, spacing, s, in_channels, num_outputs)
     patch = list(pad_to_multiple(patch, net.downsampling_factor))
     # Shrink the axis that covers the largest fraction of the median image, one downsampling
-    # step at a time, until the reference batch fits.
+    # step at a time, until the reference batch fits. Only axes that can still shrink compete, so
+    # the loop ends: at the latest when every axis is down to one downsampling step.
     while estimate_training_bytes(patch, net, ref_batch) > target_bytes:
-        ratios = [p / m for p, m in zip(patch, median_shape)]
-        axis = int(np.argmax(ratios))
-        factor = net.downsampling_factor[axis]
-        if patch[axis] - factor < 1 and all(p <= f for p, f in zip(patch, net.downsampling_factor)):
-            break  # cannot shrink further; the plan says it does not fit (estimate recorded)
-        patch[axis] = max(1, patch[axis] - factor)
+        shrinkable = [i for i, (p, f) in enumerate(zip(patch, net.downsampling_factor)) if p > f]
+        if not shrinkable:
+            break  # the smallest patch this network allows; the estimate above the target is recorded
+        # ties go to the last axis (in-plane before slices, as nnU-Net breaks them)
+        axis = max(reversed(shrinkable), key=lambda i: patch[i] / median_shape[i])
+        # Step by the factor the smaller patch will need, not the current one: 256 with factor 64
+        # becomes 224 (factor 32 suffices there), not 192.
+        trial = patch[:axis] + [patch[axis] - net.downsampling_factor[axis]] + patch[axis + 1:]
+        patch[axis] -= _network(trial, spacing, s, in_channels, num_outputs).downsampling_factor[axis]
         net = _network(patch, spacing, s, in_channels, num_outputs)
         patch = list(pad_to_multiple(patch, net.downsampling_factor))
     batch = max_batch_size(patch, net, target_bytes)
@@ -121,7 +129,7 @@ def plan_stage(name: str, spacing: Sequence[float], median_shape: Sequence[int],
     batch = max(min(batch, cap), s.min_batch_size)
     return StagePlan(
         name=name, data_identifier=data_identifier or name,
-        spacing=tuple(spacing) if dims == 3 else (None,) + tuple(spacing),  # type: ignore[arg-type]
+        spacing=tuple(float(v) for v in spacing) if dims == 3 else (None,) + tuple(float(v) for v in spacing),  # type: ignore[arg-type]
         median_shape=tuple(median_shape) if dims == 3 else (0,) + tuple(median_shape),  # type: ignore[arg-type]
         patch_size=tuple(patch), batch_size=batch, batch_dice=batch_dice, network=net,
         estimated_memory_gb=round(estimate_training_bytes(patch, net, batch) / GIB, 3),
@@ -150,28 +158,57 @@ def _lowres_stage(fp: Fingerprint, fullres: StagePlan, transpose: Sequence[int],
                   in_channels: int, num_outputs: int) -> StagePlan | None:
     """Coarser spacing until the patch covers at least ``lowres_threshold`` of the median image.
 
-    Finer axes coarsen first (the data becomes more isotropic), then all axes together."""
+    Axes more than 2x finer than the coarsest coarsen first (the data becomes more isotropic),
+    then all axes together. None when the low-resolution image would hold more than half the
+    voxels of the full-resolution one: too similar to be worth a second network. The patch may
+    stay the same size; what matters is how much of the (now smaller) image it sees."""
     spacing = np.array(fullres.spacing, dtype=float)
     n = len(fp.cases)
-    while True:
-        if np.any(spacing < spacing.max()):
-            spacing = np.minimum(spacing * np.where(spacing < spacing.max(), s.lowres_spacing_step, 1), spacing.max())
-        else:
-            spacing = spacing * s.lowres_spacing_step
+    stage = fullres
+    shape = fullres.median_shape
+    while math.prod(stage.patch_size) / math.prod(shape) < s.lowres_threshold:
+        finer = spacing.max() / spacing > 2
+        spacing = spacing * np.where(finer if finer.any() else True, s.lowres_spacing_step, 1.0)
         shape = _median_shape(fp, spacing, transpose)
-        stage = plan_stage("3d_lowres", spacing, shape, n, math.prod(shape), s, in_channels, num_outputs, True)
-        if math.prod(stage.patch_size) / math.prod(shape) >= s.lowres_threshold:
-            break
-    if tuple(stage.patch_size) == tuple(fullres.patch_size) or math.prod(shape) * 2 > math.prod(fullres.median_shape):
-        return None  # not different enough from full resolution to be worth a second network
+        stage = plan_stage("3d_lowres", spacing, shape, n, math.prod(shape), s, in_channels, num_outputs, False)
+    if math.prod(shape) * 2 > math.prod(fullres.median_shape):
+        return None
     return stage
+
+
+def _plan_3d(fp: Fingerprint, spacing: Sequence[float], shape: Sequence[int], transpose: Sequence[int],
+             s: PlannerSettings, n_in: int, num_outputs: int, regions: bool, notes: list[str]) -> dict[str, StagePlan]:
+    """``3d_fullres``, and ``3d_lowres`` + ``3d_cascade_fullres`` when the patch sees little of an image."""
+    full = plan_stage("3d_fullres", spacing, shape, len(fp.cases), math.prod(shape), s, n_in, num_outputs, False)
+    coverage = math.prod(full.patch_size) / math.prod(shape)
+    if coverage >= s.lowres_threshold:
+        return {"3d_fullres": full}
+    low = _lowres_stage(fp, full, transpose, s, n_in, num_outputs)
+    if low is None:
+        notes.append(f"3d_fullres patch covers {coverage:.0%} of the median image, but a lower resolution "
+                     "would keep more than half its voxels: no cascade")
+        return {"3d_fullres": full}
+    # The full-resolution stages see patches that cover little of each image: averaging Dice over the
+    # batch steadies their loss; the low-resolution stage sees much of an image per patch.
+    full = replace(full, batch_dice=True)
+    cascade_net = replace(full.network, input_channels=n_in + num_outputs - (0 if regions else 1))
+    notes.append(f"3d_fullres patch covers {coverage:.0%} of the median image (< {s.lowres_threshold:.0%}): "
+                 "3d_lowres and 3d_cascade_fullres added")
+    return {"3d_fullres": full, "3d_lowres": low, "3d_cascade_fullres": replace(
+        full, name="3d_cascade_fullres", network=cascade_net, previous_stage="3d_lowres")}
 
 
 def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings = PlannerSettings()) -> Plans:
     """The complete plan: target spacing, axis order, configurations, normalization."""
     s = settings
+    if s.memory_target_gb < MIN_MEMORY_TARGET_GB:
+        raise ValueError(
+            f"a memory target of {s.memory_target_gb:g} GB is too small to plan for: a training step needs "
+            f"{FIXED_OVERHEAD_BYTES / GIB:.1f} GB before the first voxel (framework, workspace, weights), and below "
+            f"{MIN_MEMORY_TARGET_GB:g} GB patches shrink to a few voxels; plan for at least {MIN_MEMORY_TARGET_GB:g} GB "
+            f"(--gpu-memory-gb {MIN_MEMORY_TARGET_GB:g})")
     spacings = np.array([c.spacing for c in fp.cases], dtype=float)
-    target = target_spacing(spacings, s.anisotropy_threshold)
+    target = target_spacing(spacings, np.array([c.shape_after_crop for c in fp.cases]), s.anisotropy_threshold)
     transpose = coarsest_axis_first(target) if fp.file_dims == 3 else (0, 1, 2)
     backward = tuple(int(i) for i in np.argsort(transpose))
     target_t = [float(target[t]) for t in transpose]
@@ -189,21 +226,11 @@ def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings =
     shape = _median_shape(fp, target_t, transpose)  # the dataset's size, also for the 2d batch cap
     configs["2d"] = plan_stage("2d", target_t[1:], shape_2d[1:], n, math.prod(shape), s, n_in, num_outputs, True)
     if fp.file_dims == 3:
-        full = plan_stage("3d_fullres", target_t, shape, n, math.prod(shape), s, n_in, num_outputs, False)
-        configs["3d_fullres"] = full
-        coverage = math.prod(full.patch_size) / math.prod(shape)
-        if coverage < s.lowres_threshold:
-            low = _lowres_stage(fp, full, transpose, s, n_in, num_outputs)
-            if low is not None:
-                configs["3d_lowres"] = low
-                cascade_net = replace(full.network, input_channels=n_in + num_outputs - (0 if spec.has_regions else 1))
-                configs["3d_cascade_fullres"] = replace(full, name="3d_cascade_fullres", network=cascade_net,
-                                                        previous_stage="3d_lowres")
-                notes.append(f"3d_fullres patch covers {coverage:.0%} of the median image (< "
-                             f"{s.lowres_threshold:.0%}): 3d_lowres and 3d_cascade_fullres added")
-            else:
-                notes.append(f"3d_fullres patch covers {coverage:.0%} of the median image, but a lower resolution "
-                             "would not differ enough: no cascade")
+        configs.update(_plan_3d(fp, target_t, shape, transpose, s, n_in, num_outputs, spec.has_regions, notes))
+    for c in configs.values():
+        if c.estimated_memory_gb > s.memory_target_gb:
+            notes.append(f"{c.name}: even the smallest patch {c.patch_size} needs about {c.estimated_memory_gb:.2f} GB, "
+                         f"more than the {s.memory_target_gb:g} GB planned for")
     if transpose != (0, 1, 2):
         notes.append(f"axes transposed {transpose} so the coarsest axis comes first")
     original_shape = np.median([c.shape_after_crop for c in fp.cases], axis=0)

@@ -238,6 +238,8 @@ class Plans(_JsonDataclass):
             "stage": self.configurations[config].preprocessing_key(),
             "file_dims": self.file_dims,
         }
+        if self.ignore_label is not None:
+            key["locations"] = "annotated"  # background locations are recorded too (sparse annotations)
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

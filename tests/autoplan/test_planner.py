@@ -48,7 +48,7 @@ def test_anisotropic_target_spacing_uses_10th_percentile_and_coarse_axis_first()
     # the coarse axis is the last one here: it must move to the front
     spacings = [(0.8, 0.8, float(z)) for z in rng.uniform(2.5, 5.0, 20)]
     fp = fingerprint(spacings, [(200, 200, 40)] * 20)
-    target = target_spacing(np.array(spacings), 3.0)
+    target = target_spacing(np.array(spacings), np.array([(200, 200, 40)] * 20), 3.0)
     assert target[2] == pytest.approx(np.percentile([s[2] for s in spacings], 10))
     plans = plan_dataset(fp, spec())
     assert plans.transpose_forward == (2, 0, 1)
@@ -62,7 +62,15 @@ def test_anisotropic_target_spacing_uses_10th_percentile_and_coarse_axis_first()
 
 def test_target_spacing_not_below_other_axes():
     spacings = np.array([[0.5, 0.5, 4.0]] * 9 + [[0.5, 0.5, 0.4]])
-    assert target_spacing(spacings, 3.0)[2] >= 0.5
+    assert target_spacing(spacings, np.array([(400, 400, 20)] * 10), 3.0)[2] >= 0.5
+
+
+def test_coarse_axis_with_many_slices_keeps_its_median_spacing():
+    # 3 mm slices but almost as many of them as in-plane voxels: a long volume, not a stack of
+    # thick slices, so no upsampling along it (nnU-Net's rule asks for both conditions)
+    spacings = np.array([[0.8, 0.8, 3.0]] * 9 + [[0.8, 0.8, 1.0]])
+    assert target_spacing(spacings, np.array([(60, 60, 30)] * 10), 3.0)[2] == pytest.approx(3.0)
+    assert target_spacing(spacings, np.array([(200, 200, 30)] * 10), 3.0)[2] < 3.0
 
 
 def test_pooling_rules():
@@ -155,3 +163,41 @@ def test_plans_from_other_schema_version_is_refused():
 def test_coarsest_axis_first_keeps_order_of_the_rest():
     assert coarsest_axis_first((1.0, 5.0, 1.0)) == (1, 0, 2)
     assert coarsest_axis_first((1.0, 1.0, 1.0)) == (0, 1, 2)
+
+
+@pytest.mark.parametrize("spacing,shape", [((1.0, 0.77, 0.77), (432, 512, 512)),   # LiTS-like liver CT
+                                           ((0.8, 0.8, 0.8), (450, 512, 512))])
+def test_cascade_when_the_lowres_patch_equals_the_fullres_patch(spacing, shape):
+    # 128^3 at both resolutions, but the low-resolution image is far smaller: the patch now sees a
+    # quarter of it instead of 2%, which is the point of the cascade
+    fp = fingerprint([spacing] * 20, [shape] * 20, channels=("CT",))
+    plans = plan_dataset(fp, spec(channels=("CT",)))
+    assert set(plans.configurations) == {"2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres"}
+    low, full = plans.configurations["3d_lowres"], plans.configurations["3d_fullres"]
+    assert low.patch_size == full.patch_size == (128, 128, 128)
+    assert math.prod(low.median_shape) * 2 <= math.prod(full.median_shape)
+    # as nnU-Net: batch Dice for the full-resolution stages of a cascade, per-sample Dice for lowres
+    assert full.batch_dice and plans.configurations["3d_cascade_fullres"].batch_dice and not low.batch_dice
+
+
+def test_memory_target_below_the_fixed_overhead_is_a_clear_error_not_a_hang():
+    import time
+    fp = fingerprint([(1.0, 0.77, 0.77)] * 20, [(432, 512, 512)] * 20)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"0.3 GB is too small to plan for.*at least 1 GB"):
+        plan_dataset(fp, spec(), PlannerSettings(memory_target_gb=0.3))
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_small_memory_targets_end_quickly_with_a_plan_that_fits_or_says_it_does_not():
+    import time
+    fp = fingerprint([(1.0, 0.77, 0.77)] * 20, [(432, 512, 512)] * 20)
+    for target in (1.0, 1.2):
+        t0 = time.perf_counter()
+        plans = plan_dataset(fp, spec(), PlannerSettings(memory_target_gb=target))
+        assert time.perf_counter() - t0 < 1.0
+        for c in plans.configurations.values():
+            fits = c.estimated_memory_gb <= target
+            assert fits or any(n.startswith(f"{c.name}: even the smallest patch") for n in plans.notes)
+            if not fits:
+                assert all(p == f for p, f in zip(c.patch_size, c.network.downsampling_factor))

@@ -322,6 +322,8 @@ ROWS: list[Row] = [
     Row("plan-read-only", "13.13", "`plan_and_preprocess` into a workspace without write permission",
         "autounet plan_and_preprocess {raw} --root {tmp}/locked -p 1", r"locked: cannot write here", 2,
         effect="nothing written (the folder was made by the row)", setup=_no_write_access("locked")),
+    Row("plan-memory-too-small", "14.1", "`plan_and_preprocess --gpu-memory-gb` below what any network needs",
+        PLAN + " --gpu-memory-gb 0.5", r"--gpu-memory-gb: must be at least 1 \(GB; below that no network fits\)", 2),
     Row("all-background", "13.14", "label maps without any foreground", V, r"no label map holds any foreground voxel", 2,
         setup=lambda w, m: _set_labels(w, lambda a, i: np.zeros_like(a))),
     Row("single-case", "13.14", "a dataset of one training case", V, r"1 training case\(s\); the 5-fold "
