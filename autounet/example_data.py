@@ -146,3 +146,60 @@ def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels
                        description=f"autounet synthetic example ({dims}D, {channels} channel(s), "
                                    f"{'anisotropic' if anisotropic else 'isotropic'}, seed {seed})")
     return out
+
+
+VIDEO_LABELS = {"background": 0, "ventricle": 1, "ignore": 2}
+
+
+def synth_video(rng: np.random.Generator, frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """An echocardiography-like 2D+time case: a dark ventricle inside a bright wall that contracts
+    and relaxes over one or two cardiac cycles, in speckle noise. Returns the video (T, Y, X)
+    float32, the full label map (T, Y, X) and the frames of end-diastole and end-systole."""
+    t = np.arange(frames)
+    period = frames / rng.uniform(1.0, 2.0)
+    phase = rng.uniform(0, 2 * np.pi)
+    beat = np.cos(2 * np.pi * t / period + phase)  # 1: end-diastole (largest), -1: end-systole
+    yy, xx = np.mgrid[0:size[0], 0:size[1]].astype(np.float32)
+    centre = np.array(size) * rng.uniform(0.4, 0.6, 2)
+    drift = rng.normal(0, 0.03, (frames, 2)).cumsum(axis=0) * np.array(size)
+    radii = np.array(size) * rng.uniform(0.16, 0.24, 2)
+    video = np.empty((frames,) + size, np.float32)
+    seg = np.zeros((frames,) + size, np.uint8)
+    for f in range(frames):
+        r = radii * (1 + 0.22 * beat[f])
+        cy, cx = centre + np.clip(drift[f], -0.1 * np.array(size), 0.1 * np.array(size))
+        d = np.sqrt(((yy - cy) / r[0]) ** 2 + ((xx - cx) / r[1]) ** 2)
+        seg[f] = d < 1
+        tissue = np.where(d < 1, 0.15, np.where(d < 1.45, 0.9, 0.4))
+        speckle = rng.rayleigh(0.6, size).astype(np.float32)
+        video[f] = ndimage.gaussian_filter(tissue * speckle, 0.8) * 200
+    return video, seg, (int(np.argmax(beat)), int(np.argmin(beat)))
+
+
+def make_video_dataset(out_dir: Path, cases: int = 20, frames: int = 100, size: Sequence[int] = (64, 64),
+                       seed: int = 0, overwrite: bool = False) -> Path:
+    """A sparsely annotated dataset like echocardiography: 2D+time videos (NIfTI, frames first),
+    each labelled in two frames only (end-diastole and end-systole: ventricle 1, background 0);
+    every other frame is ``ignore`` (2). Test cases are labelled in full, for evaluation."""
+    if cases < 2:
+        raise ValueError("an example dataset needs at least 2 training cases")
+    out = Path(out_dir)
+    _clear(out, overwrite)
+    check_writable(out)
+    size = (int(size[0]), int(size[1]))
+    for split, n in (("Tr", cases), ("Ts", max(1, cases // 5))):
+        for i in tqdm(range(n), desc=f"video {'train' if split == 'Tr' else 'test'} cases", unit="case"):
+            case_id = f"echo{'_ts' if split == 'Ts' else ''}_{i:03d}"
+            video, seg, labelled = synth_video(np.random.default_rng([seed, i, split == "Ts"]), frames, size)
+            if split == "Tr":
+                sparse = np.full_like(seg, VIDEO_LABELS["ignore"])
+                sparse[list(labelled)] = seg[list(labelled)]
+                seg = sparse
+            geo = Geometry(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()),
+                           shape=video.shape, file_dims=3)
+            write_image(video.round().astype(np.int16), geo, RawPaths(out).image_file(case_id, 0, ".nii.gz", split))
+            write_segmentation(seg, geo, RawPaths(out).label_file(case_id, ".nii.gz", split))
+    write_dataset_json(out, ["echo"], dict(VIDEO_LABELS), cases, ".nii.gz", out.name,
+                       description=f"autounet synthetic echocardiography-like videos ({frames} frames, end-diastole "
+                                   f"and end-systole labelled, the rest ignore; seed {seed})")
+    return out

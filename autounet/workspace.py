@@ -136,7 +136,7 @@ class PreprocessedCase:
 
     data = _CaseFile("_data.npy", "float32 (C, Z, Y, X), memory-mappable.")
     seg = _CaseFile("_seg.npy", "int8/int16 (Z, Y, X).")
-    locations = _CaseFile("_locs.npz", "Voxel coordinates per foreground label, for oversampling.")
+    locations = _CaseFile("_locs.npz", "Voxel coordinates per foreground label (and background, where an ignore label marks sparse annotations), for sampling.")
     meta = _CaseFile(".json", "Geometry and metadata; its presence marks the case finished.")
 
     @property

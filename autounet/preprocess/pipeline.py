@@ -72,8 +72,8 @@ def is_finished(out: PreprocessedCase, expected_hash: str, source_signature: str
             and arrays_readable(out))
 
 
-def foreground_locations(seg: np.ndarray, labels: tuple[int, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A seeded sample of voxel coordinates (N, 3) int32 for each label present in ``seg``."""
+def label_locations(seg: np.ndarray, labels: tuple[int, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A seeded sample of voxel coordinates (N, 3) int32 for each of ``labels`` present in ``seg``."""
     out = {}
     for label in labels:
         where = np.flatnonzero(seg.ravel() == label)
@@ -149,12 +149,14 @@ def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder]
     images, seg, box, spacing = preprocess_arrays(loaded.images, loaded.seg, geometry.spacing, plans)
     del loaded  # the raw arrays are no longer needed; keep peak memory at one case
     geometry = geometry.with_crop(box).with_transpose(plans.transpose_forward)
-    labels = tuple(sorted(set(plans.foreground_labels)))
+    # Sparsely annotated data (an ignore label) also records where background was annotated:
+    # training centres its patches on annotated voxels of every class.
+    labels = tuple(sorted(set(plans.foreground_labels) | ({0} if plans.ignore_label is not None else set())))
     for folder in folders:
         stage = plans.configurations[folder.configuration]
         data = resample_image(images, spacing, stage.spacing, stage.anisotropy_threshold)
         seg_out = resample_labels(seg, spacing, stage.spacing, stage.anisotropy_threshold)
-        locs = foreground_locations(seg_out, labels, np.random.default_rng(_case_seed(seed, case.case_id)))
+        locs = label_locations(seg_out, labels, np.random.default_rng(_case_seed(seed, case.case_id)))
         out = PreprocessedCase(folder.path, case.case_id)
         write_npy(out.data, data)
         write_npy(out.seg, seg_out)
@@ -165,7 +167,7 @@ def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder]
             "geometry": geometry.to_json(),
             "spacing": [s if t is None else t for s, t in zip(spacing, stage.spacing)],
             "shape": list(seg_out.shape),
-            "labels_present": [int(k.split("_")[1]) for k in locs],
+            "labels_present": [int(k.split("_")[1]) for k in locs if k != "label_0"],
             "source_signature": signature,
         })
     return time.perf_counter() - start

@@ -138,9 +138,10 @@ class PreviousStageToOneHot(AbstractTransform):
         return batch
 
 
-def training_transforms(patch_size: Sequence[int], params: AugmentationParams, num_previous_classes: int = 0
-                        ) -> Compose:
-    """The augmentation pipeline producing patches of ``patch_size`` from enlarged samples."""
+def training_transforms(patch_size: Sequence[int], params: AugmentationParams, num_previous_classes: int = 0,
+                        ignore_label: int | None = None) -> Compose:
+    """The augmentation pipeline producing patches of ``patch_size`` from enlarged samples.
+    Labels rotated or scaled in from outside the sample become background, or ``ignore_label``."""
     spatial_patch = list(patch_size[1:]) if params.dummy_2d else list(patch_size)
     ax, ay, az = params.rotation
     t: list[AbstractTransform] = [SeedPythonRandom()] + ([To2D()] if params.dummy_2d else [])
@@ -167,7 +168,7 @@ def training_transforms(patch_size: Sequence[int], params: AugmentationParams, n
     ]
     if params.mirror_axes:
         t.append(MirrorTransform(params.mirror_axes))
-    t.append(RemoveLabelTransform(-1, 0))
+    t.append(RemoveLabelTransform(-1, 0 if ignore_label is None else ignore_label))
     if num_previous_classes:
         t.append(PreviousStageToOneHot(num_previous_classes))
     return Compose(t)

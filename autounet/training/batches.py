@@ -50,11 +50,11 @@ def make_inputs(setup: FoldSetup, config: TrainingConfig, device: torch.device, 
 
     def sampler(ids: list[str], patch) -> PatchSampler:
         cases = [open_case(setup.case_arrays(c), setup.previous_labels(c)) for c in ids]
-        return PatchSampler(cases, patch, batch, config.oversample_foreground)
+        return PatchSampler(cases, patch, batch, config.oversample_foreground, setup.plans.ignore_label)
 
     if config.augmentation:
         train_sampler = sampler(setup.train_ids, enlarged_patch_size(stage.patch_size, params))
-        train_transform = training_transforms(stage.patch_size, params, n_prev)
+        train_transform = training_transforms(stage.patch_size, params, n_prev, setup.plans.ignore_label)
     else:
         train_sampler = sampler(setup.train_ids, stage.patch_size)
         train_transform = validation_transforms(n_prev)

@@ -2,8 +2,12 @@
 
 A batch samples cases uniformly; the last third of it (and at least one sample) is centred on
 a voxel of a foreground label present in the case, drawn from the locations preprocessing
-recorded — without that, small structures would rarely be seen. Patches that reach beyond the
-image are padded (image 0, label 0).
+recorded — without that, small structures would rarely be seen. The other samples are placed
+at random, except in sparsely annotated datasets (those with an ``ignore`` label: a few slices or
+frames labelled, the rest ignored), where they are centred on an annotated voxel of any class,
+background included: a random patch there would often hold no label at all and teach nothing.
+Patches that reach beyond the image are padded: image 0, label 0 (``ignore`` when the dataset
+has one, so that padding never counts as background).
 """
 
 from __future__ import annotations
@@ -82,13 +86,28 @@ class PatchSampler:
     """
 
     def __init__(self, cases: list[CaseArrays], patch_size: Sequence[int], batch_size: int,
-                 oversample_foreground: float):
+                 oversample_foreground: float, ignore_label: int | None = None):
         if not cases:
             raise ValueError("no cases to sample from")
         self.cases = cases
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = batch_size
         self.forced = forced_foreground(batch_size, oversample_foreground)
+        self.ignore_label = ignore_label
+
+    def _location(self, case: CaseArrays, force: bool, rng: np.random.Generator) -> np.ndarray | None:
+        """The voxel a sample is centred on: of a random foreground label present when ``force``,
+        of a random annotated class (background included) in sparsely annotated data, else None."""
+        if force:
+            labels = [k for k in case.locations if k != 0]
+        elif self.ignore_label is not None:
+            labels = list(case.locations)
+        else:
+            return None
+        if not labels:
+            return None
+        locs = case.locations[labels[int(rng.integers(len(labels)))]]
+        return locs[int(rng.integers(len(locs)))]
 
     def _start(self, shape: Sequence[int], center: Sequence[int] | None, rng: np.random.Generator) -> list[int]:
         starts = []
@@ -106,11 +125,7 @@ class PatchSampler:
         two_d = len(self.patch_size) == 2
         for force in self.forced:
             case = self.cases[int(rng.integers(len(self.cases)))]
-            location = None
-            if force and case.locations:
-                label = list(case.locations)[int(rng.integers(len(case.locations)))]
-                locs = case.locations[label]
-                location = locs[int(rng.integers(len(locs)))]
+            location = self._location(case, force, rng)
             if two_d:
                 z = int(location[0]) if location is not None else int(rng.integers(case.seg.shape[0]))
                 center = None if location is None else location[1:]
@@ -121,7 +136,7 @@ class PatchSampler:
                 start = self._start(case.seg.shape, location, rng)
                 image, seg, prev = case.data, case.seg, case.previous_stage
             data.append(_crop_padded(image, start, self.patch_size, 0.0).astype(np.float32, copy=False))
-            s = [_crop_padded(seg, start, self.patch_size, 0)]
+            s = [_crop_padded(seg, start, self.patch_size, 0 if self.ignore_label is None else self.ignore_label)]
             if prev is not None:
                 s.append(_crop_padded(prev, start, self.patch_size, 0))
             segs.append(np.stack(s).astype(np.int16))
