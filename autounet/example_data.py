@@ -177,17 +177,19 @@ def synth_video(rng: np.random.Generator, frames: int, size: tuple[int, int]) ->
 
 
 def make_video_dataset(out_dir: Path, cases: int = 20, frames: int = 100, size: Sequence[int] = (64, 64),
-                       seed: int = 0, overwrite: bool = False) -> Path:
+                       seed: int = 0, test_cases: int | None = None, overwrite: bool = False) -> Path:
     """A sparsely annotated dataset like echocardiography: 2D+time videos (NIfTI, frames first),
     each labelled in two frames only (end-diastole and end-systole: ventricle 1, background 0);
     every other frame is ``ignore`` (2). Test cases are labelled in full, for evaluation."""
     if cases < 2:
         raise ValueError("an example dataset needs at least 2 training cases")
+    if frames < 2 or len(size) != 2:
+        raise ValueError("a video needs at least 2 frames and a frame size of two numbers (Y X)")
     out = Path(out_dir)
     _clear(out, overwrite)
     check_writable(out)
     size = (int(size[0]), int(size[1]))
-    for split, n in (("Tr", cases), ("Ts", max(1, cases // 5))):
+    for split, n in (("Tr", cases), ("Ts", max(1, cases // 5) if test_cases is None else test_cases)):
         for i in tqdm(range(n), desc=f"video {'train' if split == 'Tr' else 'test'} cases", unit="case"):
             case_id = f"echo{'_ts' if split == 'Ts' else ''}_{i:03d}"
             video, seg, labelled = synth_video(np.random.default_rng([seed, i, split == "Ts"]), frames, size)

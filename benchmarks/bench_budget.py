@@ -8,7 +8,9 @@ Dice of the two is compared:
 1. Datasets (``--datasets``): ``isbi`` = a copy of ``../shared/datasets/Dataset901_ISBI2012EM`` in
    ``OUT/raw`` (2D PNG, configuration ``2d``; the shared folder is never modified), ``example3d`` =
    ``autounet make_example_dataset OUT/raw/Dataset980_Budget3D --dims 3 --cases 20 --seed 0``
-   (configuration ``3d_fullres``). Written once, cached (marker files).
+   (configuration ``3d_fullres``), ``echo`` = ``autounet make_example_dataset OUT/raw/Dataset982_Echo --video 100
+   --cases 20`` (echocardiography-like 2D+time, two labelled frames per video, the rest ``ignore``;
+   configuration ``2d``; its validation Dice is over the labelled frames). Written once, cached (marker files).
 2. Each tool plans and preprocesses in its own way (cached; ``--repreprocess`` redoes it):
    ``autounet plan_and_preprocess ID --root OUT/autounet -p P -c CONFIG`` (autounet's own plan) and
    ``nnUNetv2_plan_and_preprocess -d ID -c CONFIG -np P -npfp P``.
@@ -72,6 +74,8 @@ DATASETS = {
              "copy_from": SHARED_DATASETS / "Dataset901_ISBI2012EM"},
     "example3d": {"id": 980, "name": "Dataset980_Budget3D", "configuration": "3d_fullres",
                   "make": ["--dims", "3", "--cases", "20", "--seed", "0"]},
+    "echo": {"id": 982, "name": "Dataset982_Echo", "configuration": "2d",
+             "make": ["--video", "100", "--cases", "20", "--seed", "0"]},
 }
 CAL_TRAIN_ITERS, CAL_WARMUP_DROPPED = 6, 2   # calibration defaults: iterations run, and dropped as warm-up
 NNUNET_MAX_ITERS, NNUNET_VAL_ITERS, NNUNET_MIN_EPOCHS = 50, 5, 2
@@ -509,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", type=float, nargs="+", default=[10, 20, 40],
                     help="wall-clock budgets in minutes (default 10 20 40)")
     ap.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS),
-                    help="default: isbi example3d")
+                    help="default: isbi example3d echo")
     ap.add_argument("--out", type=Path, default=Path("bench_out") / "budget",
                     help="output folder (default ./bench_out/budget)")
     ap.add_argument("--nnunet-venv", type=Path, default=Path.home() / "nnunet-venv",

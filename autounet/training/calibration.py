@@ -1,9 +1,15 @@
 """Calibration: measure a configuration's real speed on this machine, data loading included.
 
 A few training steps (with the real sampler, augmentation workers, network, loss and
-optimiser) and a few forward passes are timed after a warm-up. Results are cached per machine,
+optimiser) and a few forward passes are timed after a warm-up; the step time is the median of
+the timed steps. While it measures, it watches the machine (:mod:`autounet.load`): when other
+processes keep more than half a core busy, or the steps' times spread by more than
+``SPREAD_LIMIT``, the measurement is marked as taken under load, says so in the log, and is not
+cached (training compares it with its first epoch and revisits the choice it made:
+:func:`autounet.training.schedule.check_speed`). Steady results are cached per machine,
 software and configuration in ``$AUTOUNET_CACHE`` (default ``~/.cache/autounet``), so a second
-fold or a re-run does not measure again.
+fold or a re-run does not measure again; an entry is replaced when a run measures a speed that
+differs from it by more than ``training.budget.SPEED_MISMATCH``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,10 +28,12 @@ import torch
 from autounet.autoplan.plans import StagePlan
 from autounet.hardware import detect_hardware
 from autounet.io.atomic import read_json, write_json
+from autounet.load import BUSY_CORES, other_cores, snapshot
 from autounet.training.budget import Calibration
 
 log = logging.getLogger("autounet.training")
-WARMUP_STEPS, MEASURED_STEPS, MEASURED_FORWARDS = 1, 3, 2  # short: training re-plans from real epoch times
+WARMUP_STEPS, MEASURED_STEPS, MEASURED_FORWARDS = 1, 5, 2  # short: training re-plans from real epoch times
+SPREAD_LIMIT = 2.0  # slowest / fastest timed step beyond this: the machine was not steady
 
 
 def cache_file() -> Path:
@@ -45,7 +54,10 @@ def cached(key: str) -> Calibration | None:
         entry = read_json(cache_file()).get(key)
     except (OSError, ValueError):
         return None
-    return Calibration(**entry["calibration"]) if entry else None
+    try:
+        return Calibration(**entry["calibration"]) if entry else None
+    except (TypeError, KeyError):  # an entry of another version
+        return None
 
 
 def store(key: str, calibration: Calibration) -> None:
@@ -62,13 +74,21 @@ def store(key: str, calibration: Calibration) -> None:
 
 
 def measure(run_steps, run_forwards) -> Calibration:
-    """Time ``run_steps(n)`` (training steps) and ``run_forwards(n)`` after a warm-up."""
+    """Time ``run_steps(1)`` (a training step) ``MEASURED_STEPS`` times and ``run_forwards(n)``
+    after a warm-up, watching the load of the machine meanwhile."""
     run_steps(WARMUP_STEPS)
-    start = time.perf_counter()
-    run_steps(MEASURED_STEPS)
-    step = (time.perf_counter() - start) / MEASURED_STEPS
+    before = snapshot()
+    steps = []
+    for _ in range(MEASURED_STEPS):
+        start = time.perf_counter()
+        run_steps(1)
+        steps.append(time.perf_counter() - start)
+    others = other_cores(before, snapshot())
     run_forwards(1)
     start = time.perf_counter()
     run_forwards(MEASURED_FORWARDS)
     forward = (time.perf_counter() - start) / MEASURED_FORWARDS
-    return Calibration(seconds_per_iteration=step, seconds_per_val_iteration=forward)
+    spread = max(steps) / max(min(steps), 1e-9)
+    loaded = (others is not None and others > BUSY_CORES) or spread > SPREAD_LIMIT
+    return Calibration(seconds_per_iteration=statistics.median(steps), seconds_per_val_iteration=forward,
+                       other_cores=others, spread=spread, under_load=loaded)

@@ -77,3 +77,13 @@ class TrainingConfig:
 def poly_lr(initial_lr: float, epoch: int, epochs: int, exponent: float = 0.9) -> float:
     """Polynomial decay: initial_lr * (1 - epoch / epochs) ** exponent."""
     return initial_lr * (1 - epoch / max(epochs, 1)) ** exponent
+
+
+def next_lr(initial_lr: float, previous: float | None, epoch: int, epochs: int, exponent: float = 0.9) -> float:
+    """The learning rate of ``epoch``: the previous epoch's times ((T - e) / (T - e + 1)) ** exponent.
+    With a fixed total T this is exactly :func:`poly_lr`; when a time budget re-plans T, the rate
+    goes on decaying from where it is to zero at the new end, and never rises."""
+    if previous is None or epoch == 0:
+        return poly_lr(initial_lr, epoch, epochs, exponent)
+    remaining = max(epochs - epoch, 0)
+    return previous * (remaining / (remaining + 1)) ** exponent

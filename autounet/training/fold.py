@@ -42,14 +42,21 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
     with _fold_log(setup.output, dist.is_main):
         source = _checkpoint_to_resume(setup.output, resume)
         state = _load_resume_state(setup.output, source, dev) if source is not None else None
+        planned = setup
         setup, config, budget = fit_schedule(setup, config, dev, dist, state, started)
-        run = new_run(setup, config, dev, dist)
-        run.budget, run.started = budget, started
+        run = _start(setup, config, dev, dist, budget, started)
         if state is not None:
             _resume(run, state, source.name)
         _wrap_network(run)
         if source != setup.output.checkpoint("final"):
-            train_epochs(run)
+            change = train_epochs(run, planned if budget is not None and state is None else None)
+            if change is not None:  # the first epoch showed another speed; another network suits it
+                for kind in ("latest", "best"):  # an interrupted restart must not resume the old network
+                    setup.output.checkpoint(kind).unlink(missing_ok=True)
+                new_setup, new_config, new_budget = change
+                run = _start(new_setup, new_config, dev, dist, new_budget, started)
+                _wrap_network(run)
+                train_epochs(run)
         _save_final(run)
         if dist.is_main and run.config.final_validation and setup.validates:
             _validate(run)
@@ -58,6 +65,14 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
                      time.monotonic() - started)
         barrier(dist)
     return setup.output.root
+
+
+def _start(setup, config: TrainingConfig, device: torch.device, dist: DistInfo, budget: dict | None,
+           started: float) -> Run:
+    """A new run of the setup, its budget record and the time this process started."""
+    run = new_run(setup, config, device, dist)
+    run.budget, run.started = budget, started
+    return run
 
 
 def _devices(device: str) -> tuple[torch.device, DistInfo]:

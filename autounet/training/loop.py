@@ -11,13 +11,16 @@ import numpy as np
 import torch
 
 from autounet.hardware import autocast_for
+from autounet.load import other_cores, probe, snapshot
 from autounet.model.checkpoint import save_checkpoint
 from autounet.training.batches import Inputs, make_inputs
-from autounet.training.config import poly_lr
+from autounet.training.config import TrainingConfig, next_lr
 from autounet.training.progress import format_epoch, plot_progress
-from autounet.training.schedule import replan
+from autounet.training.schedule import check_speed, replan
+from autounet.training.setup import FoldSetup
 from autounet.training.state import Run, checkpoint_state
 from autounet.training.steps import train_epoch, validation_epoch
+from autounet.training.threads import adapt_threads
 
 log = logging.getLogger("autounet.training")
 PLOT_INTERVAL_S = 30.0  # progress.png is redrawn at most this often (drawing takes ~0.5 s), and at the end
@@ -40,7 +43,7 @@ def _log_start(run: Run, inputs: Inputs) -> None:
 def _one_epoch(run: Run, inputs: Inputs, seed: int) -> None:
     """Train and validate one epoch and append its numbers to the log."""
     config, start = run.config, time.perf_counter()
-    lr = poly_lr(config.initial_lr, run.epoch, config.epochs, config.lr_exponent)
+    lr = next_lr(config.initial_lr, run.log.lr[-1] if run.log.lr else None, run.epoch, config.epochs, config.lr_exponent)
     for g in run.optimizer.param_groups:
         g["lr"] = lr
     torch.manual_seed(config.seed * 100003 + run.epoch)
@@ -77,20 +80,33 @@ def _save_progress(run: Run, last_plot: float) -> float:
     return last_plot
 
 
-def train_epochs(run: Run) -> None:
-    """Run the remaining epochs; a budget may change their number (``run.config.epochs``) as it goes."""
+def train_epochs(run: Run, planned: FoldSetup | None = None) -> tuple[FoldSetup, TrainingConfig, dict] | None:
+    """Run the remaining epochs; a budget may change their number (``run.config.epochs``) as it goes.
+
+    planned : the fold's setup as planned, for a budgeted run that chose its schedule in this
+    process: its first epoch is checked against the calibration, and when the network is
+    chosen again differently, the stage, configuration and budget to start over with are
+    returned instead of training on (see :func:`autounet.training.schedule.check_speed`)."""
     inputs = make_inputs(run.setup, run.config, run.device, run.dist)
     if run.epoch == 0 and run.dist.is_main:
         _log_start(run, inputs)
     seed = run.config.seed * 1000 + run.dist.rank
     last_plot = -math.inf
     epoch_walls: list[float] = []
+    adapt_threads(run.device, probe())
     epoch_end = time.monotonic()
     while run.epoch < run.config.epochs:
+        before = snapshot()
         _one_epoch(run, inputs, seed)
+        adapt_threads(run.device, other_cores(before, snapshot()))
         if run.budget is not None:  # wall time since the previous epoch ended: last epoch's checkpoint included
             epoch_walls.append(time.monotonic() - epoch_end)
             epoch_end = time.monotonic()
+            if planned is not None and len(epoch_walls) == 1 and run.epoch == 1:
+                change = check_speed(run, planned, epoch_walls[0], inputs.workers)
+                if change is not None:
+                    return change
             replan(run, epoch_walls)
         if run.dist.is_main:
             last_plot = _save_progress(run, last_plot)
+    return None

@@ -254,6 +254,9 @@ ROWS: list[Row] = [
         "autounet import_model {zip} -o {results}", r"not empty; importing would mix two models", 2),
     Row("make-example-onto-dataset", "13.7", "`make_example_dataset` onto an existing dataset",
         "autounet make_example_dataset {raw} --cases 3", r"not empty; a new example dataset would mix", 2),
+    Row("make-video-2d", "14.2", "`make_example_dataset --video` with options for other datasets",
+        "autounet make_example_dataset {tmp}/video --video 10 --dims 2", r"--video writes one-channel 2D\+time NIfTI "
+        r"videos; leave out --dims, --channels, --anisotropic", 2),
     Row("export-onto-zip", "", "`export_model -o` names an existing zip",
         "autounet export_model {raw} -c 3d_fullres -o {zip} --root {ws}", r"exists; choose another file, or pass "
         r"--overwrite", 2),

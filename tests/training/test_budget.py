@@ -14,7 +14,7 @@ import torch
 from autounet import api
 from autounet.autoplan.plans import NetworkTopology, StagePlan
 from autounet.model import checkpoint as ckpt
-from autounet.training.budget import (MAX_EXTENSION, MIN_LEARNING_ITERATIONS, STARTUP_S, BudgetTooSmall, Calibration,
+from autounet.training.budget import (MAX_EXTENSION, STARTUP_S, learning_iterations, BudgetTooSmall, Calibration,
                                       decide, epochs_that_fit, lighter_variants, parse_duration, schedule_for)
 from autounet.model.network import build_network
 
@@ -46,7 +46,7 @@ def test_small_budget_picks_a_lighter_network_with_a_known_schedule():
 def test_large_budget_keeps_the_planned_network():
     d = decide(8 * 3600, stage_3d(), stand_in({32: 1.9, 16: 0.8}), num_val_cases=0)
     assert d.variant == "planned network kept"
-    assert d.schedule.iterations_per_epoch == 250 and d.schedule.iterations >= MIN_LEARNING_ITERATIONS
+    assert d.schedule.iterations_per_epoch == 250 and d.schedule.iterations >= learning_iterations(2)
     assert d.schedule.expected_seconds <= 8 * 3600
 
 
@@ -80,7 +80,7 @@ def test_a_variant_chosen_by_another_fold_is_kept():
     assert decide(3600, stage_3d(), measure, num_val_cases=2).variant == "planned network kept"
     d = decide(3600, stage_3d(), measure, num_val_cases=2, variant="half the features")
     assert d.variant == "half the features" and d.stage.network.features_per_stage[0] == 16
-    assert d.schedule.iterations >= MIN_LEARNING_ITERATIONS  # only the schedule is chosen for it
+    assert d.schedule.iterations >= learning_iterations(2)  # only the schedule is chosen for it
 
 
 def test_schedule_never_exceeds_the_budget():
@@ -187,3 +187,16 @@ def test_budgeted_run_records_its_decision_and_resume_keeps_the_schedule(tiny_2d
     assert final["epoch"] <= epochs * MAX_EXTENSION
     used = re.findall(r"time budget 30 s, used (\d+) s \((\d+) s by this process\)", log)
     assert used and int(used[-1][0]) > int(used[-1][1]), log  # the killed process's time is counted
+
+
+def test_a_large_batch_needs_fewer_steps_so_the_planned_network_is_kept():
+    # 2D frames of 64 x 64 with batch 100: 230 iterations see 23,000 patches, plenty; the flat
+    # 1000-iteration rule had halved the patch (and lost the context the network needed)
+    stage = stage_3d()
+    stage2d = StagePlan("2d", "2d", (None, 1.0, 1.0), (0, 64, 64), (64, 64), 100, True,
+                        NetworkTopology(2, 1, 2, (32, 64, 128, 256, 512), ((3, 3),) * 5,
+                                        ((1, 1),) + ((2, 2),) * 4, (2,) * 5, (2,) * 4), 1.5, mirror_axes=(0, 1))
+    assert learning_iterations(100) == 100 and learning_iterations(2) == 1000
+    d = decide(300, stage2d, lambda st: Calibration(1.26 if st.patch_size == (64, 64) else 0.16, 0.33), 4)
+    assert d.variant == "planned network kept" and 100 <= d.schedule.iterations < 1000
+    assert decide(300, stage, stand_in({32: 1.26, 16: 0.5}), 0).variant != "planned network kept"

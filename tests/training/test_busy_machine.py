@@ -1,0 +1,159 @@
+"""Budgets on a busy machine (issue 14): load noticed while calibrating, the choice revisited
+after the first epoch, the learning rate never rising; rules run with stand-in clocks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from autounet import load
+from autounet.training import calibration as cal
+from autounet.training import schedule
+from autounet.training.budget import SPEED_MISMATCH, BudgetDecision, Calibration, Schedule, speed_ratio
+from autounet.training.config import TrainingConfig, next_lr, poly_lr
+
+
+# ---------------------------------------------------------------- learning rate
+
+def test_next_lr_is_poly_decay_for_a_fixed_total():
+    lr = None
+    for epoch in range(30):
+        lr = next_lr(0.01, lr, epoch, 30)
+        assert lr == pytest.approx(poly_lr(0.01, epoch, 30), rel=1e-9)
+
+
+@pytest.mark.parametrize("new_total", [60, 300, 16])
+def test_next_lr_never_rises_when_the_total_changes(new_total):
+    lrs, lr = [], None
+    for epoch in range(15):
+        lr = next_lr(0.01, lr, epoch, 20)
+        lrs.append(lr)
+    for epoch in range(15, new_total):  # re-planned at epoch 15: more (or fewer) epochs than the 20 planned
+        lr = next_lr(0.01, lr, epoch, new_total)
+        lrs.append(lr)
+    assert all(b <= a for a, b in zip(lrs, lrs[1:]))
+    assert lrs[15] > 0 and next_lr(0.01, lrs[-1], new_total, new_total) == 0.0
+    # the old rule, poly over the new total, would have jumped up at epoch 15
+    if new_total > 20:
+        assert poly_lr(0.01, 15, new_total) > lrs[14]
+
+
+# ---------------------------------------------------------------- load while calibrating
+
+def fake_steps(durations):
+    """run_steps(n) that advances a stand-in clock by the next durations."""
+    clock = {"t": 0.0}
+    queue = list(durations)
+
+    def run(n):
+        for _ in range(n):
+            clock["t"] += queue.pop(0)
+    return run, clock
+
+
+@pytest.mark.parametrize("steps,others,loaded", [
+    ([1.0] + [0.5] * 5, 0.0, False),                   # steady, quiet
+    ([1.0] + [0.5, 0.5, 2.0, 0.5, 0.5], 0.0, True),    # one step 4x slower: unsteady
+    ([1.0] + [0.5] * 5, 0.9, True),                    # other processes kept 0.9 cores busy
+    ([1.0] + [0.5] * 5, None, False),                  # load unknown (not Linux), steady
+])
+def test_measure_reports_load_and_takes_the_median(monkeypatch, steps, others, loaded):
+    run_steps, clock = fake_steps(steps)
+    monkeypatch.setattr(cal.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(cal, "snapshot", lambda: object())
+    monkeypatch.setattr(cal, "other_cores", lambda a, b: others)
+    c = cal.measure(run_steps, lambda n: clock.__setitem__("t", clock["t"] + 0.1 * n))
+    assert c.seconds_per_iteration == pytest.approx(0.5)
+    assert c.seconds_per_val_iteration == pytest.approx(0.1)
+    assert c.under_load is loaded and c.other_cores == others
+
+
+BUSY_LOOP = "import time\nt = time.time() + {s}\nwhile time.time() < t: pass"
+
+
+def _others_while(start_busy) -> float:
+    """Cores used by other processes over 1.5 s while ``start_busy()`` runs a busy loop."""
+    start_busy()
+    time.sleep(0.3)
+    before = load.snapshot()
+    time.sleep(1.5)
+    return load.other_cores(before, load.snapshot())
+
+
+def test_other_cores_counts_other_processes_but_not_our_children():
+    if load.snapshot() is None:
+        pytest.skip("no Linux /proc")
+    quiet = _others_while(lambda: None)
+    children = []
+    child = _others_while(lambda: children.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP.format(s=2.5)])))
+    children[0].wait()
+    # sh exits at once and the busy loop is re-parented: another process, as another user's job would be
+    stranger = _others_while(lambda: subprocess.run(["sh", "-c", f"{sys.executable} -c '{BUSY_LOOP.format(s=2.5)}' &"]))
+    assert child - quiet < 0.4  # our own work (augmentation workers are children) is not load
+    assert stranger - quiet > 0.6
+
+
+def test_other_cores_from_snapshots():
+    a = load.CpuSnapshot(wall=10.0, machine_busy=100.0, own=40.0)
+    b = load.CpuSnapshot(wall=12.0, machine_busy=104.0, own=42.0)
+    assert load.other_cores(a, b) == pytest.approx(1.0)
+    assert load.other_cores(a, None) is None and load.other_cores(b, a) is None
+
+
+# ---------------------------------------------------------------- the first epoch against the calibration
+
+def _run(calibration: Calibration, chose: bool = True):
+    config = TrainingConfig(epochs=20, iterations_per_epoch=50, val_iterations_per_epoch=10, amp=False)
+    budget = {"seconds": 1200.0, "calibration": calibration.__dict__ | {}, "chose_variant": chose,
+              "variant": "half the features, one stage fewer, half the patch"}
+    return SimpleNamespace(budget=budget, config=config, setup=SimpleNamespace(stage="variant"), device="cpu")
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    calls = {"store": [], "decide": [], "apply": []}
+    monkeypatch.setattr(schedule, "calibration_key", lambda *a: "key")
+    monkeypatch.setattr(schedule, "store", lambda key, c: calls["store"].append(c))
+    monkeypatch.setattr(schedule, "budget_used", lambda run: 100.0)
+
+    def decide(planned, config, device, elapsed, variant, use_cache=True):
+        calls["decide"].append((elapsed(), variant, use_cache))
+        return BudgetDecision(Schedule(20, 100, 20, 1100.0), "planned stage", "planned network kept",
+                              Calibration(1.0, 0.3), "planned network kept")
+    monkeypatch.setattr(schedule, "_decide", decide)
+    monkeypatch.setattr(schedule, "_apply", lambda *a, **k: calls["apply"].append(a) or ("setup", "config", {}))
+    return calls
+
+
+def test_calibration_taken_under_load_is_revisited_after_a_fast_first_epoch(spies):
+    loaded = Calibration(2.0, 0.5, other_cores=1.0, under_load=True)  # measured 8x slow, under load
+    run = _run(loaded)
+    expected = 50 * 2.0 + 10 * 0.5 + 0.5
+    change = schedule.check_speed(run, SimpleNamespace(), expected / 8, workers=1)
+    assert change == ("setup", "config", {})
+    assert spies["store"][0].seconds_per_iteration == pytest.approx(2.0 / 8)  # the cache learns the real speed
+    assert spies["decide"] == [(100.0, None, False)]  # measured afresh, every variant open again
+
+
+def test_first_epoch_as_predicted_changes_nothing(spies):
+    run = _run(Calibration(2.0, 0.5))
+    expected = 50 * 2.0 + 10 * 0.5 + 0.5
+    for wall in (expected, expected * 0.8, expected * SPEED_MISMATCH * 0.99):
+        assert schedule.check_speed(run, SimpleNamespace(), wall, workers=1) is None
+    assert spies["store"] == [] and spies["decide"] == []
+
+
+def test_a_fold_that_follows_a_sibling_keeps_its_network_but_fixes_the_cache(spies):
+    run = _run(Calibration(2.0, 0.5), chose=False)
+    assert schedule.check_speed(run, SimpleNamespace(), 1000.0, workers=1) is None  # ~9.5x slower
+    assert len(spies["store"]) == 1 and spies["decide"] == []
+
+
+def test_speed_ratio():
+    c = Calibration(1.0, 0.5)
+    assert speed_ratio(c, 10, 2, 11.5) == pytest.approx(1.0)
+    assert speed_ratio(c, 10, 2, 23.0) == pytest.approx(2.0)
