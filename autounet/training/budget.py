@@ -28,7 +28,10 @@ The rules, in order:
    in epoch times must not move the total back and forth).
 5. The calibration is checked against the first epoch: when the epoch's wall time differs from
    what the calibration predicted by more than ``SPEED_MISMATCH`` (the machine was busy while it
-   measured, or became busy since), the cached calibration is replaced by the speed the epoch
+   measured, or became busy since; ``SPEED_MISMATCH_UNDER_LOAD`` for a calibration that noticed
+   load: with torch's threads fitted to the load, a competing process slowed it "only" 1.6-1.8x,
+   and a first epoch on the quiet machine came out 1.52x faster), the cached calibration is
+   replaced by the speed the epoch
    showed, and the fold that chose the configuration's network measures again and chooses again;
    if it now takes another network, it starts over with it (about one epoch is lost, not the run).
 6. The learning rate decays towards zero at the total in force and never rises when re-planning
@@ -59,6 +62,7 @@ REPLAN_WINDOW = 3                # the last epochs whose wall time predicts the 
 MAX_EXTENSION = 10.0             # sanity bound: re-planning never goes beyond 10x the first plan's epochs
 REPLAN_SLACK = 0.04              # share of the budget that may stay unused before epochs are added
 SPEED_MISMATCH = 1.5             # first epoch vs calibration: beyond this factor, measure and choose again
+SPEED_MISMATCH_UNDER_LOAD = 1.25 # ... or this one when the calibration was taken under load (already suspect)
 
 
 class BudgetTooSmall(ValueError):

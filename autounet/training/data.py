@@ -96,14 +96,12 @@ class PatchSampler:
         self.ignore_label = ignore_label
 
     def _location(self, case: CaseArrays, force: bool, rng: np.random.Generator) -> np.ndarray | None:
-        """The voxel a sample is centred on: of a random foreground label present when ``force``,
-        of a random annotated class (background included) in sparsely annotated data, else None."""
-        if force:
-            labels = [k for k in case.locations if k != 0]
-        elif self.ignore_label is not None:
+        """The voxel a sample is centred on: of a random foreground label present when ``force``;
+        else (or when the case has no foreground) of a random annotated class, background
+        included, in sparsely annotated data; else None (placed at random)."""
+        labels = [k for k in case.locations if k != 0] if force else []
+        if not labels and self.ignore_label is not None:
             labels = list(case.locations)
-        else:
-            return None
         if not labels:
             return None
         locs = case.locations[labels[int(rng.integers(len(labels)))]]

@@ -27,6 +27,7 @@ from autounet.training.loop import train_epochs
 from autounet.training.schedule import fit_schedule
 from autounet.training.setup import prepare_fold
 from autounet.training.state import Run, budget_used, checkpoint_state, new_run, restore
+from autounet.training.threads import threads_restored
 from autounet.training.validation import validate
 from autounet.workspace import DatasetPaths, FoldPaths
 
@@ -39,7 +40,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
     started = time.monotonic()
     setup = prepare_fold(paths, configuration, fold)
     dev, dist = _devices(device)
-    with _fold_log(setup.output, dist.is_main):
+    with _fold_log(setup.output, dist.is_main), threads_restored():
         source = _checkpoint_to_resume(setup.output, resume)
         state = _load_resume_state(setup.output, source, dev) if source is not None else None
         planned = setup

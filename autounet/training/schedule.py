@@ -23,8 +23,8 @@ from autounet.hardware import autocast_for
 from autounet.io.atomic import read_json, write_json
 from autounet.load import probe
 from autounet.training.batches import make_inputs, to_device
-from autounet.training.budget import (FINISH_S, REPLAN_WINDOW, SPEED_MISMATCH, BudgetDecision, Calibration, decide,
-                                      epochs_that_fit, final_validation_seconds, speed_ratio)
+from autounet.training.budget import (FINISH_S, REPLAN_WINDOW, SPEED_MISMATCH, SPEED_MISMATCH_UNDER_LOAD, BudgetDecision,
+                                      Calibration, decide, epochs_that_fit, final_validation_seconds, speed_ratio)
 from autounet.training.calibration import MEASURED_STEPS, cached, calibration_key, measure, store
 from autounet.training.config import TrainingConfig
 from autounet.training.distributed import DistInfo
@@ -106,13 +106,13 @@ def _decide(setup: FoldSetup, config: TrainingConfig, device: torch.device, elap
                   config.validation.mirror, elapsed=elapsed, variant=variant)
 
 
-def _apply(setup: FoldSetup, planned: FoldSetup, config: TrainingConfig, decision: BudgetDecision, chose: bool
+def _apply(setup: FoldSetup, config: TrainingConfig, decision: BudgetDecision, chose: bool
            ) -> tuple[FoldSetup, TrainingConfig, dict]:
-    """The stage, configuration and budget record of a decision; the fold that chose the network
-    records it for the configuration's other folds (``budget_variant.json``)."""
+    """The stage, configuration and budget record of a decision for the planned ``setup``; the
+    fold that chose the network records it for the configuration's other folds (``budget_variant.json``)."""
     if chose:
         write_json(setup.output.budget_variant, {"variant": decision.variant, "fold": setup.fold,
-                                                 "planned_stage": json.loads(_stage_json(planned.stage))})
+                                                 "planned_stage": json.loads(_stage_json(setup.stage))})
     s = decision.schedule
     config = dataclasses.replace(config, epochs=s.epochs, iterations_per_epoch=s.iterations_per_epoch,
                                  val_iterations_per_epoch=s.val_iterations_per_epoch)
@@ -134,7 +134,7 @@ def _new_budget(setup: FoldSetup, config: TrainingConfig, device: torch.device, 
                  chosen["variant"], chosen["fold"])
     decision = _decide(setup, config, device, lambda: time.monotonic() - started,
                        chosen["variant"] if chosen is not None else None)
-    return _apply(setup, setup, config, decision, chose=chosen is None)
+    return _apply(setup, config, decision, chose=chosen is None)
 
 
 def check_speed(run: Run, planned: FoldSetup, epoch_wall: float, workers: int
@@ -147,7 +147,8 @@ def check_speed(run: Run, planned: FoldSetup, epoch_wall: float, workers: int
         return None
     calibration = Calibration(**b["calibration"])
     ratio = speed_ratio(calibration, config.iterations_per_epoch, config.val_iterations_per_epoch, epoch_wall)
-    if 1 / SPEED_MISMATCH <= ratio <= SPEED_MISMATCH:
+    limit = SPEED_MISMATCH_UNDER_LOAD if calibration.under_load else SPEED_MISMATCH
+    if 1 / limit <= ratio <= limit:
         return None
     log.info("first epoch took %.1f s, %.1fx %s than the calibration predicted: calibration replaced", epoch_wall,
              max(ratio, 1 / ratio), "slower" if ratio > 1 else "faster")
@@ -163,7 +164,7 @@ def check_speed(run: Run, planned: FoldSetup, epoch_wall: float, workers: int
         return None
     log.info("measured again: the speed now suits another network (%s instead of %s); starting over with it",
              decision.variant, b.get("variant"))
-    return _apply(planned, planned, config, decision, chose=True)
+    return _apply(planned, config, decision, chose=True)
 
 
 def _resumed_budget(state: dict[str, Any], setup: FoldSetup, config: TrainingConfig

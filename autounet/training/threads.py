@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -36,3 +38,14 @@ def adapt_threads(device: torch.device, others: float | None) -> int:
         log.info("other processes keep %.1f of %d cores busy: training uses %d thread(s) instead of %d",
                  others or 0.0, cores, wanted, current)
     return wanted
+
+
+@contextmanager
+def threads_restored() -> Iterator[None]:
+    """Torch's thread count as it was, once the block ends (a fold fits it to the load; what runs
+    after the fold, such as prediction, starts from the machine's default again)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

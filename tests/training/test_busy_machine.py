@@ -147,6 +147,13 @@ def test_first_epoch_as_predicted_changes_nothing(spies):
     assert spies["store"] == [] and spies["decide"] == []
 
 
+def test_a_calibration_taken_under_load_is_checked_more_tightly(spies):
+    expected = 50 * 2.0 + 10 * 0.5 + 0.5
+    steady, loaded = Calibration(2.0, 0.5), Calibration(2.0, 0.5, other_cores=1.0, under_load=True)
+    assert schedule.check_speed(_run(steady), SimpleNamespace(), expected / 1.4, workers=1) is None
+    assert schedule.check_speed(_run(loaded), SimpleNamespace(), expected / 1.4, workers=1) is not None
+
+
 def test_a_fold_that_follows_a_sibling_keeps_its_network_but_fixes_the_cache(spies):
     run = _run(Calibration(2.0, 0.5), chose=False)
     assert schedule.check_speed(run, SimpleNamespace(), 1000.0, workers=1) is None  # ~9.5x slower
