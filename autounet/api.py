@@ -273,8 +273,8 @@ def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fu
 
 
 def _demo_training_time(total_s: float, used_s: float) -> float:
-    """The training share of a demo's wall time (at least a second per fold's worth: the folds'
-    own rule then gives each the time one epoch needs)."""
+    """The training share of a demo's wall time (at least 1 s: a fold whose share fits no epoch
+    is then given the time one epoch needs, by the rule of :mod:`autounet.training.jobs`)."""
     share, floor = DEMO_AFTER_TRAINING
     after = max(floor, share * total_s)
     training = max(1.0, total_s - used_s - after)

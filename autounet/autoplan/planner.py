@@ -166,7 +166,7 @@ def _lowres_stage(fp: Fingerprint, fullres: StagePlan, transpose: Sequence[int],
     n = len(fp.cases)
     stage = fullres
     shape = fullres.median_shape
-    while math.prod(stage.patch_size) / math.prod(shape) < s.lowres_threshold:
+    while math.prod(stage.patch_size) / math.prod(shape) < s.lowres_threshold and min(shape) > 1:
         finer = spacing.max() / spacing > 2
         spacing = spacing * np.where(finer if finer.any() else True, s.lowres_spacing_step, 1.0)
         shape = _median_shape(fp, spacing, transpose)
