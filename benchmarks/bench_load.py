@@ -122,7 +122,7 @@ def run_demo(root: Path, case: str, logs: Path) -> dict:
         busy.kill()
         busy.wait()
     text = (logs / f"demo_{case}.log").read_text(errors="replace")
-    m = re.search(r"foreground mean ([0-9.]+)", text)
+    m = re.search(r"test Dice \(held-out cases\):[^\n]*foreground mean ([0-9.]+)", text)
     return {"dataset": "demo", "case": case, "rc": rc, "wall_s": wall, "test_dice": float(m.group(1)) if m else None}
 
 
