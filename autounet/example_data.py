@@ -3,7 +3,8 @@
 Each case is a "body" (zero outside, as in skull-stripped MRI) with a smooth textured
 background, an organ (label 1, large, moderate contrast) and a lesion (label 2, small, strong
 contrast, inside or at the edge of the organ). Shapes, positions, orientations, intensity
-offset and scale, noise and spacing vary per case.
+offset and scale, noise and spacing vary per case. :func:`make_video_dataset` writes a sparsely
+annotated one instead: echocardiography-like videos labelled in two frames, the rest ``ignore``.
 """
 
 from __future__ import annotations
