@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from autounet.hardware import autocast_for
-from autounet.load import other_cores, probe, snapshot
+from autounet.load import other_cores, snapshot
 from autounet.model.checkpoint import save_checkpoint
 from autounet.training.batches import Inputs, make_inputs
 from autounet.training.config import TrainingConfig, next_lr
@@ -20,7 +20,7 @@ from autounet.training.schedule import check_speed, replan
 from autounet.training.setup import FoldSetup
 from autounet.training.state import Run, checkpoint_state
 from autounet.training.steps import train_epoch, validation_epoch
-from autounet.training.threads import adapt_threads
+from autounet.training.threads import adapt_threads, fit_threads_to_load
 
 log = logging.getLogger("autounet.training")
 PLOT_INTERVAL_S = 30.0  # progress.png is redrawn at most this often (drawing takes ~0.5 s), and at the end
@@ -93,12 +93,14 @@ def train_epochs(run: Run, planned: FoldSetup | None = None) -> tuple[FoldSetup,
     seed = run.config.seed * 1000 + run.dist.rank
     last_plot = -math.inf
     epoch_walls: list[float] = []
-    adapt_threads(run.device, probe())
+    fit_threads_to_load(run.device)
+    on_cpu = run.device.type == "cpu"
     epoch_end = time.monotonic()
     while run.epoch < run.config.epochs:
-        before = snapshot()
+        before = snapshot() if on_cpu else None  # the load over the epoch sets the next one's threads
         _one_epoch(run, inputs, seed)
-        adapt_threads(run.device, other_cores(before, snapshot()))
+        if on_cpu:
+            adapt_threads(run.device, other_cores(before, snapshot()))
         if run.budget is not None:  # wall time since the previous epoch ended: last epoch's checkpoint included
             epoch_walls.append(time.monotonic() - epoch_end)
             epoch_end = time.monotonic()

@@ -21,7 +21,6 @@ import torch
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.hardware import autocast_for
 from autounet.io.atomic import read_json, write_json
-from autounet.load import probe
 from autounet.training.batches import make_inputs, to_device
 from autounet.training.budget import (FINISH_S, REPLAN_WINDOW, SPEED_MISMATCH, SPEED_MISMATCH_UNDER_LOAD, BudgetDecision,
                                       Calibration, decide, epochs_that_fit, final_validation_seconds, speed_ratio)
@@ -31,7 +30,7 @@ from autounet.training.distributed import DistInfo
 from autounet.training.setup import FoldSetup
 from autounet.training.state import Run, budget_used, new_run
 from autounet.training.steps import train_epoch
-from autounet.training.threads import adapt_threads
+from autounet.training.threads import fit_threads_to_load
 
 log = logging.getLogger("autounet.training")
 CALIBRATION_EPOCH = 10**6  # the epoch number calibration batches are drawn for: never a training epoch
@@ -53,7 +52,7 @@ def calibrate(setup: FoldSetup, config: TrainingConfig, device: torch.device, us
         log.info("calibration (cached): %.3f s/iteration, %.3f s/forward for %s", hit.seconds_per_iteration,
                  hit.seconds_per_val_iteration, network_text(setup.stage))
         return hit
-    adapt_threads(device, probe())  # measure with the threads training would use under this load
+    fit_threads_to_load(device)  # measure with the threads training would use under this load
     run = new_run(setup, config, device)
     batches, stop = inputs.training(config.seed, CALIBRATION_EPOCH)
     x, _ = to_device(next(inputs.validation(config.seed, CALIBRATION_EPOCH)), device)

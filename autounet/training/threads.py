@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 
 from autounet.hardware import cpu_cores
-from autounet.load import threads_for
+from autounet.load import probe, threads_for
 
 log = logging.getLogger("autounet.training")
 
@@ -38,6 +38,11 @@ def adapt_threads(device: torch.device, others: float | None) -> int:
         log.info("other processes keep %.1f of %d cores busy: training uses %d thread(s) instead of %d",
                  others or 0.0, cores, wanted, current)
     return wanted
+
+
+def fit_threads_to_load(device: torch.device) -> int:
+    """Measure the load now (half a second, on a CPU device only) and set the threads for it."""
+    return adapt_threads(device, probe()) if device.type == "cpu" else torch.get_num_threads()
 
 
 @contextmanager
