@@ -13,6 +13,7 @@ the settings objects are the ones the stages take (``TrainingConfig``, ``Predict
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -20,17 +21,18 @@ from typing import TYPE_CHECKING, Sequence
 from autounet.hardware import detect_hardware
 from autounet.inference.settings import PredictSettings
 from autounet.parallel import default_processes
+from autounet.runner.options import RunOptions
 from autounet.training.budget import parse_duration
 from autounet.training.config import TrainingConfig
-from autounet.workspace import DatasetPaths, dataset_paths, default_root, resolve_dataset
+from autounet.workspace import ROOT_ENV, DatasetPaths, dataset_paths, default_root, resolve_dataset
 
 if TYPE_CHECKING:
     from autounet.autoplan.plans import Plans
     from autounet.inference.settings import PredictionReport
 
-__all__ = ["make_example_dataset", "make_video_dataset", "verify_dataset", "plan_and_preprocess", "train", "predict", "ensemble",
+__all__ = ["make_example_dataset", "make_video_dataset", "convert_msd", "verify_dataset", "check_folds", "plan_and_preprocess", "train", "predict", "ensemble",
            "export_model", "import_model", "find_best_configuration", "evaluate", "apply_postprocessing", "report",
-           "demo", "TrainingConfig", "PredictSettings", "parse_duration"]
+           "run", "demo", "TrainingConfig", "PredictSettings", "RunOptions", "parse_duration"]
 
 log = logging.getLogger("autounet")
 
@@ -53,6 +55,17 @@ def make_video_dataset(out_dir: str | Path, cases: int = 20, frames: int = 100, 
     return make(Path(out_dir), cases, frames, size, seed, test_cases, overwrite)
 
 
+def convert_msd(task: str | Path, output: Path | None = None, dataset_id: int | None = None,
+                overwrite: bool = False, processes: int | None = None, root: Path | None = None) -> Path:
+    """Convert a Medical Segmentation Decathlon task folder (as downloaded) into the raw layout
+    under ``output`` (default: the workspace's raw datasets); returns the dataset folder."""
+    from autounet.io.msd import convert_msd as convert
+    from autounet.workspace import workspace_roots
+
+    target = Path(output) if output is not None else workspace_roots(root).raw
+    return convert(Path(task), target, dataset_id, overwrite, processes or 1)
+
+
 def verify_dataset(dataset: str | Path, root: Path | None = None, processes: int | None = None) -> int:
     """Check a raw dataset completely; returns the number of cases, raises listing every problem."""
     from autounet.io.verify import verify_dataset as verify
@@ -71,32 +84,10 @@ def plan_and_preprocess(dataset: str | Path, root: Path | None = None, processes
     preprocess (default all). force : redo the fingerprint and every case. gpu_memory_gb : the
     memory to plan for; None reads it from the device present (see autounet.hardware).
     """
-    from autounet.autoplan.fingerprint import fingerprint_dataset
-    from autounet.autoplan.planner import plan_for_machine
-    from autounet.autoplan.splits import ensure_splits
-    from autounet.autoplan.summary import format_plan_summary
-    from autounet.io.atomic import check_writable, write_json
-    from autounet.io.verify import check_layout
-    from autounet.preprocess.pipeline import preprocess_dataset
+    from autounet.preprocess.prepare import prepare_dataset
 
-    paths = resolve_dataset(dataset, root)
-    processes = processes or default_processes()
-    check_writable(paths.preprocessed)
-    spec, cases = check_layout(paths.raw, processes)
-    fp = fingerprint_dataset(paths, (spec, cases), processes, seed, force)
-    plans = plan_for_machine(fp, spec, detect_hardware(device), gpu_memory_gb, network)
-    write_json(paths.plans, plans.to_json())
-    ensure_splits(paths.splits, [c.case_id for c in cases], seed=seed, user_file=splits_file)
-    unknown = sorted(set(configurations or ()) - set(plans.configurations))
-    if unknown:
-        raise ValueError(f"configuration(s) {unknown} are not in the plan; planned: {sorted(plans.configurations)}")
-    if preprocess:
-        stats = preprocess_dataset(spec, cases, plans, paths, list(configurations) if configurations else None,
-                                   processes, force, seed)
-        log.info("preprocessed %d case(s), %d already done, into %s", stats["done"], stats["skipped"],
-                 paths.preprocessed)
-    log.info("%s", format_plan_summary(plans))
-    return plans
+    return prepare_dataset(resolve_dataset(dataset, root), processes, gpu_memory_gb, configurations, force, seed,
+                           splits_file, preprocess, network, device)
 
 
 def train(dataset: str | Path, configuration: str, fold: int | str, root: Path | None = None,
@@ -108,6 +99,30 @@ def train(dataset: str | Path, configuration: str, fold: int | str, root: Path |
     from autounet.training.fold import train_fold
 
     return train_fold(resolve_dataset(dataset, root), configuration, fold, config or TrainingConfig(), device, resume)
+
+
+def check_folds(dataset: str | Path, configuration: str, folds: Sequence[int | str],
+                root: Path | None = None) -> list[int | str]:
+    """The folds to train, checked all at once against the plan and the splits (so that a bad fold
+    at the end of a list is reported before the good ones train)."""
+    from autounet.autoplan.plans import load_plans
+    from autounet.errors import WorkspaceError
+    from autounet.io.atomic import read_json
+
+    paths = resolve_dataset(dataset, root)
+    if not paths.plans.is_file() or not paths.splits.is_file():
+        raise WorkspaceError(f"{paths.name} is not planned yet: run `autounet plan_and_preprocess {paths.name}` "
+                             f"(or `autounet run {paths.name}`)")
+    planned = sorted(load_plans(paths.plans).configurations)
+    if configuration not in planned:
+        raise WorkspaceError(f"configuration {configuration!r} is not planned for {paths.name}; planned: "
+                             f"{', '.join(planned)} (e.g. autounet train {paths.name} {planned[0]} 0)")
+    n = len(read_json(paths.splits))
+    bad = [str(f) for f in folds if f != "all" and not (isinstance(f, int) and 0 <= f < n)]
+    if bad:
+        raise WorkspaceError(f"fold(s) {' '.join(bad)} do not exist: a fold is 0-{n - 1} (the {n} splits of "
+                             f"{paths.splits}) or 'all'; nothing was trained")
+    return list(folds)
 
 
 def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None = None, *, model: Path | None = None,
@@ -228,59 +243,60 @@ def report(dataset: str | Path, root: Path | None = None, output: Path | None = 
     return write_report(paths, output)
 
 
+def run(dataset: str | Path, root: Path | None = None, options: RunOptions | None = None) -> dict:
+    """The whole pipeline on a dataset within one time budget (``autounet run``); resumable.
+
+    verify -> plan -> preprocess -> train the configurations worth training, every fold, sharing
+    the budget by the rule of :mod:`autounet.runner.share` -> find_best_configuration -> report.
+    With ``options.dry_run`` it plans and returns the per-fold commands instead of training.
+    """
+    from autounet.runner.pipeline import run_dataset
+
+    return run_dataset(resolve_dataset(dataset, root), options or RunOptions(), root)
+
+
+DEMO_ROOT = "autounet_demo"      # the demo's workspace without $AUTOUNET_ROOT or --root, as the main job's
 DEMO_AFTER_TRAINING = (0.15, 30.0)  # share of the demo's time (at least these seconds) kept for what follows training
 
 
-def demo(root: Path | None = None, configurations: Sequence[str] = ("2d", "3d_fullres"), folds: int = 5,
-         time_budget_s: float | None = 300.0, epochs: int | None = None, iterations_per_epoch: int | None = None,
-         device: str = "auto") -> dict:
-    """The whole pipeline on a generated example dataset; resumable.
+def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: int | None = None,
+         iterations_per_epoch: int | None = None, device: str = "auto") -> dict:
+    """``autounet run`` on a generated example dataset, then prediction and evaluation of its
+    held-out test cases; resumable.
 
-    make_example_dataset -> plan_and_preprocess -> train (folds x configurations, sharing the
-    training time by the rule of :mod:`autounet.training.jobs`, or a fixed schedule of ``epochs``
-    x ``iterations_per_epoch``) -> find_best_configuration -> predict the held-out test images ->
-    evaluate -> report. ``time_budget_s`` is the demo's whole wall time: what the dataset and
-    preprocessing took comes off it, ``DEMO_AFTER_TRAINING`` is kept for selection, prediction and
-    the report, and the folds share the rest (so a busy machine shortens training, not the wait).
+    ``time_budget_s`` is the demo's whole wall time: writing the dataset comes off it, and
+    ``DEMO_AFTER_TRAINING`` is kept for selection, the test predictions and the report (so a busy
+    machine shortens training, not the wait). ``epochs`` / ``iterations_per_epoch``: a fixed
+    schedule instead. The workspace is ``root``, else ``$AUTOUNET_ROOT``, else ./autounet_demo.
     """
     from autounet.postprocess.components import describe_rules
-    from autounet.postprocess.find_best import format_table
-    from autounet.training.jobs import train_folds
 
     started = time.monotonic()
-    root = Path(root) if root is not None else default_root()
+    root = Path(root) if root is not None else _demo_root()
     paths = _example_dataset(root)
-    plan_and_preprocess(paths.raw, root=root)
-    validation = PredictSettings(processes=0, save_probabilities=True)
     fixed = epochs is not None or iterations_per_epoch is not None or time_budget_s is None
-    config = (TrainingConfig(epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12,
-                             val_iterations_per_epoch=2, validation=validation) if fixed
-              else TrainingConfig(validation=validation))
-    training_s = None if fixed else _demo_training_time(time_budget_s, time.monotonic() - started)
-    train_folds(paths, [(c, f) for c in configurations for f in range(folds)], config, device, training_s)
-    best = find_best_configuration(paths.raw, root=root)
+    schedule = (TrainingConfig(epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12,
+                               val_iterations_per_epoch=2) if fixed else None)
+    budget = None if fixed else time_budget_s - (time.monotonic() - started)
+    after = None if fixed else max(DEMO_AFTER_TRAINING[1], DEMO_AFTER_TRAINING[0] * time_budget_s)
+    result = run(paths.raw, root, RunOptions(time_budget_s=budget, device=device, schedule=schedule,
+                                             after_training_s=after))
     predictions = root / "demo_predictions" / paths.name
     predict(paths.raw_files.images("Ts"), predictions, dataset=paths.raw, root=root,
             settings=PredictSettings(device=device))
     test = evaluate(paths.raw_files.labels("Ts"), predictions)
-    page = report(paths.raw, root=root)
-    log.info("\n=== autounet demo finished in %.0f s ===\n%s\nchosen: %s, postprocessing: %s\n"
+    best = result["cross_validation"]
+    log.info("\n=== autounet demo finished in %.0f s ===\nchosen: %s, postprocessing: %s\n"
              "test Dice (held-out cases): %s, foreground mean %.4f\nreport: %s", time.monotonic() - started,
-             format_table(best), best["best"], " ".join(describe_rules(best["postprocessing"]["rules"])),
+             best["best"], " ".join(describe_rules(best["postprocessing"]["rules"])),
              {c: round(m.get("dice", float("nan")), 4) for c, m in test["mean"].items()},
-             test["foreground_mean"].get("dice", float("nan")), page)
-    return {"cross_validation": best, "test": test, "report": page}
+             test["foreground_mean"].get("dice", float("nan")), result["report"])
+    return {**result, "test": test}
 
 
-def _demo_training_time(total_s: float, used_s: float) -> float:
-    """The training share of a demo's wall time (at least 1 s: a fold whose share fits no epoch
-    is then given the time one epoch needs, by the rule of :mod:`autounet.training.jobs`)."""
-    share, floor = DEMO_AFTER_TRAINING
-    after = max(floor, share * total_s)
-    training = max(1.0, total_s - used_s - after)
-    log.info("demo: %.0f s in all; %.0f s used for the dataset and preprocessing, %.0f s kept for selection, "
-             "prediction and the report, %.0f s for training", total_s, used_s, after, training)
-    return training
+def _demo_root() -> Path:
+    """$AUTOUNET_ROOT if set, else ./autounet_demo (the main job's workspace)."""
+    return default_root() if os.environ.get(ROOT_ENV) else Path(DEMO_ROOT).resolve()
 
 
 def _example_dataset(root: Path) -> DatasetPaths:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
+from autounet.progress import progress
 
 from autounet.errors import WorkspaceError
 from autounet.io.atomic import check_writable
@@ -124,7 +124,7 @@ def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels
     rgb = dims == 2 and channels == 3
     names = ["rgb_to_0_1"] * 3 if rgb else ["T1", "T2", "FLAIR"][:channels] if dims == 3 else ["gray", "red"][:channels]
     for split, n, folder in (("Tr", cases, "train"), ("Ts", n_test, "test")):
-        for i in tqdm(range(n), desc=f"example {folder} cases", unit="case"):
+        for i in progress(range(n), desc=f"example {folder} cases", unit="case"):
             case_id = f"case{'_ts' if split == 'Ts' else ''}_{i:03d}"
             case_rng = np.random.default_rng([seed, i, split == "Ts"])
             sh = tuple(int(max(8, round(v))) for v in base_shape * case_rng.uniform(0.85, 1.15, len(base_shape)))
@@ -191,7 +191,7 @@ def make_video_dataset(out_dir: Path, cases: int = 20, frames: int = 100, size: 
     check_writable(out)
     size = (int(size[0]), int(size[1]))
     for split, n in (("Tr", cases), ("Ts", max(1, cases // 5) if test_cases is None else test_cases)):
-        for i in tqdm(range(n), desc=f"video {'train' if split == 'Tr' else 'test'} cases", unit="case"):
+        for i in progress(range(n), desc=f"video {'train' if split == 'Tr' else 'test'} cases", unit="case"):
             case_id = f"echo{'_ts' if split == 'Ts' else ''}_{i:03d}"
             video, seg, labelled = synth_video(np.random.default_rng([seed, i, split == "Ts"]), frames, size)
             if split == "Tr":

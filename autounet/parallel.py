@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from tqdm import tqdm
+from autounet.progress import progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,7 +46,7 @@ def map_parallel(fn: Callable[[T], R], items: Sequence[T], processes: int, desc:
     ``fn`` must be a module-level function. Results keep the order of ``items``; the first
     exception raised by a worker is re-raised after the remaining work is cancelled.
     """
-    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=disable_bar, dynamic_ncols=True)
+    bar = progress(total=len(items), desc=desc, unit=unit, disable=disable_bar)
     try:
         if processes <= 1 or len(items) <= 1:
             out = []

@@ -12,6 +12,12 @@ directory. Inside it::
                                     cross_validation/<entry>/  cross_validation.json
                                     best_configuration.json postprocessing.json report/
 
+Without ``--root`` and ``AUTOUNET_ROOT``, nnU-Net users' variables are read instead: raw datasets
+are looked up in ``$nnUNet_raw``, and a dataset's outputs go to ``$nnUNet_preprocessed/NAME/autounet``
+and ``$nnUNet_results/NAME/autounet`` (the subfolder keeps them apart from nnU-Net's own files in
+the same dataset folder), or to ``preprocessed/NAME`` and ``results/NAME`` in the current directory
+where those two are not set (:func:`workspace_roots`).
+
 An exported model unpacks to the same layout as a results folder (:class:`ResultsPaths`), so
 prediction reads both alike. Every other module asks these classes for a workspace path and
 never joins a layout name onto a path itself (``tests/test_structure.py`` checks). Folders a user
@@ -27,11 +33,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from autounet.errors import WorkspaceError
 
 ROOT_ENV = "AUTOUNET_ROOT"
+# nnU-Net's three folder variables, by the workspace folder each stands for; read only where neither
+# --root nor AUTOUNET_ROOT is given, and only when nnUNet_raw is set.
+NNUNET_ENV = {"raw": "nnUNet_raw", "preprocessed": "nnUNet_preprocessed", "results": "nnUNet_results"}
+NNUNET_SUBFOLDER = "autounet"
+_OUTPUTS = ("preprocessed", "results")
+_WHERE_HINT = (f"raw datasets are looked up in --root's raw/, else ${ROOT_ENV}/raw, else ${NNUNET_ENV['raw']}, "
+               "else ./raw")
 # The one rule for names read from files (case ids, configuration and fold names, file endings)
 # before they become part of a path: no separator, no "..", nothing hidden, nothing a shell or
 # another file system would read differently.
@@ -195,6 +208,7 @@ class ResultsPaths:
     model_manifest = _Under("root", "autounet_model.json",
                             doc="What an exported model holds (configurations, folds, checkpoint).")
     report = _Under("root", "report", doc="The HTML report's default folder.")
+    run_record = _Under("root", "run.json", doc="``autounet run``'s budget accounting and chosen configurations.")
 
     def configuration(self, configuration: str) -> Path:
         return self.root / checked_name(configuration, "configuration")
@@ -259,34 +273,98 @@ class DatasetPaths:
         return self.references / f"{checked_name(case_id, 'case id')}{checked_ending(file_ending)}"
 
 
-def dataset_paths(root: Path, name: str) -> DatasetPaths:
-    """The folders of the dataset ``name`` (e.g. Dataset900_Example) in the workspace at ``root``."""
-    checked_name(name, "dataset name")
-    root = Path(root).resolve()
-    return DatasetPaths(name=name, raw=root / "raw" / name, preprocessed=root / "preprocessed" / name,
-                        results=root / "results" / name)
+@dataclass(frozen=True)
+class WorkspaceRoots:
+    """Where raw datasets are looked up (``raw``) and where a dataset's outputs go.
+
+    The outputs of a dataset NAME go to ``preprocessed/NAME`` and ``results/NAME``; below an output
+    folder that one of nnU-Net's variables set (``nnunet_outputs`` names it: "preprocessed",
+    "results"), to ``.../NAME/autounet``, apart from nnU-Net's own files. ``source`` says what
+    chose the folders: "--root", "$AUTOUNET_ROOT", "$nnUNet_raw" or "the current directory".
+    """
+
+    raw: Path
+    preprocessed: Path
+    results: Path
+    source: str
+    nnunet_outputs: tuple[str, ...] = ()
+
+    def dataset(self, name: str) -> DatasetPaths:
+        """The folders of the dataset ``name`` (e.g. Dataset004_Hippocampus)."""
+        checked_name(name, "dataset name")
+        return DatasetPaths(name=name, raw=self.raw / name, preprocessed=self._output("preprocessed", name),
+                            results=self._output("results", name))
+
+    def _output(self, kind: str, name: str) -> Path:
+        below = (NNUNET_SUBFOLDER,) if kind in self.nnunet_outputs else ()
+        return getattr(self, kind).joinpath(name, *below)
+
+
+def workspace_roots(root: Path | None = None, environ: Mapping[str, str] | None = None) -> WorkspaceRoots:
+    """The folders of the workspace: ``root`` (``--root``), else ``$AUTOUNET_ROOT``, else nnU-Net's
+    variables where ``nnUNet_raw`` is set, else the current directory. ``environ``: default os.environ."""
+    env = os.environ if environ is None else environ
+    if root is not None or env.get(ROOT_ENV):
+        base = Path(root if root is not None else env[ROOT_ENV]).resolve()
+        return _single_root(base, "--root" if root is not None else f"${ROOT_ENV}")
+    here = _single_root(Path(".").resolve(), "the current directory")
+    if not env.get(NNUNET_ENV["raw"]):
+        return here
+    outputs = tuple(kind for kind in _OUTPUTS if env.get(NNUNET_ENV[kind]))
+    folder = {kind: Path(env[NNUNET_ENV[kind]]).resolve() if kind in outputs else getattr(here, kind)
+              for kind in _OUTPUTS}
+    return WorkspaceRoots(raw=Path(env[NNUNET_ENV["raw"]]).resolve(), **folder,
+                          source=f"${NNUNET_ENV['raw']}", nnunet_outputs=outputs)
+
+
+def _single_root(base: Path, source: str) -> WorkspaceRoots:
+    return WorkspaceRoots(raw=base / "raw", preprocessed=base / "preprocessed", results=base / "results",
+                          source=source)
+
+
+def describe_roots(roots: WorkspaceRoots) -> str:
+    """One line for people: where datasets are read and where their outputs go (NAME: the dataset)."""
+    example = roots.dataset("NAME")
+    if roots.source != f"${NNUNET_ENV['raw']}":
+        return (f"workspace {roots.raw.parent} ({roots.source}): raw datasets in {roots.raw}, outputs in "
+                f"{example.preprocessed} and {example.results}")
+    outputs = [f"{kind} {getattr(example, kind)} (${NNUNET_ENV[kind]}"
+               f"{'' if kind in roots.nnunet_outputs else ' not set: the current directory'})" for kind in _OUTPUTS]
+    return f"nnU-Net folders: raw ${NNUNET_ENV['raw']}={roots.raw}, " + ", ".join(outputs)
+
+
+def dataset_paths(root: Path | None, name: str) -> DatasetPaths:
+    """The folders of the dataset ``name`` (e.g. Dataset900_Example) in the workspace at ``root``
+    (None: the workspace of :func:`workspace_roots`)."""
+    return workspace_roots(root).dataset(name)
 
 
 def resolve_dataset(dataset: str | int | Path, root: Path | None = None) -> DatasetPaths:
-    """Find a dataset by id (``4``), name (``Dataset004_Hippocampus``) or raw folder path."""
-    root = Path(root).resolve() if root is not None else default_root()
-    raw_root = root / "raw"
+    """Find a dataset by id (``4``), name (``Dataset004_Hippocampus``) or raw folder path; its
+    outputs go where :func:`workspace_roots` says (``root`` None: from the environment)."""
+    roots = workspace_roots(root)
     text = str(dataset)
     candidate = Path(text).expanduser()
     if RawPaths(candidate).dataset_json.is_file() or (os.sep in text and candidate.is_dir()):
         raw = candidate.resolve()
-    elif re.fullmatch(r"\d+", text):
-        matches = sorted(raw_root.glob(f"Dataset{int(text):03d}_*")) if raw_root.is_dir() else []
-        if not matches:
-            raise WorkspaceError(f"no dataset with id {text} in {raw_root} (expected a folder Dataset{int(text):03d}_NAME)")
-        if len(matches) > 1:
-            raise WorkspaceError(f"dataset id {text} is ambiguous in {raw_root}: {[m.name for m in matches]}")
-        raw = matches[0]
-    elif (raw_root / text).is_dir():
-        raw = raw_root / text
     else:
-        raise WorkspaceError(
-            f"dataset '{text}' not found: not a folder with a dataset.json, and no {raw_root / text} "
-            f"(the workspace root is {root}; set --root or ${ROOT_ENV})"
-        )
-    return dataclasses.replace(dataset_paths(root, raw.name), raw=raw)
+        raw = _raw_folder(text, roots)
+    return dataclasses.replace(roots.dataset(raw.name), raw=raw)
+
+
+def _raw_folder(text: str, roots: WorkspaceRoots) -> Path:
+    """The raw folder of a dataset id or name in ``roots.raw``; WorkspaceError naming where it looked."""
+    where = f"{roots.raw} ({roots.source})"
+    if re.fullmatch(r"\d+", text):
+        matches = sorted(roots.raw.glob(f"Dataset{int(text):03d}_*")) if roots.raw.is_dir() else []
+        if not matches:
+            raise WorkspaceError(f"no dataset with id {text} in {where} (expected a folder Dataset{int(text):03d}_NAME; "
+                                 f"{_WHERE_HINT})")
+        if len(matches) > 1:
+            raise WorkspaceError(f"dataset id {text} is ambiguous in {where}: {[m.name for m in matches]}")
+        return matches[0]
+    if (roots.raw / text).is_dir():
+        return roots.raw / text
+    raise WorkspaceError(f"dataset '{text}' not found: not a folder with a dataset.json, and no {text} in {where} "
+                         f"({_WHERE_HINT})")
+

@@ -7,6 +7,18 @@ from pathlib import Path
 import pytest
 
 from autounet.example_data import make_example_dataset
+from autounet.workspace import NNUNET_ENV, ROOT_ENV
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_workspace_variables():
+    """A developer's own AUTOUNET_ROOT or nnUNet_* variables must not move the tests' workspaces.
+    Session-scoped, so that module-scoped fixtures and subprocesses see a clean environment too;
+    a test that wants one sets it with monkeypatch.setenv."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in (ROOT_ENV, *NNUNET_ENV.values()):
+            patch.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture

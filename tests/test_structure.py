@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "autounet"
 
 # Modules below every stage: any module may import them; they import only each other.
-FOUNDATION = {"autounet", "errors", "workspace", "hardware", "load", "parallel"}
+FOUNDATION = {"autounet", "errors", "workspace", "hardware", "load", "parallel", "progress"}
 STAGES = {"io", "autoplan", "preprocess", "model", "inference", "postprocess", "training", "example_data"}
 # The data flow: fingerprint -> plan -> preprocessed arrays -> trained folds -> predictions -> postprocessing.
 ALLOWED = {
@@ -25,7 +25,8 @@ ALLOWED = {
     "training": {"model", "inference", "postprocess.metrics", "preprocess", "autoplan", "io"},
     "example_data": {"io"},
     "report": STAGES,
-    "api": STAGES | {"report"},
+    "runner": STAGES | {"report"},
+    "api": STAGES | {"report", "runner"},
     "cli": {"api"},
     "__main__": {"cli"},
 }
@@ -34,7 +35,7 @@ LAYOUT_NAMES = ("checkpoint_final", "checkpoint_best", "checkpoint_latest", "gt_
                 "_seg.npy", "_locs.npz", "predicted_next_stage",
                 "budget_variant", "best_configuration.json", "cross_validation.json", "postprocessing.json",
                 "training_log.txt", "progress.png", "plans.json", "splits.json", "fingerprint.json",
-                "autounet_model.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs")
+                "autounet_model.json", "run.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs")
 LAYOUT_SEGMENTS = re.compile(r"^/?(fold_.*|validation|cross_validation|report|raw|preprocessed|results)/?$")
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
 

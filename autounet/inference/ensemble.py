@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
+from autounet.progress import progress
 
 from autounet.errors import AutounetError
 from autounet.inference.outputs import load_probabilities, mask_file, saved_cases, write_prediction
@@ -71,7 +71,7 @@ def ensemble_folders(folders: Sequence[Path], output: Path, save_probabilities: 
     cases = common_cases(folders)
     check_writable(output)
     written = []
-    for case_id in tqdm(cases, desc="ensemble", unit="case"):
+    for case_id in progress(cases, desc="ensemble", unit="case"):
         mean, meta = averaged_case(folders, case_id)
         seg = probabilities_to_labels(mean, meta.get("regions_class_order"))
         ending = _ending(meta, folders[0], case_id)

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from autounet.progress import progress
 
 from autounet.autoplan.plans import StagePlan
 from autounet.hardware import autocast_for
@@ -58,7 +58,7 @@ def _predict(network: torch.nn.Module, data: np.ndarray, stage: StagePlan, devic
             if stage.network.dims == 3:
                 return windows(image)
             out = torch.zeros((k,) + tuple(image.shape[1:]), dtype=torch.float32)
-            slices = tqdm(range(image.shape[1]), desc="slices", unit="slice", leave=False, disable=not show_progress)
+            slices = progress(range(image.shape[1]), desc="slices", unit="slice", leave=False, disable=not show_progress)
             for z in slices:
                 out[:, z] = windows(image[:, z])
             return out

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
+from autounet.progress import progress
 
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.inference.cascade import labels_at
@@ -85,7 +85,7 @@ def predict(models: Sequence[FoldEnsemble], cases: Sequence[Case], settings: Pre
     with ThreadPoolExecutor(1) as writer:
         try:
             pending = [prep.submit(_prepare, j) for j in jobs[:ahead]] if prep else []
-            for i, case in enumerate(tqdm(cases, desc=desc, unit="case")):
+            for i, case in enumerate(progress(cases, desc=desc, unit="case")):
                 prepared = pending[i].result() if prep else _prepare(jobs[i])
                 if prep and i + ahead < len(jobs):
                     pending.append(prep.submit(_prepare, jobs[i + ahead]))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from autounet.autoplan.plans import load_plans
 from autounet.errors import WorkspaceError
 from autounet.inference.folds import FoldEnsemble
 from autounet.inference.settings import PredictSettings
@@ -44,16 +45,37 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     chosen best configuration or ensemble with its postprocessing."""
     folds = tuple(str(f) for f in folds) if folds else None
     if configurations:
+        _check_trained(paths, configurations, checkpoint)
         return ModelSource(paths.trained, tuple(configurations), folds, checkpoint)
     best = paths.trained.best_configuration
     if not best.is_file():
-        raise WorkspaceError(f"no {best}: run `autounet find_best_configuration {paths.name}` or pass -c CONFIG")
+        trained = [c for c in paths.trained.configurations_with_folds() if paths.trained.trained_folds(c, checkpoint)]
+        if not trained:
+            raise WorkspaceError(f"nothing is trained yet for {paths.name}: `autounet run {paths.name} --time-budget "
+                                 "1h` trains it and chooses the model predict uses")
+        raise WorkspaceError(f"no model chosen yet for {paths.name} (trained: {', '.join(trained)}): run `autounet "
+                             f"find_best_configuration {paths.name}`, or pass -c {trained[0]}")
     chosen = read_json(best)
     problems = [name_problem(c, "configuration") for c in chosen.get("configurations") or [None]]
     if any(problems):
         raise WorkspaceError(f"{best}: {'; '.join(p for p in problems if p)}")
     return ModelSource(paths.trained, tuple(chosen["configurations"]), folds, checkpoint,
                        _existing(paths.trained.postprocessing))
+
+
+def _check_trained(paths: DatasetPaths, configurations: Sequence[str], checkpoint: str) -> None:
+    """Each configuration asked for is planned and has a trained fold; else what would work."""
+    planned = sorted(load_plans(paths.plans).configurations) if paths.plans.is_file() else None
+    for c in configurations:
+        if planned is not None and c not in planned:
+            trained = [p for p in planned if paths.trained.trained_folds(p, checkpoint)]
+            raise WorkspaceError(f"configuration {c!r} is not planned for {paths.name}; planned: {', '.join(planned)}"
+                                 + (f"; trained: {', '.join(trained)} (e.g. -c {trained[0]})" if trained else
+                                    f"; none trained yet (autounet run {paths.name})"))
+        if name_problem(c, "configuration") is None and not paths.trained.trained_folds(c, checkpoint):
+            raise WorkspaceError(f"{paths.name}: {c} has no fold with a {checkpoint} checkpoint yet; train it with "
+                                 f"`autounet train {paths.name} {c} 0 1 2 3 4 --save-probabilities`, or "
+                                 f"`autounet run {paths.name}`")
 
 
 @contextmanager

@@ -40,7 +40,7 @@ def load_trained_model(results: ResultsPaths, configuration: str, folds: Sequenc
     folds = [str(f) for f in folds] if folds else results.trained_folds(configuration, checkpoint)
     if not folds:
         raise WorkspaceError(f"{folder}: no fold has a {checkpoint} checkpoint; train first "
-                             f"(autounet train DATASET {configuration} FOLD)")
+                             f"(autounet train {results.root.name} {configuration} 0 1 2 3 4)")
     weights, plans_json, name = {}, None, None
     for fold in folds:
         path = results.fold(configuration, fold).checkpoint(checkpoint)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
+from autounet.progress import progress
 
 from autounet.autoplan.plans import Plans, load_plans
 from autounet.errors import WorkspaceError
@@ -88,7 +88,7 @@ def score_ensemble(paths: DatasetPaths, plans: Plans, members: Sequence[str], sp
     """Average the members' CV probabilities per case, write the labels to ``out``, score them."""
     folders = [_validation_folders(paths, m, splits) for m in members]
     per_case = []
-    for case in tqdm(sorted(folders[0]), desc=f"ensemble {'+'.join(members)}", unit="case"):
+    for case in progress(sorted(folders[0]), desc=f"ensemble {'+'.join(members)}", unit="case"):
         for member, f in zip(members, folders):
             if not probabilities_saved(f[case], case):
                 raise WorkspaceError(f"{f[case]}: no probabilities of {case} for ensembling; re-run "

@@ -260,14 +260,31 @@ def epochs_that_fit(budget_s: float, used_s: float, done: int, epoch_walls: list
     return max(done, min(fit, math.ceil(planned * MAX_EXTENSION)))
 
 
+DURATION_FORMS = "30m, 30min, 8h, 1h30m or 90s"
+
+
 def parse_duration(text: str) -> float:
-    """"30m", "8h", "1h30m", "90s" -> seconds; a bare number means minutes."""
+    """"30m", "30min", "8h", "1h30m", "90s" -> seconds. A bare number is refused: minutes or seconds?"""
     import re
 
-    t = text.strip().lower()
+    t = re.sub(r"\s+", "", text.strip().lower())
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|min|m|s)", t)
     if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t) * 60
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(h|m|min|s)", t)
-    if not parts or "".join(a + b for a, b in parts) != re.sub(r"\s+", "", t):
-        raise ValueError(f"time budget '{text}' not understood; write e.g. 30m, 8h, 1h30m or 90s")
-    return sum(float(v) * {"h": 3600, "m": 60, "min": 60, "s": 1}[u] for v, u in parts)
+        raise ValueError(f"time budget '{text}' needs a unit: write e.g. {DURATION_FORMS}")
+    if not parts or "".join(a + b for a, b in parts) != t:
+        raise ValueError(f"time budget '{text}' not understood; write e.g. {DURATION_FORMS}")
+    seconds = sum(float(v) * {"h": 3600, "m": 60, "min": 60, "s": 1}[u] for v, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"time budget '{text}' must be positive")
+    return seconds
+
+
+def describe_seconds(seconds: float) -> str:
+    """A duration for people: "45 s", "20 min", "2 h", "1 h 30 min"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h" + (f" {rest} min" if rest else "")

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from autounet.progress import progress
 
 from autounet.autoplan.plans import Plans
 from autounet.hardware import autocast_for
@@ -20,8 +20,8 @@ def train_epoch(run: Run, batches: Iterator, iterations: int, show_bar: bool) ->
     """``iterations`` SGD steps (mixed precision where the device has it); returns the mean loss."""
     run.network.train()
     losses = []
-    bar = tqdm(range(iterations), desc=f"epoch {run.epoch}", unit="it", leave=False,
-               disable=None if show_bar else True, dynamic_ncols=True)  # None: no bar when not a terminal
+    bar = progress(range(iterations), desc=f"epoch {run.epoch}", unit="it", leave=False,
+                   disable=not show_bar)  # a bar on a terminal, else a line every 10 s
     for _ in bar:
         x, y = to_device(next(batches), run.device)
         run.optimizer.zero_grad(set_to_none=True)

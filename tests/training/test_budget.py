@@ -98,7 +98,8 @@ def test_lighter_variants_are_valid_networks():
         assert out.shape[2:] == tuple(st.patch_size)
 
 
-@pytest.mark.parametrize("text,seconds", [("30m", 1800), ("8h", 28800), ("1h30m", 5400), ("90s", 90), ("45", 2700)])
+@pytest.mark.parametrize("text,seconds", [("30m", 1800), ("8h", 28800), ("1h30m", 5400), ("90s", 90), ("30min", 1800),
+                                          ("1h 30min", 5400)])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -106,6 +107,13 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects_nonsense():
     with pytest.raises(ValueError, match="not understood"):
         parse_duration("soon")
+
+
+@pytest.mark.parametrize("text", ["45", "2.5"])
+def test_parse_duration_refuses_a_number_without_unit(text):
+    """Minutes or seconds? The message gives the accepted forms instead of guessing."""
+    with pytest.raises(ValueError, match="needs a unit: write e.g. 30m, 30min"):
+        parse_duration(text)
 
 
 def test_replanning_follows_the_measured_epoch_time():

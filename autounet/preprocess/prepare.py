@@ -1,0 +1,65 @@
+"""A dataset from raw files to preprocessed arrays: verify, fingerprint, plan, split, preprocess."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from autounet.autoplan.fingerprint import fingerprint_dataset
+from autounet.autoplan.planner import plan_for_machine
+from autounet.autoplan.plans import Plans
+from autounet.autoplan.splits import ensure_splits
+from autounet.autoplan.summary import format_plan_summary
+from autounet.hardware import detect_hardware
+from autounet.io.atomic import check_writable, write_json
+from autounet.io.verify import check_layout
+from autounet.parallel import default_processes
+from autounet.preprocess.pipeline import preprocess_dataset
+from autounet.workspace import DatasetPaths
+
+log = logging.getLogger("autounet")
+
+
+def plan_dataset(paths: DatasetPaths, processes: int, gpu_memory_gb: float | None = None, seed: int = 0,
+                 splits_file: Path | None = None, network: str = "plain", device: str = "auto", force: bool = False):
+    """Verify, fingerprint, plan and split; returns the plans with the dataset's spec and cases
+    (what :func:`preprocess_planned` takes)."""
+    check_writable(paths.preprocessed)
+    spec, cases = check_layout(paths.raw, processes)
+    fp = fingerprint_dataset(paths, (spec, cases), processes, seed, force)
+    plans = plan_for_machine(fp, spec, detect_hardware(device), gpu_memory_gb, network)
+    write_json(paths.plans, plans.to_json())
+    ensure_splits(paths.splits, [c.case_id for c in cases], seed=seed, user_file=splits_file)
+    return plans, spec, cases
+
+
+def preprocess_planned(paths: DatasetPaths, planned: tuple, configurations: Sequence[str] | None, processes: int,
+                       force: bool = False, seed: int = 0) -> None:
+    """Preprocess every case for ``configurations`` (default: every planned one) of what
+    :func:`plan_dataset` returned; resumable."""
+    plans, spec, cases = planned
+    stats = preprocess_dataset(spec, cases, plans, paths, list(configurations) if configurations else None,
+                               processes, force, seed)
+    log.info("preprocessed %d case(s), %d already done, into %s", stats["done"], stats["skipped"], paths.preprocessed)
+
+
+def prepare_dataset(paths: DatasetPaths, processes: int | None = None, gpu_memory_gb: float | None = None,
+                    configurations: Sequence[str] | None = None, force: bool = False, seed: int = 0,
+                    splits_file: Path | None = None, preprocess: bool = True, network: str = "plain",
+                    device: str = "auto") -> Plans:
+    """Verify, fingerprint, plan, split and preprocess the dataset at ``paths``; resumable.
+
+    configurations : the planned ones to preprocess (default all). force : redo the fingerprint
+    and every case. gpu_memory_gb : the memory to plan for (None: read from the device present).
+    """
+    processes = processes or default_processes()
+    planned = plan_dataset(paths, processes, gpu_memory_gb, seed, splits_file, network, device, force)
+    plans = planned[0]
+    unknown = sorted(set(configurations or ()) - set(plans.configurations))
+    if unknown:
+        raise ValueError(f"configuration(s) {unknown} are not in the plan; planned: {sorted(plans.configurations)}")
+    if preprocess:
+        preprocess_planned(paths, planned, configurations, processes, force, seed)
+    log.info("%s", format_plan_summary(plans))
+    return plans

@@ -1,0 +1,1 @@
+"""``autounet run``: one command from a raw dataset to a chosen model, within a time budget."""

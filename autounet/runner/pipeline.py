@@ -1,0 +1,130 @@
+"""``autounet run``: verify -> plan -> preprocess -> train every configuration worth training, all
+folds -> choose the best configuration or ensemble and its postprocessing -> report, within one
+wall-clock budget, resumable at any point (:mod:`autounet.runner.ledger` keeps the accounting)."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from autounet.autoplan.plans import Plans
+from autounet.hardware import HardwareInfo, detect_hardware
+from autounet.io.atomic import check_writable, read_json
+from autounet.parallel import default_processes
+from autounet.postprocess.find_best import find_best_configuration, format_table
+from autounet.preprocess.prepare import plan_dataset, preprocess_planned
+from autounet.report import write_report
+from autounet.runner.folds import NEEDS, fold_command, launcher, train_concurrently, train_sequentially
+from autounet.runner.ledger import Ledger, heartbeat, open_ledger
+from autounet.runner.options import RunOptions, resolve_budget
+from autounet.runner.share import after_training_s, worth_training
+from autounet.training.budget import describe_seconds
+from autounet.training.config import TrainingConfig
+from autounet.workspace import DatasetPaths
+
+log = logging.getLogger("autounet")
+
+
+def _choose(ledger: Ledger | None, plans: Plans, options: RunOptions, budget_left: float | None, folds: int
+            ) -> list[str]:
+    """The configurations to train: the user's, the ones a restarted run chose, or the rule's."""
+    if options.configurations:
+        chosen = list(options.configurations)
+        unknown = [c for c in chosen if c not in plans.configurations]
+        if unknown:
+            raise ValueError(f"configuration(s) {unknown} are not in the plan; planned: {sorted(plans.configurations)}")
+        for c in chosen:
+            if NEEDS.get(c) and NEEDS[c] not in chosen:
+                chosen.insert(chosen.index(c), NEEDS[c])
+        return chosen
+    if ledger is not None and ledger.record.configurations and all(c in plans.configurations
+                                                                    for c in ledger.record.configurations):
+        return list(ledger.record.configurations)
+    return worth_training(list(plans.configurations), budget_left, folds)
+
+
+def _train_config(options: RunOptions) -> TrainingConfig:
+    base = options.schedule or TrainingConfig()
+    validation = replace(base.validation, save_probabilities=True, processes=0)
+    return replace(base, validation=validation, time_budget_s=None)
+
+
+def _cuda_devices(hardware: HardwareInfo) -> list[str]:
+    if hardware.device != "cuda":
+        return []
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def _train(paths: DatasetPaths, jobs: list, options: RunOptions, hardware: HardwareInfo, ledger: Ledger,
+           after_s: float, root: Path | None) -> None:
+    gpus = _cuda_devices(hardware)
+    time_left = lambda: ledger.left_s(after_s)  # noqa: E731
+    if len(gpus) > 1 and options.device in ("auto", "cuda"):
+        log.info("run: %d GPUs, one fold on each at a time", len(gpus))
+        train_concurrently(jobs, gpus, launcher(str(paths.raw), root), time_left)
+    else:
+        train_sequentially(paths, jobs, _train_config(options), options.device, time_left)
+
+
+def dry_run_commands(paths: DatasetPaths, configurations: Sequence[str], folds: int, training_s: float | None,
+                     root: Path | None) -> list[str]:
+    """The run as separate commands: preprocessing, one line per fold (a cluster job array's
+    tasks; with a budget each fold gets the training time over the cascade's stages), selection
+    and report."""
+    stages = 2 if any(c in NEEDS for c in configurations) else 1
+    share = None if training_s is None else training_s / stages
+    where = ["--root", str(root)] if root is not None else []
+    name = paths.name
+    lines = [shlex.join(["autounet", "plan_and_preprocess", name, "-c", *configurations, *where])]
+    lines += [shlex.join(fold_command(name, (c, f), share, root)) for c in configurations for f in range(folds)]
+    lines.append(shlex.join(["autounet", "find_best_configuration", name, "-c", *configurations, *where]))
+    lines.append(shlex.join(["autounet", "report", name, *where]))
+    return lines
+
+
+def run_dataset(paths: DatasetPaths, options: RunOptions = RunOptions(), root: Path | None = None) -> dict:
+    """The whole pipeline on one dataset (see the module docstring); returns the selection's
+    result with the report's path, the configurations trained and the wall time used."""
+    hardware = detect_hardware(options.device)
+    budget, statement = resolve_budget(options, hardware)
+    log.info("autounet run %s: %s", paths.name, statement)
+    check_writable(paths.results)
+    ledger = None if options.dry_run else open_ledger(paths.trained.run_record, budget)
+    after_s = options.after_training_s if options.after_training_s is not None else (
+        after_training_s(budget) if budget is not None else 0.0)
+    processes = options.processes or default_processes()
+    with heartbeat(ledger) if ledger is not None else nullcontext():
+        planned = plan_dataset(paths, processes, options.gpu_memory_gb, options.seed, network=options.network,
+                               device=options.device)
+        folds = len(read_json(paths.splits))
+        left = None if budget is None else (ledger.left_s(after_s) if ledger else budget - after_s)
+        configurations = _choose(ledger, planned[0], options, left, folds)
+        if ledger is None:
+            return {"commands": dry_run_commands(paths, configurations, folds, left, root)}
+        ledger.record.configurations = configurations
+        log.info("run: training %s, %d folds each%s", " + ".join(configurations), folds,
+                 "" if left is None else f", {describe_seconds(max(left, 0))} of training in all")
+        preprocess_planned(paths, planned, configurations, processes, seed=options.seed)
+        _train(paths, [(c, f) for c in configurations for f in range(folds)], options, hardware, ledger, after_s, root)
+        best = find_best_configuration(paths, configurations, True, processes)
+        page = write_report(paths)
+        ledger.record.finished = True
+    _summary(paths, best, page, ledger)
+    return {"cross_validation": best, "report": page, "configurations": configurations, "used_s": ledger.used_s()}
+
+
+def _summary(paths: DatasetPaths, best: dict, page: Path, ledger: Ledger) -> None:
+    entry = best["entries"][best["best"]]
+    log.info("\n=== autounet run %s finished: %s used%s ===\ncross-validation:\n%s\nchosen: %s, foreground-mean "
+             "Dice %.4f (%.4f after postprocessing)\nreport: %s\nnext: autounet predict -i IMAGES -o OUTPUT -d %s",
+             paths.name, describe_seconds(ledger.used_s()),
+             "" if ledger.record.budget_s is None else f" of {describe_seconds(ledger.record.budget_s)}",
+             format_table(best), best["best"], entry["foreground_mean_dice"],
+             best["foreground_mean_dice_after_postprocessing"], page, paths.name)
+
