@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from autounet.hardware import detect_hardware
 from autounet.inference.settings import PredictSettings
 from autounet.parallel import default_processes
 from autounet.runner.options import RunOptions
@@ -115,12 +114,13 @@ def check_folds(dataset: str | Path, configuration: str, folds: Sequence[int | s
                              f"(or `autounet run {paths.name}`)")
     planned = sorted(load_plans(paths.plans).configurations)
     if configuration not in planned:
-        raise WorkspaceError(f"configuration {configuration!r} is not planned for {paths.name}; planned: "
+        raise WorkspaceError(f"configuration {configuration!r} is not in the plan of {paths.name}; planned: "
                              f"{', '.join(planned)} (e.g. autounet train {paths.name} {planned[0]} 0)")
     n = len(read_json(paths.splits))
     bad = [str(f) for f in folds if f != "all" and not (isinstance(f, int) and 0 <= f < n)]
     if bad:
-        raise WorkspaceError(f"fold(s) {' '.join(bad)} do not exist: a fold is 0-{n - 1} (the {n} splits of "
+        raise WorkspaceError(f"{'folds' if len(bad) > 1 else 'fold'} {' '.join(bad)} "
+                             f"{'do' if len(bad) > 1 else 'does'} not exist: a fold is 0-{n - 1} (the {n} splits of "
                              f"{paths.splits}) or 'all'; nothing was trained")
     return list(folds)
 

@@ -26,6 +26,7 @@ class LogProgress:
         self.iterable, self.desc, self.unit, self.interval_s, self.clock = iterable, desc, unit, interval_s, clock
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.n, self.postfix, self.closed = 0, "", False
+        self.reported = -1  # the count of the last line
         self.started = self.last = clock()
         self.lines = 0
 
@@ -59,7 +60,7 @@ class LogProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.lines or self.clock() - self.started >= self.interval_s:
+            if (self.lines or self.clock() - self.started >= self.interval_s) and self.reported != self.n:
                 self._line(self.clock(), done=True)
 
     def _line(self, now: float, done: bool = False) -> None:
@@ -71,7 +72,7 @@ class LogProgress:
         if self.total and 0 < self.n < self.total and not done:
             text += f", about {elapsed * (self.total - self.n) / self.n:.0f} s left"
         log.info("%s%s", text, f" ({self.postfix})" if self.postfix else "")
-        self.lines += 1
+        self.lines, self.reported = self.lines + 1, self.n
 
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",

@@ -10,6 +10,7 @@ import pytest
 from autounet import api
 from autounet.autoplan.plans import load_plans
 from autounet.hardware import HardwareInfo, data_loading, detect_hardware, memory_target_gb
+from autounet.preprocess import prepare
 
 
 def _hw(device: str, gpu_gb: float | None = None, cores: int = 2, ram_gb: float = 24.0) -> HardwareInfo:
@@ -45,7 +46,7 @@ def test_detect_hardware_on_cpu_reports_this_host():
 
 
 def test_plan_records_the_detected_gpu_and_the_override(tiny_3d: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(api, "detect_hardware", lambda device="auto": _hw("cuda", 24.0, cores=8, ram_gb=64.0))
+    monkeypatch.setattr(prepare, "detect_hardware", lambda device="auto": _hw("cuda", 24.0, cores=8, ram_gb=64.0))
     root = tmp_path / "ws"
     detected = api.plan_and_preprocess(tiny_3d, root=root, processes=1, preprocess=False)
     assert detected.hardware["device"] == "cuda" and detected.hardware["gpu_memory_gb"] == 24.0

@@ -34,6 +34,11 @@ def fold_finished(paths: DatasetPaths, configuration: str, fold: int | str) -> b
     return folder.checkpoint("final").is_file() and folder.validation_summary.is_file()
 
 
+def fold_started(paths: DatasetPaths, configuration: str, fold: int | str) -> bool:
+    """A fold interrupted during training: it resumes from its checkpoint, with its own budget."""
+    return paths.trained.fold(configuration, fold).checkpoint("latest").is_file()
+
+
 def pending(paths: DatasetPaths, jobs: Sequence[Job]) -> list[Job]:
     """The jobs still to train (or finish), in order."""
     return [(c, f) for c, f in jobs if not fold_finished(paths, c, f)]
@@ -49,8 +54,12 @@ def train_sequentially(paths: DatasetPaths, jobs: Sequence[Job], config: Trainin
         fold_config = config
         if left is not None:
             fold_config = dataclasses.replace(config, time_budget_s=fold_share(left, len(todo) - i))
-            log.info("run: %s fold %s gets %.0f s (%.0f s of training left for %d fold(s))", configuration, fold,
-                     fold_config.time_budget_s, max(left, 0.0), len(todo) - i)
+            if fold_started(paths, configuration, fold):
+                log.info("run: %s fold %s resumes with the budget its checkpoint holds (%.0f s of training left "
+                         "for %d fold(s))", configuration, fold, max(left, 0.0), len(todo) - i)
+            else:
+                log.info("run: %s fold %s gets %.0f s (%.0f s of training left for %d fold(s))", configuration, fold,
+                         fold_config.time_budget_s, max(left, 0.0), len(todo) - i)
         try:
             train(paths, configuration, fold, fold_config, device, resume=True)
         except BudgetTooSmall as e:
@@ -105,11 +114,13 @@ def fold_command(dataset: str, job: Job, budget_s: float | None, root: Path | No
     return command + (["--root", str(root)] if root is not None else [])
 
 
-def launcher(dataset: str, root: Path | None) -> Callable[[Job, str, float | None], subprocess.Popen]:
-    """Starts a fold as ``python -m autounet train ...`` on one GPU (``cuda:K`` -> CUDA_VISIBLE_DEVICES=K)."""
+def launcher(dataset: str, root: Path | None, extra: Sequence[str] = ()
+             ) -> Callable[[Job, str, float | None], subprocess.Popen]:
+    """Starts a fold as ``python -m autounet train ... EXTRA`` on one GPU (``cuda:K`` -> CUDA_VISIBLE_DEVICES=K)."""
     def launch(job: Job, device: str, budget_s: float | None) -> subprocess.Popen:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=device.split(":")[-1])
-        command = fold_command(dataset, job, budget_s, root, (sys.executable, "-m", "autounet")) + ["--device", "cuda"]
+        command = [*fold_command(dataset, job, budget_s, root, (sys.executable, "-m", "autounet")), "--device", "cuda",
+                   *extra]
         return subprocess.Popen(command, env=env)
 
     return launch

@@ -47,6 +47,7 @@ class Ledger:
         self.path, self.record, self.clock = path, record, clock
         self.session_start = clock()
         self.earlier_s = record.used_s
+        self.budget_changed = False  # set by open_ledger when a restart brings another budget
         self._lock = threading.Lock()
 
     def used_s(self) -> float:
@@ -75,8 +76,11 @@ def open_ledger(path: Path, budget_s: float | None, clock: Callable[[], float] =
     elif record.sessions:
         log.info("run: resuming (session %d); %.0f s of %s already used", record.sessions + 1, record.used_s,
                  _text(budget_s))
+    changed = bool(record.sessions) and _changed(record.budget_s, budget_s)
     record.budget_s, record.sessions, record.finished = budget_s, record.sessions + 1, False
-    return Ledger(path, record, clock)
+    ledger = Ledger(path, record, clock)
+    ledger.budget_changed = changed
+    return ledger
 
 
 @contextmanager

@@ -41,10 +41,11 @@ def _choose(ledger: Ledger | None, plans: Plans, options: RunOptions, budget_lef
             if NEEDS.get(c) and NEEDS[c] not in chosen:
                 chosen.insert(chosen.index(c), NEEDS[c])
         return chosen
-    if ledger is not None and ledger.record.configurations and all(c in plans.configurations
-                                                                    for c in ledger.record.configurations):
-        return list(ledger.record.configurations)
-    return worth_training(list(plans.configurations), budget_left, folds)
+    rule = worth_training(list(plans.configurations), budget_left, folds)
+    recorded = [c for c in (ledger.record.configurations if ledger is not None else []) if c in plans.configurations]
+    if recorded and not ledger.budget_changed:
+        return recorded  # a restart trains what the run chose
+    return rule + [c for c in recorded if c not in rule]  # another budget: the rule's choice, and what was begun
 
 
 def _train_config(options: RunOptions) -> TrainingConfig:
@@ -67,7 +68,10 @@ def _train(paths: DatasetPaths, jobs: list, options: RunOptions, hardware: Hardw
     time_left = lambda: ledger.left_s(after_s)  # noqa: E731
     if len(gpus) > 1 and options.device in ("auto", "cuda"):
         log.info("run: %d GPUs, one fold on each at a time", len(gpus))
-        train_concurrently(jobs, gpus, launcher(str(paths.raw), root), time_left)
+        schedule = options.schedule
+        extra = ([] if schedule is None else ["--epochs", str(schedule.epochs), "--iterations-per-epoch",
+                                              str(schedule.iterations_per_epoch)])
+        train_concurrently(jobs, gpus, launcher(str(paths.raw), root, extra), time_left)
     else:
         train_sequentially(paths, jobs, _train_config(options), options.device, time_left)
 

@@ -63,6 +63,7 @@ def _fake_training(clock: Clock, used: dict, factor: float = 1.0, too_small: set
 def test_leftover_of_a_fast_fold_passes_to_the_next(tmp_path, monkeypatch):
     clock, budgets = Clock(), {}
     monkeypatch.setattr(run_folds, "fold_finished", lambda paths, c, f: False)
+    monkeypatch.setattr(run_folds, "fold_started", lambda paths, c, f: False)
     jobs = [("2d", f) for f in range(4)]
     train_sequentially(None, jobs, TrainingConfig(), "cpu", lambda: 1000.0 - clock(),
                        _fake_training(clock, budgets, factor=0.5))
@@ -76,6 +77,7 @@ def test_leftover_of_a_fast_fold_passes_to_the_next(tmp_path, monkeypatch):
 def test_a_fold_without_time_gets_one_epoch_and_the_run_finishes(monkeypatch):
     clock, budgets = Clock(), {}
     monkeypatch.setattr(run_folds, "fold_finished", lambda paths, c, f: False)
+    monkeypatch.setattr(run_folds, "fold_started", lambda paths, c, f: False)
     train_sequentially(None, [("2d", 0), ("2d", 1)], TrainingConfig(), "cpu", lambda: 50.0 - clock(),
                        _fake_training(clock, budgets, too_small={("2d", 0), ("2d", 1)}))
     assert budgets == {("2d", 0): 100.0, ("2d", 1): 100.0}
@@ -84,6 +86,7 @@ def test_a_fold_without_time_gets_one_epoch_and_the_run_finishes(monkeypatch):
 def test_finished_folds_are_skipped_and_share_nothing(monkeypatch):
     clock, budgets = Clock(), {}
     monkeypatch.setattr(run_folds, "fold_finished", lambda paths, c, f: f < 3)
+    monkeypatch.setattr(run_folds, "fold_started", lambda paths, c, f: False)
     train_sequentially(None, [("2d", f) for f in range(5)], TrainingConfig(), "cpu", lambda: 400.0 - clock(),
                        _fake_training(clock, budgets))
     assert budgets == {("2d", 3): 200.0, ("2d", 4): 200.0}
@@ -147,3 +150,23 @@ def test_a_failed_fold_stops_new_launches_and_is_reported():
     with pytest.raises(RuntimeError, match="2d fold 0 .exit code 1"):
         train_concurrently([("2d", f) for f in range(5)], ["cuda:0", "cuda:1"], launch, lambda: None, sleep)
     assert launched == [("2d", 0), ("2d", 1)]
+
+
+def test_a_restart_keeps_the_choice_unless_the_budget_changes(tmp_path):
+    from types import SimpleNamespace
+
+    from autounet.runner.options import RunOptions
+    from autounet.runner.pipeline import _choose
+
+    plans = SimpleNamespace(configurations={"2d": None, "3d_fullres": None})
+    path, clock = tmp_path / "run.json", Clock()
+    first = open_ledger(path, 1200.0, clock)
+    first.record.configurations = _choose(first, plans, RunOptions(), 1100.0, 5)
+    assert first.record.configurations == ["3d_fullres"]
+    first.save()
+    same = open_ledger(path, 1200.0, clock)
+    assert not same.budget_changed
+    assert _choose(same, plans, RunOptions(), 1.0, 5) == ["3d_fullres"]        # the choice is kept
+    longer = open_ledger(path, 8 * 3600.0, clock)
+    assert longer.budget_changed
+    assert _choose(longer, plans, RunOptions(), 7 * 3600.0, 5) == ["3d_fullres", "2d"]
