@@ -24,10 +24,9 @@ class Clock:
 
 
 @pytest.mark.parametrize("training_s,expected", [
-    (20 * 60, ["3d_fullres"]),                                     # 4 min per fold: 3d_fullres alone
-    (10 * MIN_FOLD_S - 1, ["3d_fullres"]),
-    (10 * MIN_FOLD_S, ["3d_fullres", "2d"]),                         # every fold of both gets MIN_FOLD_S
-    (20 * MIN_FOLD_S - 1, ["3d_fullres", "2d"]),
+    (20 * 60, ["3d_fullres", "2d"]),                 # both, whatever the budget: the CV decides between them
+    (60.0, ["3d_fullres", "2d"]),
+    (20 * MIN_FOLD_S - 1, ["3d_fullres", "2d"]),      # the cascade needs MIN_FOLD_S for every fold of all four
     (20 * MIN_FOLD_S, ["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]),
     (None, ["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]),  # no budget: everything, as nnU-Net
 ])
@@ -35,11 +34,11 @@ def test_configurations_worth_training(training_s, expected):
     assert worth_training(ALL_3D, training_s, 5) == expected
 
 
-def test_a_2d_dataset_trains_2d_and_a_tiny_budget_still_trains_one_configuration():
+def test_a_2d_dataset_trains_2d_and_a_low_stage_alone_is_not_a_model():
     assert worth_training(["2d"], 60.0, 5) == ["2d"]
-    assert worth_training(["2d", "3d_fullres"], 1.0, 5) == ["3d_fullres"]
+    assert worth_training(["3d_fullres", "3d_lowres"], None, 5) == ["3d_fullres"]   # no cascade stage planned
     with pytest.raises(ValueError, match="nothing to train"):
-        worth_training(["3d_lowres"], 100.0, 5)   # a cascade's low stage alone is not a model
+        worth_training(["3d_lowres"], 100.0, 5)
 
 
 def test_fold_share_and_reserve():
@@ -162,11 +161,12 @@ def test_a_restart_keeps_the_choice_unless_the_budget_changes(tmp_path):
     path, clock = tmp_path / "run.json", Clock()
     first = open_ledger(path, 1200.0, clock)
     first.record.configurations = _choose(first, plans, RunOptions(), 1100.0, 5)
-    assert first.record.configurations == ["3d_fullres"]
+    assert first.record.configurations == ["3d_fullres", "2d"]
+    first.record.configurations = ["2d"]    # e.g. chosen by -c 2d, or by an earlier version of the rule
     first.save()
     same = open_ledger(path, 1200.0, clock)
     assert not same.budget_changed
-    assert _choose(same, plans, RunOptions(), 1.0, 5) == ["3d_fullres"]        # the choice is kept
+    assert _choose(same, plans, RunOptions(), 1.0, 5) == ["2d"]                 # the choice is kept
     longer = open_ledger(path, 8 * 3600.0, clock)
     assert longer.budget_changed
-    assert _choose(longer, plans, RunOptions(), 7 * 3600.0, 5) == ["3d_fullres", "2d"]
+    assert _choose(longer, plans, RunOptions(), 7 * 3600.0, 5) == ["3d_fullres", "2d"]   # chosen again
