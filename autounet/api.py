@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from autounet.autoplan.plans import Plans
     from autounet.inference.settings import PredictionReport
 
-__all__ = ["make_example_dataset", "make_video_dataset", "convert_msd", "verify_dataset", "check_folds", "plan_and_preprocess", "train", "predict", "ensemble",
-           "export_model", "import_model", "find_best_configuration", "evaluate", "apply_postprocessing", "report",
-           "run", "demo", "TrainingConfig", "PredictSettings", "RunOptions", "parse_duration"]
+__all__ = ["run", "make_example_dataset", "make_video_dataset", "convert_msd", "verify_dataset", "check_folds",
+           "plan_and_preprocess", "train", "predict", "ensemble", "export_model", "import_model",
+           "find_best_configuration", "evaluate", "apply_postprocessing", "report", "demo", "TrainingConfig",
+           "PredictSettings", "RunOptions", "parse_duration"]
 
 log = logging.getLogger("autounet")
 

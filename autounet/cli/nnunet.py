@@ -35,7 +35,8 @@ class NoEquivalent(argparse.Action):
     """An nnU-Net flag autounet has no equivalent for: a usage error that says what to do instead."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        raise argparse.ArgumentError(self, f"is nnU-Net's; autounet has no equivalent: {INSTEAD[self.option_strings[0]]}")
+        instead = INSTEAD[self.option_strings[0]]
+        raise argparse.ArgumentError(self, f"is nnU-Net's; autounet has no equivalent: {instead}")
 
 
 def add_unsupported(p: argparse.ArgumentParser, *flags: str) -> None:
