@@ -145,8 +145,14 @@ def _parse_cases(raw: Any, root: Path, path: Path, problems: list[str]) -> tuple
 
 
 def _read(path: Path) -> dict[str, Any]:
+    return read_json_object(path, "every raw dataset folder needs one")
+
+
+def read_json_object(path: Path, why_needed: str) -> dict[str, Any]:
+    """A dataset.json's top-level object; DatasetError naming the file when it is missing (``why_needed``
+    says why it should be there), malformed, not text, or not an object."""
     if not path.is_file():
-        raise DatasetError(f"{path}: dataset.json is missing (every raw dataset folder needs one)")
+        raise DatasetError(f"{path}: dataset.json is missing ({why_needed})")
     try:
         raw = json.loads(path.read_text(), object_pairs_hook=_no_duplicate_keys(path))
     except json.JSONDecodeError as e:

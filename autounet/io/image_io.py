@@ -50,7 +50,7 @@ def reader_for(file_ending: str, override: str | None = None) -> str:
     raise ValueError(f"file ending '{file_ending}' is not supported; use one of {', '.join(SUPPORTED_ENDINGS)}")
 
 
-def _check_nifti_data(path: Path, img: sitk.Image, arr: np.ndarray) -> None:
+def check_nifti_data(path: Path, img: sitk.Image, arr: np.ndarray) -> None:
     """Catch what ITK's NIfTI reader hides: it fills a truncated file's missing data with zeros
     and turns NaN/Inf voxels into 0, silently.
 
@@ -124,7 +124,7 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, Geometry]:
         arr = sitk.GetArrayFromImage(img)
     except RuntimeError as e:
         raise ImageReadError(f"{path}: unreadable or truncated image ({e})") from e
-    _check_nifti_data(path, img, arr)
+    check_nifti_data(path, img, arr)
     spacing = tuple(float(s) for s in reversed(img.GetSpacing()))
     if dim == 2:
         arr = arr[None]

@@ -14,7 +14,6 @@ listed name starting with "." is skipped.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,8 +28,8 @@ import SimpleITK as sitk
 
 from autounet.errors import DatasetError, WorkspaceError
 from autounet.io.atomic import atomic_folder, check_writable
-from autounet.io.dataset_json import write_dataset_json
-from autounet.io.image_io import ImageReadError, _check_nifti_data, file_ending
+from autounet.io.dataset_json import read_json_object, write_dataset_json
+from autounet.io.image_io import ImageReadError, check_nifti_data, file_ending
 from autounet.parallel import map_parallel
 from autounet.workspace import RawPaths, checked_name, name_problem
 
@@ -81,20 +80,6 @@ def _task_name(folder: Path) -> tuple[int, str]:
         raise DatasetError(f"{folder}: not a Medical Segmentation Decathlon task folder name; "
                            "expected TaskNN_Name (e.g. Task04_Hippocampus)")
     return int(m.group(1)), checked_name(m.group(2), "task name")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DatasetError(f"{path}: dataset.json is missing (an MSD task folder ships one)")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: malformed JSON ({e})") from e
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not a text file ({e})") from e
-    if not isinstance(raw, dict):
-        raise DatasetError(f"{path}: the top level must be a JSON object")
-    return raw
 
 
 def _parse_modalities(raw: dict[str, Any], path: Path, problems: list[str]) -> tuple[str, ...]:
@@ -185,7 +170,7 @@ def load_msd_task(folder: Path) -> MsdTask:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder (expected an MSD task folder such as Task04_Hippocampus)")
     path = RawPaths(folder).dataset_json
-    raw = _read_json(path)
+    raw = read_json_object(path, "an MSD task folder ships one")
     problems: list[str] = []
     channel_names = _parse_modalities(raw, path, problems)
     labels = _parse_labels(raw, path, problems)
@@ -205,7 +190,7 @@ def _read(path: Path) -> sitk.Image:
     """One scalar image, read with SimpleITK; DatasetError naming the file when it cannot be."""
     try:
         img = sitk.ReadImage(str(path))
-        _check_nifti_data(path, img, np.empty(0))  # ITK silently fills a truncated file with zeros
+        check_nifti_data(path, img, np.empty(0))  # ITK silently fills a truncated file with zeros
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
         raise DatasetError(f"{path}: unreadable image ({reason})") from e
