@@ -28,7 +28,6 @@ class LogProgress:
         self.n, self.postfix, self.closed = 0, "", False
         self.reported = -1  # the count of the last line
         self.started = self.last = clock()
-        self.lines = 0
 
     def __iter__(self) -> Iterator:
         try:
@@ -60,7 +59,7 @@ class LogProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if (self.lines or self.clock() - self.started >= self.interval_s) and self.reported != self.n:
+            if (self.reported >= 0 or self.clock() - self.started >= self.interval_s) and self.reported != self.n:
                 self._line(self.clock(), done=True)
 
     def _line(self, now: float, done: bool = False) -> None:
@@ -72,7 +71,7 @@ class LogProgress:
         if self.total and 0 < self.n < self.total and not done:
             text += f", about {elapsed * (self.total - self.n) / self.n:.0f} s left"
         log.info("%s%s", text, f" ({self.postfix})" if self.postfix else "")
-        self.lines, self.reported = self.lines + 1, self.n
+        self.reported = self.n
 
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from autounet.cli import commands
 from autounet.cli.nnunet import add_unsupported
-from autounet.cli.types import (COUNT, POSITIVE, POSITIVE_INT, add_command, add_configurations, add_dataset,
-                                add_device, add_folds, add_output, add_overwrite, add_processes, add_time_budget,
-                                checkpoint, fold, number)
+from autounet.cli.types import (COUNT, POSITIVE, POSITIVE_INT, add_checkpoint, add_command, add_configurations,
+                                add_dataset, add_device, add_folds, add_output, add_overwrite, add_processes,
+                                add_time_budget, fold, number)
 
 
 def add_train(sub) -> None:
@@ -67,8 +67,7 @@ def add_predict(sub) -> None:
                    help="do not apply the postprocessing chosen on the cross-validation")
     add_folds(p)
     p.add_argument("-m", "--model", type=Path, default=None, help="an exported model zip instead of -d")
-    p.add_argument("--checkpoint", "-chk", type=checkpoint, default="final", metavar="{final,best}",
-                   help="which checkpoint (default final)")
+    add_checkpoint(p)
     p.add_argument("--no-tta", "--disable_tta", dest="mirror", action="store_false",
                    help="no test-time mirroring (8x faster in 3D)")
     p.add_argument("--step", "-step_size", type=POSITIVE, default=0.5,
@@ -101,8 +100,7 @@ def add_export(sub) -> None:
     add_configurations(p, "configuration(s) to export (default: the chosen best, with its postprocessing)")
     add_output(p, "zip file to write")
     add_folds(p)
-    p.add_argument("--checkpoint", "-chk", type=checkpoint, default="final", metavar="{final,best}",
-                   help="which checkpoint (default final)")
+    add_checkpoint(p)
     add_overwrite(p, "replace an existing zip")
 
 

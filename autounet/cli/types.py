@@ -97,6 +97,11 @@ def add_output(p: argparse.ArgumentParser, help: str, required: bool = True) -> 
     p.add_argument("-o", "--output", required=required, type=Path, default=None, help=help)
 
 
+def add_checkpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", "-chk", type=checkpoint, default="final", metavar="{final,best}",
+                   help="which checkpoint (default final)")
+
+
 def add_command(sub, func: Callable[[argparse.Namespace], int], help: str, description: str,
                 examples: tuple[str, ...]) -> argparse.ArgumentParser:
     """The subcommand ``func`` handles (named as the function), with its examples under --help."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from autounet.autoplan.fingerprint import fingerprint_dataset
 from autounet.autoplan.planner import plan_for_machine
@@ -13,6 +13,7 @@ from autounet.autoplan.splits import ensure_splits
 from autounet.autoplan.summary import format_plan_summary
 from autounet.hardware import detect_hardware
 from autounet.io.atomic import check_writable, write_json
+from autounet.io.dataset_json import CaseFiles, DatasetSpec
 from autounet.io.verify import check_layout
 from autounet.parallel import default_processes
 from autounet.preprocess.pipeline import preprocess_dataset
@@ -21,8 +22,24 @@ from autounet.workspace import DatasetPaths
 log = logging.getLogger("autounet")
 
 
+class Planned(NamedTuple):
+    """A planned dataset: its plans, and the raw dataset they were made from."""
+
+    plans: Plans
+    spec: DatasetSpec
+    cases: list[CaseFiles]
+
+
+def check_planned(plans: Plans, configurations: Sequence[str] | None) -> None:
+    """ValueError unless every configuration named is in the plan."""
+    unknown = sorted(set(configurations or ()) - set(plans.configurations))
+    if unknown:
+        raise ValueError(f"configuration(s) {unknown} are not in the plan; planned: {sorted(plans.configurations)}")
+
+
 def plan_dataset(paths: DatasetPaths, processes: int, gpu_memory_gb: float | None = None, seed: int = 0,
-                 splits_file: Path | None = None, network: str = "plain", device: str = "auto", force: bool = False):
+                 splits_file: Path | None = None, network: str = "plain", device: str = "auto",
+                 force: bool = False) -> Planned:
     """Verify, fingerprint, plan and split; returns the plans with the dataset's spec and cases
     (what :func:`preprocess_planned` takes)."""
     check_writable(paths.preprocessed)
@@ -31,10 +48,10 @@ def plan_dataset(paths: DatasetPaths, processes: int, gpu_memory_gb: float | Non
     plans = plan_for_machine(fp, spec, detect_hardware(device), gpu_memory_gb, network)
     write_json(paths.plans, plans.to_json())
     ensure_splits(paths.splits, [c.case_id for c in cases], seed=seed, user_file=splits_file)
-    return plans, spec, cases
+    return Planned(plans, spec, cases)
 
 
-def preprocess_planned(paths: DatasetPaths, planned: tuple, configurations: Sequence[str] | None, processes: int,
+def preprocess_planned(paths: DatasetPaths, planned: Planned, configurations: Sequence[str] | None, processes: int,
                        force: bool = False, seed: int = 0) -> None:
     """Preprocess every case for ``configurations`` (default: every planned one) of what
     :func:`plan_dataset` returned; resumable."""
@@ -55,10 +72,8 @@ def prepare_dataset(paths: DatasetPaths, processes: int | None = None, gpu_memor
     """
     processes = processes or default_processes()
     planned = plan_dataset(paths, processes, gpu_memory_gb, seed, splits_file, network, device, force)
-    plans = planned[0]
-    unknown = sorted(set(configurations or ()) - set(plans.configurations))
-    if unknown:
-        raise ValueError(f"configuration(s) {unknown} are not in the plan; planned: {sorted(plans.configurations)}")
+    plans = planned.plans
+    check_planned(plans, configurations)
     if preprocess:
         preprocess_planned(paths, planned, configurations, processes, force, seed)
     log.info("%s", format_plan_summary(plans))

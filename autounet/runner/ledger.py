@@ -43,11 +43,12 @@ class RunRecord:
 class Ledger:
     """The record of one run and the clock of the session now running."""
 
-    def __init__(self, path: Path, record: RunRecord, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, path: Path, record: RunRecord, clock: Callable[[], float] = time.monotonic,
+                 budget_changed: bool = False):
         self.path, self.record, self.clock = path, record, clock
+        self.budget_changed = budget_changed  # a restart brought another budget
         self.session_start = clock()
         self.earlier_s = record.used_s
-        self.budget_changed = False  # set by open_ledger when a restart brings another budget
         self._lock = threading.Lock()
 
     def used_s(self) -> float:
@@ -70,17 +71,15 @@ class Ledger:
 def open_ledger(path: Path, budget_s: float | None, clock: Callable[[], float] = time.monotonic) -> Ledger:
     """The run's record at ``path`` (a new one if none), with ``budget_s`` in force and a new session."""
     record = RunRecord.from_json(read_json(path)) if path.is_file() else RunRecord(budget_s)
-    if record.sessions and _changed(record.budget_s, budget_s):
+    changed = bool(record.sessions) and _changed(record.budget_s, budget_s)
+    if changed:
         log.info("run: budget changed from %s to %s; the %.0f s already used count",
                  _text(record.budget_s), _text(budget_s), record.used_s)
     elif record.sessions:
         log.info("run: resuming (session %d); %.0f s of %s already used", record.sessions + 1, record.used_s,
                  _text(budget_s))
-    changed = bool(record.sessions) and _changed(record.budget_s, budget_s)
     record.budget_s, record.sessions, record.finished = budget_s, record.sessions + 1, False
-    ledger = Ledger(path, record, clock)
-    ledger.budget_changed = changed
-    return ledger
+    return Ledger(path, record, clock, changed)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from autounet.training.config import TrainingConfig
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How ``autounet run`` trains; every field a flag of the command."""
+    """How ``autounet run`` trains (the command's flags; ``after_training_s`` is for the demo)."""
 
     time_budget_s: float | None = None        # whole wall time; None: 2 h on a CPU, the full schedule on a GPU
     device: str = "auto"

@@ -16,9 +16,9 @@ from autounet.hardware import HardwareInfo, detect_hardware
 from autounet.io.atomic import check_writable, read_json
 from autounet.parallel import default_processes
 from autounet.postprocess.find_best import find_best_configuration, format_table
-from autounet.preprocess.prepare import plan_dataset, preprocess_planned
+from autounet.preprocess.prepare import check_planned, plan_dataset, preprocess_planned
 from autounet.report import write_report
-from autounet.runner.folds import NEEDS, fold_command, launcher, train_concurrently, train_sequentially
+from autounet.runner.folds import NEEDS, fold_command, launcher, pending, train_concurrently, train_sequentially
 from autounet.runner.ledger import Ledger, heartbeat, open_ledger
 from autounet.runner.options import RunOptions, resolve_budget
 from autounet.runner.share import after_training_s, worth_training
@@ -34,9 +34,7 @@ def _choose(ledger: Ledger | None, plans: Plans, options: RunOptions, budget_lef
     """The configurations to train: the user's, the ones a restarted run chose, or the rule's."""
     if options.configurations:
         chosen = list(options.configurations)
-        unknown = [c for c in chosen if c not in plans.configurations]
-        if unknown:
-            raise ValueError(f"configuration(s) {unknown} are not in the plan; planned: {sorted(plans.configurations)}")
+        check_planned(plans, chosen)
         for c in chosen:
             if NEEDS.get(c) and NEEDS[c] not in chosen:
                 chosen.insert(chosen.index(c), NEEDS[c])
@@ -71,7 +69,7 @@ def _train(paths: DatasetPaths, jobs: list, options: RunOptions, hardware: Hardw
         schedule = options.schedule
         extra = ([] if schedule is None else ["--epochs", str(schedule.epochs), "--iterations-per-epoch",
                                               str(schedule.iterations_per_epoch)])
-        train_concurrently(jobs, gpus, launcher(str(paths.raw), root, extra), time_left)
+        train_concurrently(pending(paths, jobs), gpus, launcher(str(paths.raw), root, extra), time_left)
     else:
         train_sequentially(paths, jobs, _train_config(options), options.device, time_left)
 
@@ -108,7 +106,7 @@ def run_dataset(paths: DatasetPaths, options: RunOptions = RunOptions(), root: P
                                device=options.device)
         folds = len(read_json(paths.splits))
         left = None if budget is None else (ledger.left_s(after_s) if ledger else budget - after_s)
-        configurations = _choose(ledger, planned[0], options, left, folds)
+        configurations = _choose(ledger, planned.plans, options, left, folds)
         if ledger is None:
             return {"commands": dry_run_commands(paths, configurations, folds, left, root)}
         ledger.record.configurations = configurations
@@ -131,4 +129,3 @@ def _summary(paths: DatasetPaths, best: dict, page: Path, ledger: Ledger) -> Non
              "" if ledger.record.budget_s is None else f" of {describe_seconds(ledger.record.budget_s)}",
              format_table(best), best["best"], entry["foreground_mean_dice"],
              best["foreground_mean_dice_after_postprocessing"], page, paths.name)
-

@@ -22,7 +22,6 @@ The rules, in order:
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 ALWAYS = ("3d_fullres", "2d")                # trained whenever planned
@@ -56,9 +55,3 @@ def fold_share(time_left_s: float, folds_left: int, concurrent: int = 1) -> floa
         raise ValueError("no fold left to share the time with")
     share = time_left_s * min(1.0, concurrent / folds_left)
     return max(1.0, share)
-
-
-def equal_shares(training_s: float, jobs: int, concurrent: int = 1) -> float:
-    """The budget of each fold when all are launched at once in rounds of ``concurrent`` (a cluster
-    job array, ``run --dry-run``): the training time over the rounds."""
-    return max(1.0, training_s / math.ceil(jobs / max(1, concurrent)))

@@ -172,10 +172,6 @@ def lighter_variants(stage: StagePlan) -> list[tuple[str, StagePlan]]:
     return out
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
-
-
 def estimate(measured: Calibration, stage: StagePlan, variant: StagePlan) -> Calibration:
     """A variant's speed, scaled from a measured configuration by its share of the work."""
     work = activation_elements(stage.patch_size, stage.network) * stage.batch_size
@@ -221,12 +217,12 @@ def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Cal
         final_val = final_validation_seconds(candidate, calibration, num_val_cases, mirror)
         one_epoch = epoch_seconds(calibration, MIN_ITERATIONS_PER_EPOCH, 1)
         network = "the planned network" if candidate is stage else f"the variant with {name}"
-        raise BudgetTooSmall(f"a budget of {_minutes(budget_s)} does not fit one epoch of {network} "
+        raise BudgetTooSmall(f"a budget of {describe_seconds(budget_s)} does not fit one epoch of {network} "
                              f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation {final_val:.0f} s); "
                              "give more time", needed_s=elapsed() + STARTUP_S + final_val + one_epoch)
     needed = learning_iterations(candidate.batch_size)
     note = "" if sched.iterations >= needed else f" (below the {needed} iterations a network needs to learn well)"
-    explanation = (f"budget {_minutes(budget_s)}, {calibration.seconds_per_iteration:.2f} s/iteration -> "
+    explanation = (f"budget {describe_seconds(budget_s)}, {calibration.seconds_per_iteration:.2f} s/iteration -> "
                    f"{sched.iterations} iterations ({sched.epochs} epochs x {sched.iterations_per_epoch}){note}; "
                    f"{name}")
     return BudgetDecision(sched, candidate, name, calibration, explanation)
