@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from autounet.autoplan.plans import Plans
     from autounet.inference.settings import PredictionReport
 
-__all__ = ["run", "make_example_dataset", "make_video_dataset", "convert_msd", "verify_dataset", "check_folds",
+__all__ = ["run", "make_example_dataset", "make_video_dataset", "convert_msd", "convert_medmnist", "verify_dataset", "check_folds",
            "plan_and_preprocess", "train", "predict", "ensemble", "export_model", "import_model",
            "find_best_configuration", "evaluate", "apply_postprocessing", "report", "demo", "TrainingConfig",
            "PredictSettings", "RunOptions", "parse_duration"]
@@ -64,6 +64,21 @@ def convert_msd(task: str | Path, output: Path | None = None, dataset_id: int | 
 
     target = Path(output) if output is not None else workspace_roots(root).raw
     return convert(Path(task), target, dataset_id, overwrite, processes or 1)
+
+
+def convert_medmnist(npz: str | Path, target: str | Path, holdout: str = "test",
+                     class_names: Sequence[str] | None = None, processes: int | None = None,
+                     root: Path | None = None) -> Path:
+    """Convert a MedMNIST ``.npz`` (2D or 3D) into a case-level raw dataset: every split but
+    ``holdout`` into imagesTr + labelsTr.csv, ``holdout`` into imagesTs + labelsTs.csv. A bare
+    ``target`` name (DatasetNNN_Name) goes under the workspace's raw datasets."""
+    from autounet.io.medmnist import convert_medmnist as convert
+    from autounet.workspace import workspace_roots
+
+    target = Path(target)
+    if len(target.parts) == 1:
+        target = workspace_roots(root).raw / target
+    return convert(Path(npz), target, holdout, class_names, processes or 1)
 
 
 def verify_dataset(dataset: str | Path, root: Path | None = None, processes: int | None = None) -> int:
@@ -150,6 +165,15 @@ def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None =
     cases, problems = find_cases(Path(inputs), Path(output))
     with (archived_model(model, configurations, folds, checkpoint) if model is not None else
           nullcontext(dataset_model(resolve_dataset(dataset, root), configurations, folds, checkpoint))) as source:
+        if source.case_level():
+            from autounet.inference.case_predict import csv_output, predict_to_csv
+            from autounet.inference.settings import PredictionReport
+
+            failed = {**problems, **predict_to_csv(source, cases, settings, Path(output))}
+            log.info("wrote %d prediction(s) to %s (%s)%s", len(cases) - len(failed), csv_output(Path(output)),
+                     " + ".join(source.configurations), f"; {len(failed)} input(s) failed" if failed else "")
+            return PredictionReport(written=[csv_output(Path(output))] if len(failed) < len(cases) else [],
+                                    failed=failed)
         rules = load_rules(source.postprocessing) if postprocessing and source.postprocessing else None
         post = (lambda seg: apply_rules(seg, rules)) if rules is not None and not rules.is_identity else None
         report = run_prediction(load_models(source, settings), cases, settings, post)
@@ -201,24 +225,27 @@ def find_best_configuration(dataset: str | Path, root: Path | None = None, confi
     writes results/DATASET/{cross_validation,best_configuration,postprocessing}.json."""
     from autounet.io.atomic import check_writable
     from autounet.postprocess.components import describe_rules
-    from autounet.postprocess.find_best import find_best_configuration as find, format_table
+    from autounet.postprocess.find_best import describe_choice, find_best_configuration as find, format_table
 
     paths = resolve_dataset(dataset, root)
     check_writable(paths.results)
     result = find(paths, configurations, ensembles, processes or default_processes())
     log.info("cross-validation (%s):\n%s", paths.name, format_table(result))
-    log.info("best: %s; foreground-mean Dice %.4f -> %.4f after postprocessing:\n  %s", result["best"],
-             result["entries"][result["best"]]["foreground_mean_dice"],
-             result["foreground_mean_dice_after_postprocessing"],
-             "\n  ".join(describe_rules(result["postprocessing"]["rules"])))
+    log.info("best: %s%s", describe_choice(result), "" if "task" in result else
+             ":\n  " + "\n  ".join(describe_rules(result["postprocessing"]["rules"])))
     log.info("predict with: %s", result["predict_command"])
     return result
 
 
 def evaluate(reference: str | Path, prediction: str | Path, output: Path | None = None,
              nsd_tolerance: float = 1.0, processes: int | None = None) -> dict:
-    """Per-case, per-class metrics of a prediction folder against a reference folder."""
+    """Per-case, per-class metrics of a prediction folder against a reference folder; or, for a
+    predictions CSV (a case-level task), its metrics against a labels CSV."""
+    from autounet.postprocess.case_evaluate import evaluate_case_files, is_case_level
     from autounet.postprocess.evaluate import evaluate_folders
+
+    if is_case_level(Path(prediction)):
+        return evaluate_case_files(Path(reference), Path(prediction), output)
 
     return evaluate_folders(Path(reference), Path(prediction), nsd_tolerance=nsd_tolerance,
                             processes=processes or default_processes(), output=output)

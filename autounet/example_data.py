@@ -206,3 +206,76 @@ def make_video_dataset(out_dir: Path, cases: int = 20, frames: int = 100, size: 
                        description=f"autounet synthetic echocardiography-like videos ({frames} frames, end-diastole "
                                    f"and end-systole labelled, the rest ignore; seed {seed})")
     return out
+
+
+CASE_TASK_TARGETS = {"classification": None, "multilabel": ("bright", "dark"), "regression": ("radius",)}
+
+
+def _case_image(rng: np.random.Generator, shape: tuple[int, ...], blobs: list[tuple[float, float]]) -> np.ndarray:
+    """Noise over a smooth background with blobs (radius in voxels, contrast) at random places."""
+    coords = np.stack(np.meshgrid(*[np.arange(n) + 0.5 for n in shape], indexing="ij"))
+    image = 100 + 10 * _smooth_field(rng, shape, [max(1.0, n / 4) for n in shape]) + 6 * rng.normal(size=shape)
+    for radius, contrast in blobs:
+        center = np.array([rng.uniform(radius, n - radius) if n > 2 * radius else n / 2 for n in shape])
+        inside = _blob(coords, center, np.full(len(shape), radius), np.eye(len(shape)),
+                       0.15 * _smooth_field(rng, shape, [1.0] * len(shape)))
+        image[inside] += contrast
+    return image
+
+
+def _case_target(task: str, rng: np.random.Generator, label: int) -> tuple[list[tuple[float, float]], list[float]]:
+    """The blobs of a case and its target: class ``label`` is a blob of radius 1.5 + 1.5 * label;
+    multi-label targets are a bright and a dark blob, each present or not; regression's target is
+    a blob's radius."""
+    if task == "classification":
+        return [(1.5 + 1.5 * label + rng.uniform(-0.3, 0.3), 60.0)], [float(label)]
+    if task == "multilabel":
+        bright, dark = int(rng.random() < 0.5), int(rng.random() < 0.5)
+        return [(3.0, 60.0)] * bright + [(3.0, -60.0)] * dark, [float(bright), float(dark)]
+    radius = float(rng.uniform(1.5, 5.0))
+    return [(radius, 60.0)], [radius]
+
+
+def make_case_dataset(out_dir: Path, task: str = "classification", dims: int = 2, cases: int = 40,
+                      classes: int = 2, shape: Sequence[int] | None = None, class_shares: Sequence[float] | None = None,
+                      test_cases: int = 0, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a synthetic case-level dataset: images (PNG for 2D, NIfTI for 3D), labelsTr.csv (and
+    labelsTs.csv with ``test_cases``), dataset.json with the task.
+
+    classification : class k shows one bright blob of radius about 1.5 + 1.5 k voxels;
+        ``class_shares`` sets the classes' proportions (e.g. (0.9, 0.1)), else they are equal.
+    multilabel : two targets, a bright and a dark blob, each present in about half the cases.
+    regression : one target, the radius of the case's blob (1.5 to 5 voxels).
+    """
+    from autounet.io.targets import write_targets
+
+    if task not in CASE_TASK_TARGETS or dims not in (2, 3):
+        raise ValueError(f"task must be one of {', '.join(CASE_TASK_TARGETS)} and dims 2 or 3, got {task!r}, {dims}")
+    out = Path(out_dir)
+    _clear(out, overwrite)
+    check_writable(out)
+    shape = tuple(shape or ((16, 16) if dims == 2 else (12, 16, 16)))
+    shares = np.array(class_shares if class_shares is not None else [1.0] * classes, dtype=float)
+    names = [f"class_{k}" for k in range(classes)] if task == "classification" else list(CASE_TASK_TARGETS[task])
+    labels = {n: i for i, n in enumerate(names)}
+    ending = ".png" if dims == 2 else ".nii.gz"
+    for split, n in (("Tr", cases), ("Ts", test_cases)):
+        rng = np.random.default_rng([seed, split == "Ts"])
+        counts = np.round(shares / shares.sum() * n).astype(int)
+        counts[-1] = n - counts[:-1].sum()
+        order = rng.permutation(np.repeat(np.arange(classes), counts))
+        targets = {}
+        for i in range(n):
+            case_id = f"case{'_ts' if split == 'Ts' else ''}_{i:03d}"
+            blobs, targets[case_id] = _case_target(task, rng, int(order[i]))
+            image = _case_image(rng, shape, blobs)
+            geo = Geometry(spacing=(FLAT_AXIS_SPACING, 1.0, 1.0) if dims == 2 else (1.0, 1.0, 1.0),
+                           origin=(0.0,) * dims, direction=tuple(np.eye(dims).ravel()),
+                           shape=((1,) + shape) if dims == 2 else shape, file_dims=dims)
+            pixels = np.clip(image, 0, 255).round().astype(np.uint8 if dims == 2 else np.int16)
+            write_image(pixels[None] if dims == 2 else pixels, geo, RawPaths(out).image_file(case_id, 0, ending, split))
+        if n:
+            write_targets(RawPaths(out).targets(split), task, labels, targets)
+    write_dataset_json(out, ["image"], labels, cases, ending, out.name, task=task,
+                       description=f"autounet synthetic {task} example ({dims}D, seed {seed})")
+    return out

@@ -110,6 +110,11 @@ class RawPaths:
         """``labelsTr`` (split "Tr") or ``labelsTs`` ("Ts")."""
         return self.root / f"labels{_split(split)}"
 
+    def targets(self, split: str) -> Path:
+        """``labelsTr.csv`` (split "Tr") or ``labelsTs.csv`` ("Ts"): one row of targets per case, for
+        case-level tasks (classification, multi-label, regression)."""
+        return self.root / f"labels{_split(split)}.csv"
+
     def image_file(self, case_id: str, channel: int, ending: str, split: str = "Tr") -> Path:
         """``CASE_XXXX<ending>``: one channel of a case."""
         return self.images(split) / f"{checked_name(case_id, 'case id')}_{channel:04d}{checked_ending(ending)}"
@@ -155,6 +160,12 @@ class PreprocessedCase:
     @property
     def files(self) -> tuple[Path, Path, Path, Path]:
         return self.data, self.seg, self.locations, self.meta
+
+
+def case_predictions_file(folder: Path, mirrored: bool = True) -> Path:
+    """A case-level prediction CSV in ``folder`` (a fold's validation folder, or a prediction
+    output folder): with test-time mirroring (``predictions.csv``) or without."""
+    return Path(folder) / ("predictions.csv" if mirrored else "predictions_no_mirroring.csv")
 
 
 def preprocessed_case_ids(folder: Path) -> list[str]:

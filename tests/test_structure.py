@@ -22,7 +22,7 @@ ALLOWED = {
     "model": {"autoplan", "io"},  # io: the shared atomic writer for checkpoints and archives
     "inference": {"model", "preprocess", "autoplan", "io"},
     "postprocess": {"inference", "autoplan", "io"},
-    "training": {"model", "inference", "postprocess.metrics", "preprocess", "autoplan", "io"},
+    "training": {"model", "inference", "postprocess.metrics", "postprocess.case_metrics", "preprocess", "autoplan", "io"},
     "example_data": {"io"},
     "report": STAGES,
     "runner": STAGES | {"report"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from autounet.autoplan.plans import CaseFingerprint, Fingerprint, IntensityStats
 from autounet.errors import DatasetVerificationError
 from autounet.io.atomic import write_json
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
-from autounet.io.verify import check_layout, foreground_problems, label_warnings, labels_present, load_case
+from autounet.io.targets import class_counts
+from autounet.io.verify import (check_layout, foreground_problems, label_warnings, labels_present, load_case,
+                                load_targets)
 from autounet.parallel import map_parallel
 from autounet.workspace import DatasetPaths, RawPaths
 from autounet.io.geometry import crop, nonzero_box
@@ -31,6 +34,8 @@ INTENSITY_SAMPLES_TOTAL = 2_000_000
 def source_signature(spec: DatasetSpec, cases: list[CaseFiles]) -> str:
     """A digest of dataset.json and every case file's name, size and modification time."""
     h = hashlib.sha256(RawPaths(spec.path).dataset_json.read_bytes())
+    if spec.case_level:
+        h.update(RawPaths(spec.path).targets("Tr").read_bytes())
     for c in cases:
         h.update((c.signature() + "\n").encode())
     return h.hexdigest()[:24]
@@ -41,11 +46,14 @@ def _case_worker(args: tuple[CaseFiles, DatasetSpec, int, int, int]):
     loaded, problems = load_case(case, spec)
     if loaded is None:
         return None, None, problems, set()
-    box = nonzero_box(loaded.images)
-    images, seg = crop(loaded.images, box), crop(loaded.seg, box)
-    foreground = seg > 0
-    if spec.ignore_label is not None:
-        foreground &= seg != spec.ignore_label
+    if spec.case_level:  # the whole image is the input: not cropped, every voxel counts
+        images, foreground = loaded.images, np.ones(loaded.images.shape[1:], dtype=bool)
+    else:
+        box = nonzero_box(loaded.images)
+        images, seg = crop(loaded.images, box), crop(loaded.seg, box)
+        foreground = seg > 0
+        if spec.ignore_label is not None:
+            foreground &= seg != spec.ignore_label
     where = np.flatnonzero(foreground)
     rng = np.random.default_rng([seed, index])
     if where.size > n_samples:
@@ -91,7 +99,7 @@ def extract_fingerprint(dataset_dir: Path, processes: int = 1, seed: int = 0,
     case_fps = tuple(fp for fp, _, _, _ in results)
     rel = [np.prod(c.shape_after_crop) / np.prod(c.shape_before_crop) for c in case_fps]
     file_dims = 2 if all(c.shape_before_crop[0] == 1 for c in case_fps) else 3
-    return Fingerprint(
+    return replace(Fingerprint(
         dataset_name=spec.path.name,
         file_dims=file_dims,
         channel_names=spec.channel_names,
@@ -100,7 +108,25 @@ def extract_fingerprint(dataset_dir: Path, processes: int = 1, seed: int = 0,
         median_relative_size_after_crop=float(np.median(rel)),
         source_signature=source_signature(spec, cases),
         seed=seed,
-    )
+    ), **target_summary(spec, cases))
+
+
+def target_summary(spec: DatasetSpec, cases: list[CaseFiles]) -> dict:
+    """A case-level task's fingerprint fields: class frequencies, or the targets' mean and spread;
+    a warning for each class too rare for every fold to validate it."""
+    if not spec.case_level:
+        return {}
+    targets, _ = load_targets(spec, cases)
+    values = np.stack([targets[c.case_id] for c in cases])
+    if spec.task == "regression":
+        return {"task": spec.task, "target_mean": tuple(float(v) for v in values.mean(0)),
+                "target_std": tuple(float(v) for v in values.std(0))}
+    counts = class_counts(targets, spec.task, len(spec.labels))
+    for name, n in zip(spec.target_names, counts):
+        if n < 5:
+            log.warning("%s: '%s' has %d case(s): fewer than the 5 folds, so some folds never validate it",
+                        RawPaths(spec.path).targets("Tr"), name, n)
+    return {"task": spec.task, "class_counts": tuple(int(n) for n in counts)}
 
 
 def fingerprint_dataset(paths: DatasetPaths, layout: tuple[DatasetSpec, list[CaseFiles]], processes: int,

@@ -1,4 +1,5 @@
-"""Estimated training memory of a U-Net: what decides patch and batch size.
+"""Estimated training memory of a U-Net (or of its encoder alone, for a case-level network with a
+pooled head): what decides patch and batch size.
 
 The estimate counts the activations stored for the backward pass (every conv - norm -
 nonlinearity block keeps about three tensors of its output size; the decoder also keeps the
@@ -41,7 +42,7 @@ def activation_elements(patch_size: Sequence[int], net: NetworkTopology) -> int:
     total = 0
     for s in range(net.num_stages):
         total += 3 * net.convs_per_stage_encoder[s] * f[s] * vox[s]
-        if s < net.num_stages - 1:  # decoder stage s (the bottleneck has none)
+        if s < net.num_stages - 1 and net.head == "segmentation":  # decoder stage s (the bottleneck has none)
             total += (3 * net.convs_per_stage_decoder[s] + 3) * f[s] * vox[s] + net.num_outputs * vox[s]
     return total
 
@@ -54,10 +55,12 @@ def parameter_count(net: NetworkTopology) -> int:
         f = net.features_per_stage[s]
         n += k * cin * f + (net.convs_per_stage_encoder[s] - 1) * k * f * f
         cin = f
-        if s < net.num_stages - 1:
+        if s < net.num_stages - 1 and net.head == "segmentation":
             up = net.features_per_stage[s + 1]
             n += math.prod(net.strides[s + 1]) * up * f  # transposed conv
             n += k * 2 * f * f + (net.convs_per_stage_decoder[s] - 1) * k * f * f + f * net.num_outputs
+    if net.head == "pooled":
+        n += net.features_per_stage[-1] * net.num_outputs  # the linear head after global pooling
     return n
 
 

@@ -9,9 +9,10 @@ from typing import Sequence
 
 import numpy as np
 
+from autounet.autoplan.case_planner import case_level_plans
 from autounet.autoplan.memory import FIXED_OVERHEAD_BYTES, GIB, estimate_training_bytes, max_batch_size
 from autounet.autoplan.plans import ChannelNormalization, Fingerprint, NetworkTopology, Plans, StagePlan
-from autounet.autoplan.topology import features_per_stage, pad_to_multiple, pooling_and_kernels
+from autounet.autoplan.topology import RESIDUAL_BLOCKS_PER_STAGE, features_per_stage, pad_to_multiple, pooling_and_kernels
 from autounet.hardware import MIN_MEMORY_TARGET_GB, HardwareInfo
 from autounet.hardware import memory_target_gb as hardware_memory_target
 from autounet.io.dataset_json import DatasetSpec
@@ -19,8 +20,6 @@ from autounet.io.geometry import FLAT_AXIS_SPACING
 
 log = logging.getLogger("autounet")
 
-# ResEnc-style encoders: residual blocks per stage (nnU-Net's ResEnc presets use these counts)
-RESIDUAL_BLOCKS_PER_STAGE = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6)
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings =
     if transpose != (0, 1, 2):
         notes.append(f"axes transposed {transpose} so the coarsest axis comes first")
     original_shape = np.median([c.shape_after_crop for c in fp.cases], axis=0)
-    return Plans(
+    plans = Plans(
         dataset_name=fp.dataset_name, planner="default" if s.block == "plain" else "residual_encoder",
         channel_names=fp.channel_names,
         labels={k: list(v) if isinstance(v, tuple) else v for k, v in spec.labels.items()},
@@ -245,6 +244,7 @@ def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings =
         normalization=choose_normalization(fp, s), configurations=configs, memory_target_gb=s.memory_target_gb,
         foreground_labels=fg, ignore_label=spec.ignore_label, notes=tuple(notes),
     )
+    return case_level_plans(plans, fp, spec.target_names, s) if spec.case_level else plans
 
 
 def plan_for_machine(fp: Fingerprint, spec: DatasetSpec, hw: HardwareInfo, memory_target_gb: float | None = None,

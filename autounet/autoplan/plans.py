@@ -84,6 +84,10 @@ class Fingerprint(_JsonDataclass):
     median_relative_size_after_crop: float
     source_signature: str = ""
     seed: int = 0
+    task: str = "segmentation"
+    class_counts: tuple[int, ...] = ()      # cases per class (classification) or positives per target (multilabel)
+    target_mean: tuple[float, ...] = ()     # regression: per target, over the training cases
+    target_std: tuple[float, ...] = ()
     schema_version: int = FINGERPRINT_SCHEMA_VERSION
 
     @classmethod
@@ -112,6 +116,8 @@ class NetworkTopology:
     convs_per_stage_encoder: tuple[int, ...]
     convs_per_stage_decoder: tuple[int, ...]
     block: str = "plain"  # "plain" (conv-norm-nonlin x2) or "residual" (residual encoder)
+    head: str = "segmentation"  # "segmentation" (the U-Net's decoder) or "pooled" (encoder, global pooling, linear)
+    norm: str = "instance"      # "instance" or "batch" (case-level networks, which see whole images in a batch)
 
     @property
     def num_stages(self) -> int:
@@ -176,6 +182,27 @@ class StagePlan:
 
 
 @dataclass(frozen=True)
+class CaseTaskPlan:
+    """How a case-level task is learnt (one label or number per case; rules in
+    :mod:`autounet.autoplan.case_planner`).
+
+    names : class names in value order (classification) or target names in column order.
+    loss : "cross_entropy" | "binary_cross_entropy" | "smooth_l1" (on standardized targets).
+    imbalance : "none" | "balanced_sampling" (every class drawn equally often) | "loss_weights".
+    class_weights : multilabel positive weights (with "loss_weights").
+    target_mean, target_std : regression targets are standardized with these for training.
+    """
+
+    task: str
+    names: tuple[str, ...]
+    loss: str
+    imbalance: str = "none"
+    class_weights: tuple[float, ...] = ()
+    target_mean: tuple[float, ...] = ()
+    target_std: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class Plans(_JsonDataclass):
     """The whole plan of a dataset (``plans.json``)."""
 
@@ -198,6 +225,7 @@ class Plans(_JsonDataclass):
     ignore_label: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     hardware: dict[str, Any] = field(default_factory=dict)  # what was detected when planning, and the target's source
+    case_task: CaseTaskPlan | None = None  # a case-level task (classification, multilabel, regression); else None
     schema_version: int = PLANS_SCHEMA_VERSION
 
     @classmethod
@@ -205,6 +233,8 @@ class Plans(_JsonDataclass):
         d = _versioned(d, PLANS_SCHEMA_VERSION, "plans", path)
         d["labels"] = {k: v for k, v in d["labels"].items()}
         d["normalization"] = tuple(ChannelNormalization(**n) for n in d["normalization"])
+        if d.get("case_task") is not None:
+            d["case_task"] = CaseTaskPlan(**d["case_task"])
         d["configurations"] = {
             k: StagePlan(**{**c, "network": NetworkTopology(**c["network"])}) for k, c in d["configurations"].items()
         }
@@ -216,6 +246,11 @@ class Plans(_JsonDataclass):
             raise ValueError(f"{path or 'plans'}: {'; '.join(problems)}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def task(self) -> str:
+        """"segmentation", or the case-level task."""
+        return self.case_task.task if self.case_task is not None else "segmentation"
 
     @property
     def regions(self) -> list[tuple[int, ...]] | None:
@@ -238,6 +273,8 @@ class Plans(_JsonDataclass):
             "stage": self.configurations[config].preprocessing_key(),
             "file_dims": self.file_dims,
         }
+        if self.case_task is not None:
+            key["input_size"] = self.configurations[config].patch_size
         if self.ignore_label is not None:
             key["locations"] = "annotated"  # background locations are recorded too (sparse annotations)
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+# ResEnc-style encoders: residual blocks per stage (nnU-Net's ResEnc presets use these counts)
+RESIDUAL_BLOCKS_PER_STAGE = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6)
 MIN_POOL_SIZE = 8           # an axis is pooled only while it has at least this many voxels
 MIN_POOL_SIZE_ALONE = 12    # ... or this many when it is the only axis left to pool
 SPACING_RATIO_FOR_POOL = 2.0  # ... and is within this factor of the finest spacing

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"autounet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (prepare.add_run, prepare.add_example_dataset, prepare.add_convert_msd, prepare.add_verify,
+    for add in (prepare.add_run, prepare.add_example_dataset, prepare.add_convert_msd, prepare.add_convert_medmnist,
+                prepare.add_verify,
                 prepare.add_plan, model.add_train, model.add_predict, model.add_ensemble, model.add_export,
                 model.add_import, model.add_find_best, model.add_apply_postprocessing, model.add_evaluate,
                 model.add_report, prepare.add_demo):

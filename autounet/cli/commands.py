@@ -32,6 +32,12 @@ def convert_msd(a: argparse.Namespace) -> int:
     return 0
 
 
+def convert_medmnist(a: argparse.Namespace) -> int:
+    out = api.convert_medmnist(a.npz, a.target, a.holdout, a.class_names, a.processes, root=a.root)
+    log.info("converted %s into %s; next: autounet run %s --time-budget 15m", a.npz, out, out.name)
+    return 0
+
+
 def verify_dataset(a: argparse.Namespace) -> int:
     n = api.verify_dataset(a.dataset, a.root, a.processes)
     log.info("%s: %d training case(s), no problems found", a.dataset, n)
@@ -124,6 +130,9 @@ def find_best_configuration(a: argparse.Namespace) -> int:
 
 def evaluate(a: argparse.Namespace) -> int:
     result = api.evaluate(a.reference, a.prediction, a.output, a.nsd_tolerance, a.processes)
+    if "task" in result:
+        log.info("%s", format_case_evaluation(result))
+        return 0
     for cls, m in result["mean"].items():
         log.info("class %s: %s", cls, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
     log.info("foreground mean: %s", "  ".join(f"{k} {v:.4f}" for k, v in result["foreground_mean"].items()))
@@ -146,3 +155,16 @@ def demo(a: argparse.Namespace) -> int:
     api.demo(a.root, time_budget_s=api.parse_duration(a.time_budget), epochs=a.epochs,
              iterations_per_epoch=a.iterations_per_epoch, device=a.device)
     return 0
+
+
+def format_case_evaluation(result: dict) -> str:
+    """A case-level evaluation as text: the summary figures, per-class figures, the confusion matrix."""
+    keys = ("mae", "rmse", "r2") if result["task"] == "regression" else (
+        "accuracy", "balanced_accuracy", "auc", "f1_macro")
+    lines = [f"{result['num_cases']} case(s): " + "  ".join(f"{k} {result[k]:.4f}" for k in keys)]
+    for name, m in (result.get("per_class") or result.get("per_target") or {}).items():
+        lines.append(f"  {name}: " + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
+    if "confusion_matrix" in result:
+        lines.append("confusion matrix (rows: reference, columns: predicted; " + ", ".join(result["names"]) + "):")
+        lines += ["  " + " ".join(f"{v:>6d}" for v in row) for row in result["confusion_matrix"]]
+    return "\n".join(lines)

@@ -46,6 +46,24 @@ def add_convert_msd(sub) -> None:
     add_overwrite(p, "replace a dataset with the same id")
 
 
+def add_convert_medmnist(sub) -> None:
+    p = add_command(sub, commands.convert_medmnist, "convert a MedMNIST .npz into a classification dataset",
+                    "Convert a MedMNIST .npz (2D or 3D, single- or multi-label) into a case-level raw dataset: "
+                    "images as _0000 files, one row of targets per case in a CSV beside them, \"task\" in "
+                    "dataset.json. Every split but the held-out one becomes training data (cross-validated); the "
+                    "held-out split becomes the test images, with their targets in a CSV of their own.",
+                    ("autounet convert_medmnist pneumoniamnist.npz Dataset950_Pneumonia",
+                     "autounet convert_medmnist dev.npz raw/Dataset951_Dev --holdout val --class-names normal pneumonia"))
+    p.add_argument("npz", type=Path, help="the MedMNIST .npz file")
+    p.add_argument("target", type=Path, help="the dataset folder to create (DatasetNNN_Name; a bare name goes "
+                   "under the workspace's raw datasets)")
+    p.add_argument("--holdout", choices=("test", "val", "train", "none"), default="test",
+                   help="the split kept apart as test cases (default: test)")
+    p.add_argument("--class-names", nargs="+", default=None, metavar="NAME",
+                   help="names of the classes (or targets) in value order (default: class_0, class_1, ...)")
+    add_processes(p, None, "worker processes", ("-np",))
+
+
 def add_verify(sub) -> None:
     p = add_command(sub, commands.verify_dataset, "check a raw dataset and report every problem",
                     "Check dataset.json, the file layout and every image and label; report all problems at once.",

@@ -15,6 +15,7 @@ from autounet.inference.folds import FoldEnsemble
 from autounet.inference.settings import PredictSettings
 from autounet.io.atomic import read_json
 from autounet.model.archive import unpacked_model
+from autounet.model.checkpoint import peek_checkpoint, plans_of
 from autounet.model.trained import load_trained_model
 from autounet.workspace import DatasetPaths, ResultsPaths, name_problem
 
@@ -33,6 +34,16 @@ class ModelSource:
     folds: tuple[str, ...] | None = None
     checkpoint: str = "final"
     postprocessing: Path | None = None
+    mirror: tuple[bool, ...] | None = None  # a case-level choice: test-time mirroring per configuration
+
+    def case_level(self) -> bool:
+        """Whether the model predicts one label or number per case (from one checkpoint's plans)."""
+        c = self.configurations[0]
+        folds = list(self.folds or self.results.trained_folds(c, self.checkpoint))
+        path = self.results.fold(c, folds[0]).checkpoint(self.checkpoint) if folds else None
+        if path is None or not path.is_file():
+            return False
+        return plans_of(peek_checkpoint(path)).case_task is not None
 
 
 def _existing(path: Path) -> Path | None:
@@ -59,8 +70,10 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     problems = [name_problem(c, "configuration") for c in chosen.get("configurations") or [None]]
     if any(problems):
         raise WorkspaceError(f"{best}: {'; '.join(p for p in problems if p)}")
+    mirror = chosen.get("mirror")
     return ModelSource(paths.trained, tuple(chosen["configurations"]), folds, checkpoint,
-                       _existing(paths.trained.postprocessing))
+                       _existing(paths.trained.postprocessing),
+                       tuple(bool(m) for m in mirror) if isinstance(mirror, list) else None)
 
 
 def _check_trained(paths: DatasetPaths, configurations: Sequence[str], checkpoint: str) -> None:

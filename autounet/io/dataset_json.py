@@ -12,6 +12,8 @@ from autounet.io.image_io import SUPPORTED_ENDINGS, reader_for
 from autounet.workspace import RawPaths, name_problem
 
 IGNORE_LABEL_NAME = "ignore"
+SEGMENTATION = "segmentation"
+CASE_TASKS = ("classification", "multilabel", "regression")  # one label or number per case, from a CSV
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,12 @@ class CaseFiles:
 class DatasetSpec:
     """What dataset.json declares.
 
-    labels : name -> value, or name -> tuple of values for region-based training.
+    labels : name -> value, or name -> tuple of values for region-based training; for a
+        case-level task, class name -> class value 0..K-1 ("classification") or target name ->
+        column 0..K-1 ("multilabel", "regression").
     cases : the explicit "dataset" entries when dataset.json lists its cases, else None.
+    task : "segmentation" (label maps in labelsTr/), or one of ``CASE_TASKS`` (a row of targets
+        per case in labelsTr.csv).
     """
 
     path: Path
@@ -49,6 +55,17 @@ class DatasetSpec:
     reader: str
     regions_class_order: tuple[int, ...] | None = None
     cases: tuple[CaseFiles, ...] | None = None
+    task: str = SEGMENTATION
+
+    @property
+    def case_level(self) -> bool:
+        """A label or number per case (classification, multi-label, regression), not per voxel."""
+        return self.task != SEGMENTATION
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """A case-level task's class or target names, in value order."""
+        return tuple(sorted(self.labels, key=lambda k: self.labels[k]))  # type: ignore[arg-type, return-value]
 
     @property
     def has_regions(self) -> bool:
@@ -69,7 +86,10 @@ class DatasetSpec:
 
     @property
     def foreground_labels(self) -> tuple[int, ...]:
-        """Sorted label values that are neither background nor the ignore label."""
+        """Sorted label values that are neither background nor the ignore label (none for a
+        case-level task)."""
+        if self.case_level:
+            return ()
         return tuple(sorted(self.allowed_label_values - {0} - ({self.ignore_label} - {None})))
 
 
@@ -83,6 +103,26 @@ def _no_duplicate_keys(path: Path):
         return seen
 
     return hook
+
+
+def _parse_task(raw: dict[str, Any], path: Path, problems: list[str]) -> str:
+    task = raw.get("task", SEGMENTATION)
+    if task not in (SEGMENTATION,) + CASE_TASKS:
+        problems.append(f"{path}: 'task' must be one of {', '.join((SEGMENTATION,) + CASE_TASKS)}, found {task!r}")
+        return SEGMENTATION
+    return task
+
+
+def _case_level_label_problems(labels: dict[str, Any], task: str, path: Path) -> list[str]:
+    """A case-level task's labels: one integer per class or target, 0..K-1 without gaps."""
+    values = sorted(v for v in labels.values() if isinstance(v, int))
+    if len(values) != len(labels) or values != list(range(len(labels))):
+        what = "class values" if task == "classification" else "target columns"
+        return [f"{path}: for task '{task}', 'labels' maps each name to one of the {what} 0..{len(labels) - 1} "
+                f"(each once), found {labels}"]
+    if task == "classification" and len(labels) < 2:
+        return [f"{path}: classification needs at least 2 classes in 'labels', found {labels}"]
+    return []
 
 
 def _parse_labels(raw: Any, path: Path, problems: list[str]) -> dict[str, int | tuple[int, ...]]:
@@ -223,19 +263,24 @@ def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
     if missing:
         problems.append(f"{path}: missing required key(s) {', '.join(missing)}")
     channel_names = _parse_channels(raw, path, problems)
-    labels = _parse_labels(raw.get("labels"), path, problems) if "labels" in raw else {}
+    task = _parse_task(raw, path, problems)
+    if task == SEGMENTATION:
+        labels = _parse_labels(raw.get("labels"), path, problems) if "labels" in raw else {}
+    else:
+        labels = raw.get("labels") if isinstance(raw.get("labels"), dict) else {}
+        problems += _case_level_label_problems(labels, task, path) if "labels" in raw else []
     num_training = raw.get("numTraining", 0)
     if "numTraining" in raw and (isinstance(num_training, bool) or not isinstance(num_training, int)
                                  or num_training < 1):
         problems.append(f"{path}: 'numTraining' must be a positive integer, found {num_training!r}")
     ending, reader = _parse_ending(raw, path, problems)
-    regions_class_order = _parse_regions_order(raw, labels, path, problems)
+    regions_class_order = _parse_regions_order(raw, labels, path, problems) if task == SEGMENTATION else None
     cases = _parse_cases(raw.get("dataset"), dataset_dir, path, problems)
     if problems:
         raise DatasetError("\n".join(problems))
     return DatasetSpec(path=dataset_dir, name=str(raw.get("name", dataset_dir.name)), channel_names=channel_names,
                        labels=labels, num_training=int(num_training), file_ending=ending, reader=reader,
-                       regions_class_order=regions_class_order, cases=cases)
+                       regions_class_order=regions_class_order, cases=cases, task=task)
 
 
 def write_dataset_json(dataset_dir: Path, channel_names: list[str], labels: dict[str, int],

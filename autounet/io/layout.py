@@ -60,11 +60,11 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
             for p in c.images + ((c.label,) if c.label else ()):
                 if not p.is_file():
                     problems.append(f"{p}: file listed for case '{c.case_id}' in dataset.json does not exist")
-            if c.label is None:
+            if c.label is None and not spec.case_level:
                 problems.append(f"{RawPaths(root).dataset_json}: case '{c.case_id}' has no 'label'")
     else:
         images_dir, labels_dir = RawPaths(root).images("Tr"), RawPaths(root).labels("Tr")
-        for d in (images_dir, labels_dir):
+        for d in (images_dir,) if spec.case_level else (images_dir, labels_dir):
             if not d.is_dir():
                 problems.append(f"{d}: folder is missing")
         if problems:
@@ -87,12 +87,12 @@ def discover_training_cases(spec: DatasetSpec) -> tuple[list[CaseFiles], list[st
             for idx in sorted(set(files) - set(range(expected))):
                 problems.append(f"{files[idx]}: unexpected channel index {idx}; dataset.json declares "
                                 f"{len(spec.channel_names)} channel(s)")
-            label = RawPaths(root).label_file(case_id, spec.file_ending)
-            if not label.is_file():
+            label = None if spec.case_level else RawPaths(root).label_file(case_id, spec.file_ending)
+            if label is not None and not label.is_file():
                 problems.append(f"{label}: missing label for case '{case_id}'")
             cases.append(CaseFiles(case_id, tuple(files[i] for i in sorted(files) if i < expected), label))
         label_pattern = re.compile(re.escape(spec.file_ending) + "$")
-        for p in sorted(labels_dir.iterdir()):
+        for p in sorted(labels_dir.iterdir()) if not spec.case_level else ():
             if p.name.startswith(".") or p.is_dir():
                 continue
             if not p.name.endswith(spec.file_ending):

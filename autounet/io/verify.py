@@ -21,11 +21,12 @@ MIN_CASES = 2  # cross-validation: every case is validated by a model that did n
 
 @dataclass
 class LoadedCase:
-    """A verified training case in memory: images (C, Z, Y, X) float32, seg (Z, Y, X), geometry."""
+    """A verified training case in memory: images (C, Z, Y, X) float32, seg (Z, Y, X) (None for a
+    case-level task: its targets are in labelsTr.csv), geometry."""
 
     case_id: str
     images: np.ndarray
-    seg: np.ndarray
+    seg: np.ndarray | None
     geometry: Geometry
 
 
@@ -90,7 +91,7 @@ def load_case(case: CaseFiles, spec: DatasetSpec) -> tuple[LoadedCase | None, li
                     f"{case.label}: label value(s) {unknown} are not declared in dataset.json "
                     f"(declared: {sorted(spec.allowed_label_values)})"
                 )
-    if problems or seg is None or ref_geo is None:
+    if problems or (seg is None and not spec.case_level) or ref_geo is None:
         return None, problems
     images = np.concatenate(arrays, 0) if len(arrays) > 1 else arrays[0]
     return LoadedCase(case.case_id, images.astype(np.float32, copy=False), seg, ref_geo), []
@@ -110,12 +111,14 @@ def check_layout(dataset_dir: Path, processes: int = 1) -> tuple[DatasetSpec, li
     except DatasetError as e:
         raise DatasetVerificationError(str(dataset_dir), str(e).splitlines()) from None
     cases, problems = discover_training_cases(spec)
+    if spec.case_level:
+        problems += load_targets(spec, cases)[1]
     if problems:
         # cases with a missing file are already reported; reading them would only repeat that
         natural = spec.file_ending.lower() in NATURAL_ENDINGS
         n_files = max((len(c.images) for c in cases), default=0) if natural else len(spec.channel_names)
-        complete = [c for c in cases if c.label is not None and (spec.cases is not None or len(c.images) == n_files)
-                    and all(p.is_file() for p in (*c.images, c.label))]
+        complete = [c for c in cases if (c.label is not None or spec.case_level) and (spec.cases is not None or len(c.images) == n_files)
+                    and all(p.is_file() for p in c.files)]
         results = map_parallel(_verify_one, [(c, spec) for c in complete], processes, desc="verify")
         raise DatasetVerificationError(str(dataset_dir), problems + [p for r, _ in results for p in r])
     if len(cases) < MIN_CASES:
@@ -125,9 +128,20 @@ def check_layout(dataset_dir: Path, processes: int = 1) -> tuple[DatasetSpec, li
     return spec, cases
 
 
+def load_targets(spec: DatasetSpec, cases: list[CaseFiles]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """A case-level dataset's targets (case id -> values, see :func:`autounet.io.targets.read_targets`)
+    and the problems of its labelsTr.csv (every case needs a row, every class must be declared)."""
+    from autounet.io.targets import read_targets
+
+    try:
+        return read_targets(RawPaths(spec.path).targets("Tr"), spec.task, spec.labels, [c.case_id for c in cases]), []
+    except DatasetError as e:
+        return {}, str(e).splitlines()
+
+
 def labels_present(case: LoadedCase) -> set[int]:
-    """The label values a case's label map holds."""
-    return {int(v) for v in _label_values(case.seg)}
+    """The label values a case's label map holds (none for a case-level task)."""
+    return {int(v) for v in _label_values(case.seg)} if case.seg is not None else set()
 
 
 def _verify_one(args: tuple[CaseFiles, DatasetSpec]) -> tuple[list[str], set[int]]:
@@ -137,7 +151,7 @@ def _verify_one(args: tuple[CaseFiles, DatasetSpec]) -> tuple[list[str], set[int
 
 def foreground_problems(spec: DatasetSpec, presence: dict[str, set[int]]) -> list[str]:
     """A dataset whose label maps hold no foreground at all has nothing to learn."""
-    if any(set(spec.foreground_labels) & labels for labels in presence.values()):
+    if spec.case_level or any(set(spec.foreground_labels) & labels for labels in presence.values()):
         return []
     return [f"{spec.path}: no label map holds any foreground voxel (labels {list(spec.foreground_labels)}); "
             "nothing to learn"]

@@ -128,6 +128,10 @@ def find_best_configuration(paths: DatasetPaths, configurations: Sequence[str] |
 
     plans = load_plans(paths.plans)
     splits = read_json(paths.splits)
+    if plans.case_task is not None:
+        from autounet.postprocess.case_selection import find_best_case_level
+
+        return find_best_case_level(paths, plans, splits, configurations, ensembles)
     if configurations:
         for c in configurations:
             _validation_folders(paths, c, splits)  # raises naming the folds to train
@@ -177,6 +181,10 @@ def _foreground_after(report: dict, before: float) -> float:
 
 def format_table(result: dict) -> str:
     """The cross-validation table, best first, as text."""
+    if "task" in result:
+        from autounet.postprocess.case_selection import format_case_table
+
+        return format_case_table(result)
     classes = result["classes"]
     rows = sorted(result["entries"].items(), key=lambda kv: -kv[1]["foreground_mean_dice"])
     width = max(len(k) for k in result["entries"]) + 2
@@ -186,3 +194,17 @@ def format_table(result: dict) -> str:
         lines.append(f"  {name:<{width}}" + "".join(f"{e['mean_dice'].get(c, np.nan):>10.4f}" for c in classes)
                      + f"{e['foreground_mean_dice']:>10.4f}{mark}")
     return "\n".join(lines)
+
+
+def describe_choice(result: dict) -> str:
+    """The choice in one line: its Dice before and after postprocessing, or a case-level task's
+    cross-validated figures."""
+    entry = result["entries"][result["best"]]
+    if "task" in result:
+        from autounet.postprocess.case_selection import summary_keys
+
+        m, keys = entry["metrics"], summary_keys(result["task"])
+        mirror = "with" if all(entry["mirror"]) else "without"
+        return f"{result['best']} ({mirror} test-time mirroring), " + ", ".join(f"{k} {m[k]:.4f}" for k in keys)
+    return (f"{result['best']}, foreground-mean Dice {entry['foreground_mean_dice']:.4f} "
+            f"({result['foreground_mean_dice_after_postprocessing']:.4f} after postprocessing)")

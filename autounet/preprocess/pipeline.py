@@ -178,6 +178,10 @@ def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, 
                        seed: int = 0) -> dict[str, int]:
     """Preprocess every case for the chosen configurations; returns {"done": n, "skipped": m}."""
     log = logging.getLogger(__name__)
+    if plans.case_task is not None:
+        from autounet.preprocess.case_level import preprocess_cases
+
+        return preprocess_cases(spec, cases, plans, paths, configurations, processes, force)
     folders = [DataFolder(paths.data_folder(ident), config, plans.preprocessing_hash(config))
                for ident, config in data_folders(plans, configurations).items()]
     for path in [f.path for f in folders] + [paths.references]:

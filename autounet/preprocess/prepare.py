@@ -9,12 +9,12 @@ from typing import NamedTuple, Sequence
 from autounet.autoplan.fingerprint import fingerprint_dataset
 from autounet.autoplan.planner import plan_for_machine
 from autounet.autoplan.plans import Plans
-from autounet.autoplan.splits import ensure_splits
+from autounet.autoplan.splits import ensure_splits, strata_of
 from autounet.autoplan.summary import format_plan_summary
 from autounet.hardware import detect_hardware
 from autounet.io.atomic import check_writable, write_json
 from autounet.io.dataset_json import CaseFiles, DatasetSpec
-from autounet.io.verify import check_layout
+from autounet.io.verify import check_layout, load_targets
 from autounet.parallel import default_processes
 from autounet.preprocess.pipeline import preprocess_dataset
 from autounet.workspace import DatasetPaths
@@ -47,7 +47,8 @@ def plan_dataset(paths: DatasetPaths, processes: int, gpu_memory_gb: float | Non
     fp = fingerprint_dataset(paths, (spec, cases), processes, seed, force)
     plans = plan_for_machine(fp, spec, detect_hardware(device), gpu_memory_gb, network)
     write_json(paths.plans, plans.to_json())
-    ensure_splits(paths.splits, [c.case_id for c in cases], seed=seed, user_file=splits_file)
+    strata = strata_of(spec.task, load_targets(spec, cases)[0]) if spec.case_level else None
+    ensure_splits(paths.splits, [c.case_id for c in cases], seed=seed, user_file=splits_file, strata=strata)
     return Planned(plans, spec, cases)
 
 

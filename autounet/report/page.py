@@ -54,8 +54,13 @@ def _summary(plans: Plans | None, cv: dict | None, trained: dict[str, TrainedSta
         items.append(f"Trained with another network than planned (see the plan): {', '.join(trained)}.")
     if cv is not None:
         best = cv["entries"][cv["best"]]
-        items.append(f"Best on cross-validation: {cv['best']} "
-                     f"(foreground mean Dice {num(best.get('foreground_mean_dice'))}).")
+        if "task" in cv:
+            figures = ", ".join(f"{k} {num(v)}" for k, v in best["metrics"].items()
+                                if k in ("auc", "accuracy", "balanced_accuracy", "mae", "rmse", "r2"))
+            items.append(f"Best on cross-validation: {cv['best']} ({figures}).")
+        else:
+            items.append(f"Best on cross-validation: {cv['best']} "
+                         f"(foreground mean Dice {num(best.get('foreground_mean_dice'))}).")
         if cv.get("predict_command"):
             items.append(f"Predict with: {cv['predict_command']}")
     return bullets(items) if items else ""
@@ -111,15 +116,32 @@ def write_report(paths: DatasetPaths, output: Path | None = None, max_overlays: 
     plans, plan_problem = _read_plans(paths)
     cv, cv_problem = _read_cross_validation(paths)
     trained = trained_stages(paths.trained, plans) if plans is not None else {}
-    sections = [
+    if plans is not None and plans.case_task is not None:
+        from autounet.report.case_level import balance_section, case_cv_section
+
+        sections = [
+            ("plan", "1. The plan", plan_section(plans, plan_problem, trained)),
+            ("balance", "2. Classes" if plans.task != "regression" else "2. Targets",
+             balance_section(paths, plans, figures)),
+            ("training", "3. Training curves", training_section(paths, plans, figures)),
+            ("cross-validation", "4. Cross-validation", case_cv_section(paths, plans, cv, cv_problem, figures)),
+        ]
+    else:
+        sections = _segmentation_sections(paths, plans, plan_problem, cv, cv_problem, trained, figures, max_overlays)
+    index = output / INDEX
+    write_text(index, _page(f"autounet report: {paths.name}", _summary(plans, cv, trained), sections))
+    figures.remove_stale()
+    log.info("report written to %s", index)
+    return index
+
+
+def _segmentation_sections(paths: DatasetPaths, plans: Plans | None, plan_problem: str | None, cv: dict | None,
+                           cv_problem: str | None, trained: dict[str, TrainedStage], figures: Figures,
+                           max_overlays: int) -> list[tuple[str, str, str]]:
+    return [
         ("plan", "1. The plan", plan_section(plans, plan_problem, trained)),
         ("training", "2. Training curves", training_section(paths, plans, figures)),
         ("cross-validation", "3. Cross-validation and postprocessing",
          cross_validation_section(cv, cv_problem, class_names(plans.labels) if plans else {})),
         ("overlays", "4. Validation predictions", overlay_section(paths, plans, cv, figures, max_overlays)),
     ]
-    index = output / INDEX
-    write_text(index, _page(f"autounet report: {paths.name}", _summary(plans, cv, trained), sections))
-    figures.remove_stale()
-    log.info("report written to %s", index)
-    return index

@@ -15,7 +15,7 @@ from autounet.autoplan.plans import Plans
 from autounet.model.checkpoint import peek_checkpoint
 from autounet.report.figures import Figures
 from autounet.report.markup import CHECKPOINTS, READ_ERRORS, esc, note, num
-from autounet.training.progress import draw_curves, new_figure
+from autounet.training.progress import draw_curves, metric_name, new_figure
 from autounet.workspace import DatasetPaths, FoldPaths, ResultsPaths
 
 log = logging.getLogger(__name__)
@@ -36,47 +36,51 @@ def load_training_log(checkpoint: Path) -> dict[str, list]:
     return {k: list(v) for k, v in ckpt["log"].items()}
 
 
-def _plot_curves(figures: Figures, training_log: dict[str, list], title: str, path: Path) -> None:
-    """Train / validation loss (left axis) and pseudo-Dice with its EMA (right axis)."""
+def _plot_curves(figures: Figures, training_log: dict[str, list], title: str, path: Path, metric: str) -> None:
+    """Train / validation loss (left axis) and the validation score with its EMA (right axis)."""
     fig = new_figure(4.6, 3.0)
     ax = fig.add_subplot()
-    draw_curves(ax, training_log, legend_size=7)
+    draw_curves(ax, training_log, legend_size=7, metric=metric)
     ax.set_xlabel("epoch")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     figures.save(fig, path)
 
 
-def _log_facts(training_log: dict[str, list]) -> list[str]:
-    """Epochs, final and best pseudo-Dice EMA, training time."""
+def _log_facts(training_log: dict[str, list], metric: str) -> list[str]:
+    """Epochs, final and best validation score EMA, training time."""
     parts = [f"{len(training_log['epoch'])} epochs"]
     ema = [v for v in training_log.get("pseudo_dice_ema", []) if isinstance(v, (int, float)) and not math.isnan(v)]
     if ema:
-        parts.append(f"final pseudo-Dice EMA {num(ema[-1])} (best {num(max(ema))})")
+        parts.append(f"final {metric} EMA {num(ema[-1])} (best {num(max(ema))})")
     seconds = sum(v for v in training_log.get("epoch_seconds", []) if isinstance(v, (int, float)))
     if seconds:
         parts.append(f"{seconds / 60:.1f} min")
     return parts
 
 
-def _fold_caption(fold: FoldPaths, checkpoint: Path | None, training_log: dict[str, list] | None) -> str:
+def _fold_caption(fold: FoldPaths, checkpoint: Path | None, training_log: dict[str, list] | None,
+                  metric: str = "pseudo Dice") -> str:
     """HTML: the fold, its state, what its log says and its validation Dice."""
     parts = [f"<b>fold {esc(fold.fold)}</b>"]
     if checkpoint is not None:
         finished = checkpoint == fold.checkpoint("final")
         parts.append("finished" if finished else "unfinished (latest checkpoint)")
     if training_log and training_log.get("epoch"):
-        parts += [esc(p) for p in _log_facts(training_log)]
+        parts += [esc(p) for p in _log_facts(training_log, metric)]
     if fold.validation_summary.is_file():
         try:
-            dice = json.loads(fold.validation_summary.read_text())["foreground_mean_dice"]
-            parts.append(f"validation foreground Dice {esc(num(dice))}")
+            summary = json.loads(fold.validation_summary.read_text())
+            if "task" in summary:  # a case-level fold: its validation score with test-time mirroring
+                parts.append(f"validation score {esc(num(summary['mirrored']['score']))}")
+            else:
+                parts.append(f"validation foreground Dice {esc(num(summary['foreground_mean_dice']))}")
         except READ_ERRORS:  # a broken summary only loses this number
             pass
     return ", ".join(parts)
 
 
-def _fold_figure(figures: Figures, fold: FoldPaths) -> str:
+def _fold_figure(figures: Figures, fold: FoldPaths, metric: str) -> str:
     """A figure for one fold: drawn from its checkpoint's log, else its progress plot copied."""
     config, title = fold.configuration, f"{fold.configuration} fold {fold.fold}"
     checkpoint = next((p for p in map(fold.checkpoint, CHECKPOINTS) if p.is_file()), None)
@@ -86,8 +90,9 @@ def _fold_figure(figures: Figures, fold: FoldPaths) -> str:
         try:
             training_log = load_training_log(checkpoint)
             if training_log.get("epoch"):
-                _plot_curves(figures, training_log, title, path)
-                return figures.img(path, f"training curves of {title}", _fold_caption(fold, checkpoint, training_log))
+                _plot_curves(figures, training_log, title, path, metric)
+                return figures.img(path, f"training curves of {title}",
+                                   _fold_caption(fold, checkpoint, training_log, metric))
             problem = f"{checkpoint.name} has no finished epoch yet"
         except READ_ERRORS as e:
             log.warning("report: cannot read the training log of %s: %s", checkpoint, e)
@@ -109,6 +114,7 @@ def training_section(paths: DatasetPaths, plans: Plans | None, figures: Figures)
                     f"train with: autounet train {paths.name} CONFIGURATION FOLD")
     out = []
     for config in configurations:
-        folds = "".join(_fold_figure(figures, f) for f in paths.trained.folds(config))
+        metric = metric_name(plans.task if plans is not None else "segmentation")
+        folds = "".join(_fold_figure(figures, f, metric) for f in paths.trained.folds(config))
         out.append(f'<h3>{esc(config)}</h3>\n<div class="grid">{folds}</div>')
     return "\n".join(out)

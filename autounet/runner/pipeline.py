@@ -15,7 +15,7 @@ from autounet.autoplan.plans import Plans
 from autounet.hardware import HardwareInfo, detect_hardware
 from autounet.io.atomic import check_writable, read_json
 from autounet.parallel import default_processes
-from autounet.postprocess.find_best import find_best_configuration, format_table
+from autounet.postprocess.find_best import describe_choice, find_best_configuration, format_table
 from autounet.preprocess.prepare import check_planned, plan_dataset, preprocess_planned
 from autounet.report import write_report
 from autounet.runner.folds import NEEDS, fold_command, launcher, pending, train_concurrently, train_sequentially
@@ -122,10 +122,8 @@ def run_dataset(paths: DatasetPaths, options: RunOptions = RunOptions(), root: P
 
 
 def _summary(paths: DatasetPaths, best: dict, page: Path, ledger: Ledger) -> None:
-    entry = best["entries"][best["best"]]
-    log.info("\n=== autounet run %s finished: %s used%s ===\ncross-validation:\n%s\nchosen: %s, foreground-mean "
-             "Dice %.4f (%.4f after postprocessing)\nreport: %s\nnext: autounet predict -i IMAGES -o OUTPUT -d %s",
-             paths.name, describe_seconds(ledger.used_s()),
+    output = "predictions.csv" if "task" in best else "OUTPUT"
+    log.info("\n=== autounet run %s finished: %s used%s ===\ncross-validation:\n%s\nchosen: %s\nreport: %s\n"
+             "next: autounet predict -i IMAGES -o %s -d %s", paths.name, describe_seconds(ledger.used_s()),
              "" if ledger.record.budget_s is None else f" of {describe_seconds(ledger.record.budget_s)}",
-             format_table(best), best["best"], entry["foreground_mean_dice"],
-             best["foreground_mean_dice_after_postprocessing"], page, paths.name)
+             format_table(best), describe_choice(best), page, output, paths.name)

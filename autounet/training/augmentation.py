@@ -28,6 +28,9 @@ from batchgenerators.transforms.utility_transforms import RemoveLabelTransform
 from autounet.inference.cascade import one_hot
 
 DUMMY_2D_ANISOTROPY = 3.0  # a 3D patch whose in-plane size is > 3x its depth augments in 2D
+# Case-level tasks see the whole image: milder rotation (+-15 deg; a diagnosis may depend on the
+# orientation an image is taken in) and scaling (0.85-1.15: the image's edge stays in view), more often.
+CASE_ROTATION_DEG, CASE_SCALE, CASE_P_SPATIAL = 15.0, (0.85, 1.15), 0.3
 
 
 @dataclass(frozen=True)
@@ -177,3 +180,26 @@ def training_transforms(patch_size: Sequence[int], params: AugmentationParams, n
 def validation_transforms(num_previous_classes: int = 0) -> Compose:
     """No augmentation; only the cascade's one-hot conversion."""
     return Compose([PreviousStageToOneHot(num_previous_classes)] if num_previous_classes else [])
+
+
+def case_level_transforms(input_size: Sequence[int], mirror_axes: Sequence[int], augment: bool) -> Compose:
+    """Augmentation of whole-case inputs (case-level tasks): in-plane rotation for 2D inputs,
+    rotation about every axis for 3D ones, scaling, the intensity transforms above, and
+    mirroring along ``mirror_axes``; only the target travels with the batch (no label map)."""
+    if not augment:
+        return Compose([])
+    a = math.radians(CASE_ROTATION_DEG)
+    three_d = len(input_size) == 3
+    return Compose([
+        SeedPythonRandom(),
+        SpatialTransform(list(input_size), patch_center_dist_from_border=None, do_elastic_deform=False,
+                         do_rotation=True, angle_x=(-a, a), angle_y=(-a, a) if three_d else (0, 0),
+                         angle_z=(-a, a) if three_d else (0, 0), p_rot_per_axis=1, do_scale=True, scale=CASE_SCALE,
+                         border_mode_data="constant", border_cval_data=0, order_data=3, random_crop=False,
+                         p_el_per_sample=0, p_scale_per_sample=CASE_P_SPATIAL, p_rot_per_sample=CASE_P_SPATIAL),
+        GaussianNoiseTransform(p_per_sample=0.1),
+        GaussianBlurTransform((0.5, 1.0), different_sigma_per_channel=True, p_per_sample=0.1, p_per_channel=0.5),
+        BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15),
+        ContrastAugmentationTransform(p_per_sample=0.15),
+        GammaTransform((0.7, 1.5), False, True, retain_stats=True, p_per_sample=0.15),
+    ] + ([MirrorTransform(tuple(mirror_axes))] if mirror_axes else []))

@@ -43,6 +43,10 @@ class Inputs:
 
 def make_inputs(setup: FoldSetup, config: TrainingConfig, device: torch.device, dist: DistInfo = DistInfo()) -> Inputs:
     """Samplers (an enlarged patch where spatial augmentation needs room) and transforms of a fold."""
+    if setup.plans.case_task is not None:
+        from autounet.training.case_batches import make_case_inputs
+
+        return make_case_inputs(setup, config, device, dist)
     stage = setup.stage
     batch = split_batch(config.batch_size or stage.batch_size, dist)
     params = augmentation_params(stage.patch_size, stage.mirror_axes)
@@ -81,8 +85,9 @@ def epoch_batches(sampler: PatchSampler, transform, seed: int, epoch: int, worke
 
 
 def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch's data (float32) and labels (long) on the device."""
+    """A batch's data (float32) and labels (long; a case-level batch's targets: float32) on the device."""
+    key, dtype = ("target", torch.float32) if "target" in batch else ("seg", torch.long)
     x = batch["data"] if isinstance(batch["data"], torch.Tensor) else torch.from_numpy(batch["data"])
-    y = batch["seg"] if isinstance(batch["seg"], torch.Tensor) else torch.from_numpy(batch["seg"])
+    y = batch[key] if isinstance(batch[key], torch.Tensor) else torch.from_numpy(batch[key])
     non_blocking = device.type == "cuda"
-    return x.to(device, torch.float32, non_blocking=non_blocking), y.to(device, torch.long, non_blocking=non_blocking)
+    return x.to(device, torch.float32, non_blocking=non_blocking), y.to(device, dtype, non_blocking=non_blocking)

@@ -118,7 +118,11 @@ def windows_per_case(stage: StagePlan, step: float = 0.5) -> int:
 
 
 def final_validation_seconds(stage: StagePlan, calibration: Calibration, num_cases: int, mirror: bool) -> float:
-    """Expected time of the end-of-training validation of ``num_cases`` cases."""
+    """Expected time of the end-of-training validation of ``num_cases`` cases (a case-level
+    network: whole cases in batches, with and without the mirrored copies)."""
+    if stage.network.head == "pooled":
+        passes = (2 ** len(stage.mirror_axes) + 1) * math.ceil(num_cases / max(stage.batch_size, 1))
+        return passes * calibration.seconds_per_val_iteration * VALIDATION_OVERHEAD + 1.0
     forwards = windows_per_case(stage) * (2 ** len(stage.mirror_axes) if mirror else 1) * num_cases
     per_window = calibration.seconds_per_val_iteration / max(1, min(stage.batch_size, 8))
     return forwards * per_window * VALIDATION_OVERHEAD + num_cases * 0.5
@@ -162,9 +166,11 @@ def lighter_variants(stage: StagePlan) -> list[tuple[str, StagePlan]]:
         n = net.num_stages - 1
         shallow = replace(half, features_per_stage=half.features_per_stage[:n], kernel_sizes=net.kernel_sizes[:n],
                           strides=net.strides[:n], convs_per_stage_encoder=net.convs_per_stage_encoder[:n],
-                          convs_per_stage_decoder=net.convs_per_stage_decoder[:n - 1])
+                          convs_per_stage_decoder=net.convs_per_stage_decoder[:max(0, n - 1)])
         out.append(("half the features, one stage fewer", _with_network(stage, shallow, stage.patch_size)))
     last = out[-1][1].network
+    if net.head == "pooled":  # a case-level network takes the whole preprocessed image: its input size stays
+        return out
     smaller = tuple(pad_to_multiple([p // 2], [f])[0] if p >= 2 * f else p
                     for p, f in zip(stage.patch_size, last.downsampling_factor))
     if smaller != tuple(stage.patch_size):

@@ -164,6 +164,14 @@ def _save_final(run: Run) -> None:
 
 def _validate(run: Run) -> None:
     started = time.monotonic()
+    if run.setup.plans.case_task is not None:
+        from autounet.training.case_steps import validate_cases
+
+        summary = validate_cases(run.setup, run.module, run.device, run.config.amp)
+        log.info("validation of fold %s: %s (%.0f s)", run.setup.fold, ", ".join(
+            f"{k} {summary['mirrored'][k]:.4f}" for k in ("auc", "accuracy", "balanced_accuracy", "mae", "r2")
+            if k in summary["mirrored"]), time.monotonic() - started)
+        return
     settings = dataclasses.replace(run.config.validation, device=str(run.device), amp=run.config.amp)
     summary = validate(run.setup, run.module, settings)
     log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f (%.0f s)", run.setup.fold,

@@ -15,7 +15,7 @@ from autounet.load import other_cores, snapshot
 from autounet.model.checkpoint import save_checkpoint
 from autounet.training.batches import Inputs, make_inputs
 from autounet.training.config import TrainingConfig, next_lr
-from autounet.training.progress import format_epoch, plot_progress
+from autounet.training.progress import format_epoch, metric_name, plot_progress
 from autounet.training.schedule import check_speed, replan
 from autounet.training.setup import FoldSetup
 from autounet.training.state import Run, checkpoint_state
@@ -67,15 +67,16 @@ def _save_progress(run: Run, last_plot: float) -> float:
     """Log line, best and latest checkpoints, the plot (at most every PLOT_INTERVAL_S); returns
     when the plot was last drawn."""
     folder, config, ema = run.setup.output, run.config, run.log.pseudo_dice_ema[-1]
-    log.info("%s", format_epoch(run.log, config.epochs))
+    metric = metric_name(run.setup.plans.task)
+    log.info("%s", format_epoch(run.log, config.epochs, metric))
     if not math.isnan(ema) and ema > run.best_ema:
         run.best_ema = ema
         save_checkpoint(folder.checkpoint("best"), checkpoint_state(run))
-        log.info("new best pseudo-Dice EMA %.4f: %s saved", ema, folder.checkpoint("best").stem)
+        log.info("new best %s EMA %.4f: %s saved", metric, ema, folder.checkpoint("best").stem)
     if run.epoch % config.checkpoint_every == 0 or run.epoch == config.epochs:
         save_checkpoint(folder.checkpoint("latest"), checkpoint_state(run))
     if time.monotonic() - last_plot > PLOT_INTERVAL_S or run.epoch == config.epochs:
-        plot_progress(run.log, folder.progress_plot)
+        plot_progress(run.log, folder.progress_plot, metric)
         return time.monotonic()
     return last_plot
 

@@ -37,8 +37,16 @@ class EpochLog:
 CURVES = ("epoch", "train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema")
 
 
-def draw_curves(ax: Any, log: Mapping[str, Sequence[float]], legend_size: float | None = None) -> None:
-    """Train and validation loss on ``ax``, pseudo-Dice and its EMA on a twin axis (0..1).
+def metric_name(task: str) -> str:
+    """What the per-epoch validation score is called: the pseudo-Dice of validation patches, or a
+    case-level task's score over every validation case."""
+    return {"segmentation": "pseudo Dice", "regression": "val -MAE"}.get(task, "val AUC")
+
+
+def draw_curves(ax: Any, log: Mapping[str, Sequence[float]], legend_size: float | None = None,
+                metric: str = "pseudo Dice") -> None:
+    """Train and validation loss on ``ax``, the validation score (``metric``: pseudo-Dice, AUC; 0..1)
+    and its EMA on a twin axis.
 
     log : per-epoch lists as :meth:`EpochLog.to_json` gives them (a checkpoint's ``log``); lists
     of unequal length are cut to the shortest. Shared by progress.png and the HTML report.
@@ -49,10 +57,11 @@ def draw_curves(ax: Any, log: Mapping[str, Sequence[float]], legend_size: float 
     ax.plot(x, log["val_loss"][:n], label="validation loss", color="tab:red")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(x, log["pseudo_dice"][:n], ":", label="pseudo Dice", color="tab:green")
-    ax2.plot(x, log["pseudo_dice_ema"][:n], "-", label="pseudo Dice (EMA)", color="tab:green")
-    ax2.set_ylabel("Dice")
-    ax2.set_ylim(0, 1)
+    ax2.plot(x, log["pseudo_dice"][:n], ":", label=metric, color="tab:green")
+    ax2.plot(x, log["pseudo_dice_ema"][:n], "-", label=f"{metric} (EMA)", color="tab:green")
+    ax2.set_ylabel(metric)
+    if "MAE" not in metric:
+        ax2.set_ylim(0, 1)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=legend_size)
@@ -71,11 +80,11 @@ def save_figure(fig: Any, path: Path, dpi: int) -> None:
         fig.savefig(tmp, dpi=dpi, format="png")
 
 
-def plot_progress(log: EpochLog, path: Path) -> None:
-    """Losses, pseudo-Dice (and its EMA), learning rate and epoch time against epochs."""
+def plot_progress(log: EpochLog, path: Path, metric: str = "pseudo Dice") -> None:
+    """Losses, the validation score (and its EMA), learning rate and epoch time against epochs."""
     fig = new_figure(9, 10)
     axes = fig.subplots(3, 1, sharex=True)
-    draw_curves(axes[0], log.to_json())
+    draw_curves(axes[0], log.to_json(), metric=metric)
     axes[1].plot(log.epoch, log.lr, color="tab:purple")
     axes[1].set_ylabel("learning rate")
     axes[2].plot(log.epoch, log.epoch_seconds, color="tab:orange")
@@ -85,10 +94,10 @@ def plot_progress(log: EpochLog, path: Path) -> None:
     save_figure(fig, path, dpi=80)
 
 
-def format_epoch(log: EpochLog, epochs: int) -> str:
+def format_epoch(log: EpochLog, epochs: int, metric: str = "pseudo Dice") -> str:
     """One line of the text log for the last epoch."""
     i = -1
     dice = log.pseudo_dice[i]
     return (f"epoch {log.epoch[i]}/{epochs - 1}  train loss {log.train_loss[i]:.4f}  val loss {log.val_loss[i]:.4f}  "
-            f"pseudo Dice {'nan' if math.isnan(dice) else f'{dice:.4f}'} (EMA {log.pseudo_dice_ema[i]:.4f})  "
+            f"{metric} {'nan' if math.isnan(dice) else f'{dice:.4f}'} (EMA {log.pseudo_dice_ema[i]:.4f})  "
             f"lr {log.lr[i]:.2e}  {log.epoch_seconds[i]:.1f} s")

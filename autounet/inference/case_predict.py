@@ -1,0 +1,116 @@
+"""Case-level prediction: whole inputs through each fold's network (and its mirrored copies),
+outputs averaged; new images read and prepared exactly as the training cases were."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from autounet.autoplan.plans import CaseTaskPlan, StagePlan
+from autounet.hardware import autocast_for, resolve_device
+from autounet.inference.case_outputs import to_outputs
+from autounet.inference.cases import ImageCase, check_input
+from autounet.inference.settings import PredictSettings
+from autounet.io.image_io import ImageReadError, read_channels, reader_for
+from autounet.model.trained import TrainedModel
+from autounet.preprocess.case_level import case_input
+from autounet.progress import progress
+
+log = logging.getLogger("autounet.inference")
+CASE_BATCH = 64  # inputs per forward pass at prediction
+
+
+def mirrorings(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of the mirror axes (the empty one first): the copies test-time mirroring averages."""
+    return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
+
+
+def network_outputs(network: torch.nn.Module, data: Sequence[np.ndarray], stage: StagePlan, plan: CaseTaskPlan,
+                    device: torch.device, mirror: bool, amp: bool = True) -> np.ndarray:
+    """Outputs (N, K) of one network for inputs (C, Z, Y, X) each (Z = 1 for 2D), averaged over
+    the mirrored copies when ``mirror``: probabilities, or values for regression."""
+    network.eval()
+    dims = len(stage.patch_size)
+    flips = mirrorings(stage.mirror_axes) if mirror else [()]
+    out = []
+    with torch.no_grad(), autocast_for(device, amp):
+        for start in range(0, len(data), CASE_BATCH):
+            x = torch.from_numpy(np.stack([np.asarray(d, dtype=np.float32) for d in data[start:start + CASE_BATCH]]))
+            x = (x[:, :, 0] if dims == 2 else x).to(device)
+            total = sum(to_outputs(network(torch.flip(x, [a + 2 for a in f]) if f else x), plan) for f in flips)
+            out.append((total / len(flips)).cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def ensemble_outputs(model: TrainedModel, data: Sequence[np.ndarray], device: torch.device, mirror: bool,
+                     amp: bool = True) -> np.ndarray:
+    """Outputs (N, K) of a configuration's folds, averaged."""
+    network = model.network(device)
+    plan = model.plans.case_task
+    assert plan is not None
+    total = None
+    for weights in model.fold_weights.values():
+        network.load_state_dict(weights)
+        o = network_outputs(network, data, model.stage, plan, device, mirror, amp)
+        total = o if total is None else total + o
+    return total / len(model.fold_weights)
+
+
+def read_inputs(cases: Sequence[ImageCase], model: TrainedModel) -> tuple[list[str], list[np.ndarray], dict[str, str]]:
+    """Read and prepare new cases for ``model``; cases that cannot be read are returned as problems."""
+    ids, data, failed = [], [], {}
+    for case in progress(cases, desc="read images", unit="case"):
+        try:
+            images, geometry = read_channels(list(case.files), reader_for(case.ending))
+            check_input(images, geometry, model.plans, case.files[0])
+            data.append(case_input(images, model.plans, model.stage))
+            ids.append(case.case_id)
+        except (ImageReadError, ValueError) as e:
+            failed[case.case_id] = str(e)
+    return ids, data, failed
+
+
+def predict_case_level(models: Sequence[TrainedModel], cases: Sequence[ImageCase], settings: PredictSettings,
+                       mirror: Sequence[bool] | None = None) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """Case ids, outputs (N, K) averaged over the models (configurations) and their folds, and the
+    cases that failed. ``mirror`` per model (default: ``settings.mirror``)."""
+    device = resolve_device(settings.device)
+    total, ids, failed = None, [], {}
+    for i, model in enumerate(models):
+        ids, data, failed = read_inputs(cases, model)
+        if not data:
+            break
+        m = settings.mirror if mirror is None else mirror[i]
+        o = ensemble_outputs(model, data, device, m, settings.amp)
+        total = o if total is None else total + o
+        log.info("%s: %d case(s), folds %s%s", model.configuration, len(ids), " ".join(model.fold_weights),
+                 ", mirrored copies averaged" if m else "")
+    outputs = total / len(models) if total is not None else np.zeros((0, 0))
+    return ids, outputs, failed
+
+
+def csv_output(output: Path) -> Path:
+    """Where the predictions CSV goes: ``output`` itself when it ends in .csv, else
+    ``output/predictions.csv``."""
+    output = Path(output)
+    return output if output.suffix.lower() == ".csv" else output / "predictions.csv"
+
+
+def predict_to_csv(source, cases: Sequence[ImageCase], settings: PredictSettings, output: Path) -> dict[str, str]:
+    """Predict new cases with a case-level ``source`` (:class:`autounet.inference.source.ModelSource`)
+    and write the predictions CSV; returns the cases that failed."""
+    from autounet.inference.case_outputs import write_predictions
+    from autounet.model.trained import load_trained_model
+
+    models = [load_trained_model(source.results, c, source.folds, source.checkpoint) for c in source.configurations]
+    mirror = list(source.mirror) if source.mirror is not None and settings.mirror else None
+    ids, outputs, failed = predict_case_level(models, cases, settings, mirror)
+    plan = models[0].plans.case_task
+    if ids:
+        write_predictions(csv_output(output), plan.task, plan.names, ids, outputs)
+    return failed

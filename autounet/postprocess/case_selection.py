@@ -1,0 +1,136 @@
+"""Choose the best configuration (or pair ensemble) of a case-level task from the cross-validation.
+
+Each configuration's five folds predicted their validation cases twice: with test-time
+mirroring (the mirrored copies' outputs averaged) and without. Both are scored over all cases
+together; mirroring is kept only when it scores higher, so it is used where it helps. Pairs of
+configurations are scored as ensembles (outputs averaged). The score is the validation score of
+:func:`autounet.postprocess.case_metrics.validation_score` (AUC, or -MAE for regression); within
+``TIE_TOLERANCE`` the simpler choice wins. Case-level tasks have no postprocessing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from autounet.autoplan.plans import Plans
+from autounet.errors import WorkspaceError
+from autounet.inference.case_outputs import read_predictions, reference_values, write_predictions
+from autounet.io.atomic import read_json, write_json
+from autounet.postprocess.case_metrics import case_metrics, validation_score
+from autounet.postprocess.find_best import TIE_TOLERANCE, _complexity, _validation_folders, trained_configurations
+from autounet.workspace import DatasetPaths, PreprocessedCase, case_predictions_file
+
+log = logging.getLogger("autounet")
+SUMMARY_KEYS = {"classification": ("auc", "accuracy", "balanced_accuracy"), "multilabel": ("auc", "accuracy", "f1_macro"),
+                "regression": ("mae", "rmse", "r2")}
+
+
+def summary_keys(task: str) -> tuple[str, ...]:
+    """The figures that sum a case-level task's result up (tables, logs, the report)."""
+    return SUMMARY_KEYS[task]
+
+
+def cv_outputs(paths: DatasetPaths, configuration: str, splits: list[dict], mirrored: bool) -> dict[str, np.ndarray]:
+    """case id -> the cross-validation outputs of a configuration (each case from the fold that
+    did not train on it)."""
+    out: dict[str, np.ndarray] = {}
+    for k in range(len(splits)):
+        _, _, outputs = read_predictions(case_predictions_file(paths.trained.fold(configuration, k).validation, mirrored))
+        out.update({c: outputs[c] for c in splits[k]["val"] if c in outputs})
+    return out
+
+
+def reference_targets(paths: DatasetPaths, plans: Plans, case_ids: Sequence[str]) -> np.ndarray:
+    """The targets (N, K) of training cases, as preprocessing recorded them."""
+    folder = paths.data_folder(next(iter(plans.configurations.values())).data_identifier)
+    return np.array([read_json(PreprocessedCase(folder, c).meta)["target"] for c in case_ids], dtype=np.float64)
+
+
+def _entry(plans: Plans, y_true: np.ndarray, outputs: np.ndarray, members: list[str], mirror: list[bool],
+           splits: list[dict]) -> dict:
+    plan = plans.case_task
+    metrics = case_metrics(plan.task, y_true, outputs, plan.names)
+    return {"kind": "configuration" if len(members) == 1 else "ensemble", "members": members, "mirror": mirror,
+            "folds": [str(k) for k in range(len(splits))], "score": validation_score(plan.task, metrics),
+            "metrics": metrics}
+
+
+def score_configurations(paths: DatasetPaths, plans: Plans, configs: Sequence[str], splits: list[dict],
+                         ensembles: bool) -> tuple[dict[str, dict], dict[str, np.ndarray], list[str]]:
+    """Every configuration (mirroring on or off, whichever scores higher) and pair ensemble:
+    the entries, each entry's CV outputs (N, K), and the case ids in their order."""
+    task = plans.case_task.task
+    ids = sorted(cv_outputs(paths, configs[0], splits, True))
+    y_true = reference_values(reference_targets(paths, plans, ids), task)
+    entries, outputs = {}, {}
+    for c in configs:
+        scored = []
+        for mirror in (False, True):
+            o = cv_outputs(paths, c, splits, mirror)
+            if sorted(o) != ids:
+                raise WorkspaceError(f"{c}: the cross-validation predictions do not cover the same cases as {configs[0]}")
+            stacked = np.stack([o[i] for i in ids])
+            scored.append((_entry(plans, y_true, stacked, [c], [mirror], splits), stacked))
+        (plain, o_plain), (mirrored, o_mirrored) = scored
+        use_mirror = mirrored["score"] > plain["score"] + TIE_TOLERANCE  # mirroring only where it helps
+        entries[c] = {**(mirrored if use_mirror else plain), "score_without_mirroring": plain["score"],
+                      "score_with_mirroring": mirrored["score"]}
+        outputs[c] = o_mirrored if use_mirror else o_plain
+    if ensembles:
+        for a, b in itertools.combinations(configs, 2):
+            o = (outputs[a] + outputs[b]) / 2
+            entries[f"{a}+{b}"] = _entry(plans, y_true, o, [a, b], entries[a]["mirror"] + entries[b]["mirror"], splits)
+            outputs[f"{a}+{b}"] = o
+    return entries, outputs, ids
+
+
+def _chosen_configurations(paths: DatasetPaths, plans: Plans, splits: list[dict],
+                           configurations: Sequence[str] | None) -> list[str]:
+    if configurations:
+        for c in configurations:
+            _validation_folders(paths, c, splits)
+        return list(configurations)
+    configs, notes = trained_configurations(paths, plans, splits)
+    for note in notes:
+        log.warning("left out: %s", note)
+    if not configs:
+        raise WorkspaceError(f"no configuration of {paths.name} has all {len(splits)} folds validated; train first: "
+                             f"autounet run {paths.name}" + ("\n" + "\n".join(notes) if notes else ""))
+    return configs
+
+
+def find_best_case_level(paths: DatasetPaths, plans: Plans, splits: list[dict],
+                         configurations: Sequence[str] | None = None, ensembles: bool = True) -> dict:
+    """Score, choose, and write cross_validation.json and best_configuration.json (and the
+    winner's cross-validation predictions, for the report)."""
+    configs = _chosen_configurations(paths, plans, splits, configurations)
+    entries, outputs, ids = score_configurations(paths, plans, configs, splits, ensembles)
+    top = max(e["score"] for e in entries.values())
+    best = min((k for k, e in entries.items() if e["score"] >= top - TIE_TOLERANCE), key=lambda k: _complexity(entries[k]))
+    plan = plans.case_task
+    write_predictions(case_predictions_file(paths.trained.cross_validation_predictions(best)), plan.task, plan.names,
+                      ids, outputs[best])
+    command = f"autounet predict -i INPUT_FOLDER -o predictions.csv -d {paths.name}"
+    result = {"task": plan.task, "names": list(plan.names), "entries": entries, "best": best,
+              "predict_command": command}
+    write_json(paths.trained.cross_validation, result)
+    write_json(paths.trained.best_configuration, {
+        "configurations": entries[best]["members"], "folds": entries[best]["folds"], "name": best,
+        "mirror": entries[best]["mirror"], "task": plan.task, "score": entries[best]["score"],
+        "predict_command": command})
+    return result
+
+
+def format_case_table(result: dict) -> str:
+    """The cross-validation table of a case-level task, one row per configuration or ensemble."""
+    keys = summary_keys(result["task"])
+    lines = [f"{'configuration':<28}" + "".join(f"{k:>19}" for k in keys) + "  mirroring"]
+    for name, e in result["entries"].items():
+        mark = " *" if name == result["best"] else ""
+        values = "".join(f"{e['metrics'].get(k, float('nan')):>19.4f}" for k in keys)
+        lines.append(f"{name + mark:<28}{values}  {'/'.join('on' if m else 'off' for m in e['mirror'])}")
+    return "\n".join(lines)
