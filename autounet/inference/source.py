@@ -101,9 +101,11 @@ def archived_model(zip_path: Path, configurations: Sequence[str] | None = None, 
         missing = sorted(set(configurations or ()) - set(held))
         if missing:
             raise WorkspaceError(f"{zip_path}: holds the configuration(s) {', '.join(held)}, not {', '.join(missing)}")
+        mirror = manifest.get("mirror") if not configurations else None
         yield ModelSource(results, tuple(configurations or manifest["configurations"]),
                           tuple(str(f) for f in folds) if folds else tuple(manifest["folds"]), checkpoint,
-                          _existing(results.postprocessing))
+                          _existing(results.postprocessing),
+                          tuple(bool(m) for m in mirror) if isinstance(mirror, list) else None)
 
 
 def load_models(source: ModelSource, settings: PredictSettings) -> list[FoldEnsemble]:

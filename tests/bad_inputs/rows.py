@@ -180,6 +180,31 @@ def _scratch_tempdir(world: World, monkeypatch) -> None:
 
 # --------------------------------------------------------------------------- the rows
 
+def _case_level(world: World, rows: list[str] | None = None, task: str = "classification",
+                labels: dict | None = None) -> None:
+    """Turn the world's raw dataset into a case-level one: ``task`` in dataset.json, no label
+    maps, and labelsTr.csv with ``rows`` (default: every case, alternating classes 0 and 1)."""
+    d = _dataset_json(world)
+    d["task"], d["labels"] = task, labels or {"normal": 0, "abnormal": 1}
+    _write_dataset_json(world, d)
+    shutil.rmtree(world.raw / "labelsTr")
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (world.raw / "imagesTr").glob("*_0000.nii.gz"))
+    lines = rows if rows is not None else [f"{c},{i % 2}" for i, c in enumerate(cases)]
+    (world.raw / "labelsTr.csv").write_text("case,label\n" + "".join(f"{r}\n" for r in lines))
+
+
+def _predictions_csv(world: World) -> None:
+    (world.tmp / "ref.csv").write_text("case,label\na,0\nb,1\nc,1\n")
+    (world.tmp / "pred.csv").write_text("case,label,prob_normal,prob_abnormal\na,0,0.9,0.1\nb,1,0.2,0.8\n")
+
+
+def _npz(world: World, drop: str) -> None:
+    arrays = {f"{s}_{k}": (np.zeros((4, 28, 28), np.uint8) if k == "images" else np.array([[0], [1], [0], [1]]))
+              for s in ("train", "val") for k in ("images", "labels")}
+    arrays.pop(drop)
+    np.savez(world.tmp / "mnist.npz", **arrays)
+
+
 V = "autounet verify_dataset {raw} --root {ws} -p 1"
 PLAN = "autounet plan_and_preprocess {raw} --root {ws} -p 1 -c 3d_fullres"
 TRAIN = "autounet train {raw} 3d_fullres 1 --root {ws} --device cpu --num-workers 0"
@@ -407,6 +432,25 @@ ROWS: list[Row] = [
         r"not a postprocessing file", 2),
     Row("export-untrained", "", "`export_model` of a configuration without trained folds",
         "autounet export_model {raw} -c 2d -o {tmp}/m.zip --root {ws}", r"2d has no fold with a final checkpoint yet; train it with `autounet train Dataset\d+_\w+ 2d", 2),
+    # ---- case-level tasks (16): targets in labelsTr.csv, predictions and references as CSV files
+    Row("case-targets-problems", "16", "labelsTr.csv misses a case and names an undeclared class", V,
+        r"(?s)labelsTr\.csv:4: undeclared class value 7; declared: 0 \('normal'\), 1 \('abnormal'\).*case 'case_005' has no row", 2,
+        setup=lambda w, m: _case_level(w, ["case_000,0", "case_001,1", "case_002,7", "case_003,0", "case_004,1"])),
+    Row("case-targets-missing", "16", "a classification dataset without labelsTr.csv", V,
+        r"labelsTr\.csv.*(missing|does not exist|not found)", 2,
+        setup=lambda w, m: [_case_level(w), (w.raw / "labelsTr.csv").unlink()]),
+    Row("case-task-unknown", "16", "dataset.json's `task` is not a known task", V,
+        r"'task' must be one of segmentation, classification, multilabel, regression, found 'detection'", 2,
+        setup=lambda w, m: _case_level(w, task="detection")),
+    Row("case-labels-gaps", "16", "classification labels that are not 0..K-1", V,
+        r"maps each name to one of the class values 0\.\.1", 2,
+        setup=lambda w, m: _case_level(w, labels={"normal": 0, "abnormal": 2})),
+    Row("case-evaluate-missing", "16", "a predictions CSV without a reference case",
+        "autounet evaluate -r {tmp}/ref.csv --prediction {tmp}/pred.csv", r"no prediction for 1 reference case\(s\).*: c", 2,
+        setup=lambda w, m: _predictions_csv(w)),
+    Row("medmnist-missing-key", "16", "`convert_medmnist` of an .npz without `val_labels`",
+        "autounet convert_medmnist {tmp}/mnist.npz {tmp}/Dataset990_Mnist", r"mnist\.npz.*val_labels", 2,
+        setup=lambda w, m: _npz(w, "val_labels")),
     # ---- what a newcomer types (15.3): errors that point to a command that works
     Row("time-budget-bare-number", "15.3", "`train --time-budget 45` (minutes or seconds?)", TRAIN + " --time-budget 45",
         r"needs a unit: write e\.g\. 30m, 30min, 8h, 1h30m or 90s", 2),
