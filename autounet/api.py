@@ -208,7 +208,7 @@ def export_model(dataset: str | Path, output: Path, configurations: Sequence[str
     paths = resolve_dataset(dataset, root)
     source = dataset_model(paths, configurations)
     return export(paths.trained, source.configurations, output, folds, checkpoint,
-                  paths.raw_files.dataset_json, source.postprocessing, source.mirror)
+                  paths.raw_files.dataset_json, source.postprocessing, source.mirror, source.thresholds)
 
 
 def import_model(archive: Path, output: Path, overwrite: bool = False) -> dict:

@@ -251,6 +251,9 @@ def make_case_dataset(out_dir: Path, task: str = "classification", dims: int = 2
 
     if task not in CASE_TASK_TARGETS or dims not in (2, 3):
         raise ValueError(f"task must be one of {', '.join(CASE_TASK_TARGETS)} and dims 2 or 3, got {task!r}, {dims}")
+    if class_shares is not None and (task != "classification" or len(class_shares) != classes):
+        raise ValueError(f"class_shares needs one share per class of a classification dataset ({classes}), "
+                         f"got {list(class_shares)} for {task}")
     out = Path(out_dir)
     _clear(out, overwrite)
     check_writable(out)

@@ -217,42 +217,18 @@ def _tee(command: list[str], env: dict, log: Path) -> tuple[int, float]:
 
 
 def _cv_figures(results_dir: Path) -> dict:
-    """The cross-validated AUC/accuracy of the chosen configuration, from any top-level ``*.json`` in
-    ``results_dir``: a dict holding numeric ``auc`` and ``accuracy`` under a key named like the chosen
-    configuration (a file's ``"best"``/``"chosen"`` entry, else ``run.json``'s only configuration);
-    failing that, the first such dict found. Adjust here once the file name and layout settle."""
-    files = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
-    docs = {}
-    for f in files:
-        try:
-            docs[f.name] = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-    chosen = {d.get(k) for d in docs.values() if isinstance(d, dict) for k in ("best", "chosen")}
-    configs = docs.get("run.json", {}).get("configurations") if isinstance(docs.get("run.json"), dict) else None
-    only = configs if isinstance(configs, list) and len(configs) == 1 else []
-    chosen = {c for c in chosen if isinstance(c, str)} or set(only)
-    found = []
-
-    def walk(node: object, key: str, name: str) -> None:
-        if isinstance(node, dict):
-            if all(isinstance(node.get(m), (int, float)) for m in ("auc", "accuracy")):
-                found.append((key in chosen, name, key, node))
-            for k, v in node.items():
-                walk(v, str(k), name)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, key, name)
-
-    for name, doc in docs.items():
-        walk(doc, "", name)
-    if not found:
+    """The cross-validated figures of the chosen model, from ``cross_validation.json`` (entries ->
+    the best entry -> its metrics over every training case, each predicted by the fold that did not
+    train on it)."""
+    path = results_dir / "cross_validation.json"
+    if not path.is_file():
         return {}
-    best = next((c for c in found if c[0]), found[0])
-    extra = {("cv_" + m if m == "balanced_accuracy" else m): best[3][m]
-             for m in ("balanced_accuracy", "folds", "n_folds") if m in best[3]}
-    return {"cv_auc": best[3]["auc"], "cv_acc": best[3]["accuracy"], "configuration": best[2] or None,
-            "source": best[1], "matched_chosen": best[0], **extra}
+    cv = json.loads(path.read_text())
+    entry = cv["entries"][cv["best"]]
+    m = entry["metrics"]
+    return {"cv_auc": m["auc"], "cv_acc": m["accuracy"], "cv_balanced_accuracy": m["balanced_accuracy"],
+            "configuration": cv["best"], "mirror": entry["mirror"], "folds": len(entry["folds"]),
+            "source": path.name}
 
 
 def _check_predictions(csv_path: Path, npz: Path) -> dict:
@@ -315,10 +291,7 @@ def _autounet_figures(out: Path, root: Path, npz: Path) -> dict:
                                                 and abs(check["acc_label"] - figures["val_acc"]) < 1e-3)
         except (KeyError, ValueError, IndexError) as e:
             figures["crosscheck_error"] = repr(e)
-    results = root / "results" / DATASET
-    figures.update(_cv_figures(results))
-    folds = {p.name for p in results.rglob("fold_*") if p.is_dir()} if results.is_dir() else set()
-    figures["folds"] = figures.get("folds", figures.get("n_folds", len(folds) or None))
+    figures.update(_cv_figures(root / "results" / DATASET))
     return figures
 
 

@@ -18,7 +18,7 @@ The rules, each with its reason:
 - Loss: cross-entropy (classification), binary cross-entropy per target (multi-label), smooth L1
   on standardized targets (regression: robust to a few outlying targets).
 - Imbalance: when the largest class holds more than ``IMBALANCE_RATIO`` times the cases of the
-  smallest, batches draw every class equally often (classification); for multi-label targets,
+  smallest (among the classes that have cases), batches draw every class equally often (classification); for multi-label targets,
   which cannot all be balanced by sampling, each target's positives are weighted by
   negatives/positives, at most ``MAX_POSITIVE_WEIGHT``.
 """
@@ -76,7 +76,8 @@ def case_task_plan(fp: Fingerprint, names: Sequence[str]) -> CaseTaskPlan:
     """Loss and imbalance handling from the task and the class frequencies (rules above)."""
     task, counts = fp.task, [c for c in fp.class_counts]
     imbalance, weights = "none", ()
-    if task == "classification" and min(counts, default=0) > 0 and max(counts) > IMBALANCE_RATIO * min(counts):
+    present = [c for c in counts if c > 0]  # a declared class without cases cannot be drawn
+    if task == "classification" and present and max(present) > IMBALANCE_RATIO * min(present):
         imbalance = "balanced_sampling"
     if task == "multilabel":
         n = len(fp.cases)

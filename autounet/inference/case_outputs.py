@@ -43,19 +43,36 @@ def reference_values(targets: np.ndarray, task: str) -> np.ndarray:
     return targets[:, 0].astype(int) if task == "classification" else targets
 
 
-def _rows(task: str, names: Sequence[str], outputs: np.ndarray) -> tuple[list[str], list[list[str]]]:
-    probs = [f"{PROBABILITY_PREFIX}{n}" for n in names]
+def predicted_labels(task: str, outputs: np.ndarray, thresholds: Sequence[float] | None = None) -> np.ndarray | None:
+    """The predicted classes (N,) or 0/1 targets (N, K) of probabilities (N, K): the argmax (class 1
+    where its probability reaches ``thresholds[0]``, for two classes) or each target's probability
+    reaching 0.5 (or its own threshold); None for regression."""
+    outputs = np.asarray(outputs, dtype=np.float64)
     if task == "classification":
-        return ["label"] + probs, [[str(int(np.argmax(o)))] + [f"{p:.6f}" for p in o] for o in outputs]
+        if thresholds and outputs.shape[1] == 2:
+            return (outputs[:, 1] >= thresholds[0]).astype(int)
+        return np.argmax(outputs, axis=1)
     if task == "multilabel":
-        return list(names) + probs, [[str(int(p >= 0.5)) for p in o] + [f"{p:.6f}" for p in o] for o in outputs]
+        return (outputs >= np.asarray(thresholds if thresholds else [0.5] * outputs.shape[1])).astype(int)
+    return None
+
+
+def _rows(task: str, names: Sequence[str], outputs: np.ndarray, thresholds: Sequence[float] | None
+          ) -> tuple[list[str], list[list[str]]]:
+    probs = [f"{PROBABILITY_PREFIX}{n}" for n in names]
+    labels = predicted_labels(task, outputs, thresholds)
+    if task == "classification":
+        return ["label"] + probs, [[str(int(c))] + [f"{p:.6f}" for p in o] for c, o in zip(labels, outputs)]
+    if task == "multilabel":
+        return list(names) + probs, [[str(int(v)) for v in c] + [f"{p:.6f}" for p in o] for c, o in zip(labels, outputs)]
     return list(names), [[f"{v:.6g}" for v in o] for o in outputs]
 
 
 def write_predictions(path: Path, task: str, names: Sequence[str], case_ids: Sequence[str],
-                      outputs: np.ndarray) -> None:
-    """Write the predictions CSV (format in the module docstring) atomically, rows by case id."""
-    header, rows = _rows(task, names, np.asarray(outputs, dtype=np.float64))
+                      outputs: np.ndarray, thresholds: Sequence[float] | None = None) -> None:
+    """Write the predictions CSV (format in the module docstring) atomically, rows by case id;
+    ``thresholds``: the operating point chosen on the cross-validation (:func:`predicted_labels`)."""
+    header, rows = _rows(task, names, np.asarray(outputs, dtype=np.float64), thresholds)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["case"] + header)
@@ -67,6 +84,13 @@ def write_predictions(path: Path, task: str, names: Sequence[str], case_ids: Seq
 def read_predictions(path: Path) -> tuple[str, list[str], dict[str, np.ndarray]]:
     """A predictions CSV: (task, class or target names, case id -> outputs (K,)): probabilities
     for classification and multilabel, values for regression. DatasetError naming the file."""
+    task, names, outputs, _ = read_prediction_table(path)
+    return task, names, outputs
+
+
+def read_prediction_table(path: Path) -> tuple[str, list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`read_predictions`, and also case id -> the predicted class (1,) or 0/1 targets (K,)
+    as written (empty for regression)."""
     path = Path(path)
     try:
         rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
@@ -78,16 +102,20 @@ def read_predictions(path: Path) -> tuple[str, list[str], dict[str, np.ndarray]]
     header = rows[0]
     probs = [i for i, h in enumerate(header) if h.startswith(PROBABILITY_PREFIX)]
     names = [header[i][len(PROBABILITY_PREFIX):] for i in probs]
-    if probs and header[1] == "label":
-        task = "classification"
-    elif probs:
+    others = [h for i, h in enumerate(header[1:], 1) if i not in probs]
+    if probs and others == names:  # a 0/1 column and a probability column per target
         task = "multilabel"
-    else:
+    elif probs and others == ["label"]:
+        task = "classification"
+    else:  # the values themselves (a target may be named anything, "prob_x" included)
         task, names, probs = "regression", header[1:], list(range(1, len(header)))
+    label_columns = [] if task == "regression" else [i for i in range(1, len(header)) if i not in probs]
     out: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
     for line, r in enumerate(rows[1:], start=2):
         try:
             out[r[0]] = np.array([float(r[i]) for i in probs])
+            labels[r[0]] = np.array([int(float(r[i])) for i in label_columns])
         except (ValueError, IndexError) as e:
             raise DatasetError(f"{path}:{line}: {e}") from e
-    return task, names, out
+    return task, names, out, labels

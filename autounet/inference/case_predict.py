@@ -47,10 +47,9 @@ def network_outputs(network: torch.nn.Module, data: Sequence[np.ndarray], stage:
     return np.concatenate(out).astype(np.float64)
 
 
-def ensemble_outputs(model: TrainedModel, data: Sequence[np.ndarray], device: torch.device, mirror: bool,
-                     amp: bool = True) -> np.ndarray:
-    """Outputs (N, K) of a configuration's folds, averaged."""
-    network = model.network(device)
+def ensemble_outputs(model: TrainedModel, network: torch.nn.Module, data: Sequence[np.ndarray],
+                     device: torch.device, mirror: bool, amp: bool = True) -> np.ndarray:
+    """Outputs (N, K) of a configuration's folds (loaded into ``network`` in turn), averaged."""
     plan = model.plans.case_task
     assert plan is not None
     total = None
@@ -61,37 +60,45 @@ def ensemble_outputs(model: TrainedModel, data: Sequence[np.ndarray], device: to
     return total / len(model.fold_weights)
 
 
-def read_inputs(cases: Sequence[ImageCase], model: TrainedModel) -> tuple[list[str], list[np.ndarray], dict[str, str]]:
-    """Read and prepare new cases for ``model``; cases that cannot be read are returned as problems."""
-    ids, data, failed = [], [], {}
-    for case in progress(cases, desc="read images", unit="case"):
+def read_inputs(cases: Sequence[ImageCase], models: Sequence[TrainedModel]
+                ) -> tuple[list[str], list[list[np.ndarray]], dict[str, str]]:
+    """Read new cases and prepare each for every model (their input sizes may differ): the case
+    ids read, the inputs per model, and the cases that could not be read (as problems)."""
+    ids, data, failed = [], [[] for _ in models], {}
+    for case in cases:
         try:
             images, geometry = read_channels(list(case.files), reader_for(case.ending))
-            check_input(images, geometry, model.plans, case.files[0])
-            data.append(case_input(images, model.plans, model.stage))
-            ids.append(case.case_id)
+            check_input(images, geometry, models[0].plans, case.files[0])
+            prepared = [case_input(images, m.plans, m.stage) for m in models]
         except (ImageReadError, ValueError) as e:
             failed[case.case_id] = str(e)
+            continue
+        ids.append(case.case_id)
+        for inputs, x in zip(data, prepared):
+            inputs.append(x)
     return ids, data, failed
 
 
 def predict_case_level(models: Sequence[TrainedModel], cases: Sequence[ImageCase], settings: PredictSettings,
                        mirror: Sequence[bool] | None = None) -> tuple[list[str], np.ndarray, dict[str, str]]:
     """Case ids, outputs (N, K) averaged over the models (configurations) and their folds, and the
-    cases that failed. ``mirror`` per model (default: ``settings.mirror``)."""
+    cases that failed. ``mirror`` per model (default: ``settings.mirror``). Cases are read
+    ``CASE_BATCH`` at a time, so memory holds one chunk of inputs, not the whole folder."""
     device = resolve_device(settings.device)
-    total, ids, failed = None, [], {}
-    for i, model in enumerate(models):
-        ids, data, failed = read_inputs(cases, model)
-        if not data:
-            break
-        m = settings.mirror if mirror is None else mirror[i]
-        o = ensemble_outputs(model, data, device, m, settings.amp)
-        total = o if total is None else total + o
-        log.info("%s: %d case(s), folds %s%s", model.configuration, len(ids), " ".join(model.fold_weights),
-                 ", mirrored copies averaged" if m else "")
-    outputs = total / len(models) if total is not None else np.zeros((0, 0))
-    return ids, outputs, failed
+    mirror = list(mirror) if mirror is not None else [settings.mirror] * len(models)
+    networks = [m.network(device) for m in models]
+    ids, outputs, failed = [], [], {}
+    for start in progress(range(0, len(cases), CASE_BATCH), desc="predict", unit="batch"):
+        chunk_ids, data, chunk_failed = read_inputs(cases[start:start + CASE_BATCH], models)
+        failed.update(chunk_failed)
+        if chunk_ids:
+            per_model = [ensemble_outputs(m, net, d, device, mi, settings.amp)
+                         for m, net, d, mi in zip(models, networks, data, mirror)]
+            ids += chunk_ids
+            outputs.append(sum(per_model) / len(models))
+    for m, mi in zip(models, mirror):
+        log.info("%s: folds %s%s", m.configuration, " ".join(m.fold_weights), ", mirrored copies averaged" if mi else "")
+    return ids, np.concatenate(outputs) if outputs else np.zeros((0, 0)), failed
 
 
 def csv_output(output: Path) -> Path:
@@ -112,5 +119,5 @@ def predict_to_csv(source, cases: Sequence[ImageCase], settings: PredictSettings
     ids, outputs, failed = predict_case_level(models, cases, settings, mirror)
     plan = models[0].plans.case_task
     if ids:
-        write_predictions(csv_output(output), plan.task, plan.names, ids, outputs)
+        write_predictions(csv_output(output), plan.task, plan.names, ids, outputs, source.thresholds)
     return failed

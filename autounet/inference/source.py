@@ -35,6 +35,7 @@ class ModelSource:
     checkpoint: str = "final"
     postprocessing: Path | None = None
     mirror: tuple[bool, ...] | None = None  # a case-level choice: test-time mirroring per configuration
+    thresholds: tuple[float, ...] | None = None  # ... and the decision thresholds chosen on the cross-validation
 
     def case_level(self) -> bool:
         """Whether the model predicts one label or number per case (from one checkpoint's plans)."""
@@ -70,10 +71,16 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     problems = [name_problem(c, "configuration") for c in chosen.get("configurations") or [None]]
     if any(problems):
         raise WorkspaceError(f"{best}: {'; '.join(p for p in problems if p)}")
-    mirror = chosen.get("mirror")
     return ModelSource(paths.trained, tuple(chosen["configurations"]), folds, checkpoint,
-                       _existing(paths.trained.postprocessing),
-                       tuple(bool(m) for m in mirror) if isinstance(mirror, list) else None)
+                       _existing(paths.trained.postprocessing), *case_level_choice(chosen))
+
+
+def case_level_choice(chosen: dict) -> tuple[tuple[bool, ...] | None, tuple[float, ...] | None]:
+    """A case-level model's test-time mirroring and decision thresholds, as the selection chose
+    them (None where it did not: a segmentation model, or thresholds of a multi-class model)."""
+    mirror, thresholds = chosen.get("mirror"), chosen.get("thresholds")
+    return (tuple(bool(m) for m in mirror) if isinstance(mirror, list) else None,
+            tuple(float(t) for t in thresholds) if isinstance(thresholds, list) else None)
 
 
 def _check_trained(paths: DatasetPaths, configurations: Sequence[str], checkpoint: str) -> None:
@@ -101,11 +108,9 @@ def archived_model(zip_path: Path, configurations: Sequence[str] | None = None, 
         missing = sorted(set(configurations or ()) - set(held))
         if missing:
             raise WorkspaceError(f"{zip_path}: holds the configuration(s) {', '.join(held)}, not {', '.join(missing)}")
-        mirror = manifest.get("mirror") if not configurations else None
         yield ModelSource(results, tuple(configurations or manifest["configurations"]),
                           tuple(str(f) for f in folds) if folds else tuple(manifest["folds"]), checkpoint,
-                          _existing(results.postprocessing),
-                          tuple(bool(m) for m in mirror) if isinstance(mirror, list) else None)
+                          _existing(results.postprocessing), *case_level_choice({} if configurations else manifest))
 
 
 def load_models(source: ModelSource, settings: PredictSettings) -> list[FoldEnsemble]:

@@ -115,7 +115,7 @@ def _parse_task(raw: dict[str, Any], path: Path, problems: list[str]) -> str:
 
 def _case_level_label_problems(labels: dict[str, Any], task: str, path: Path) -> list[str]:
     """A case-level task's labels: one integer per class or target, 0..K-1 without gaps."""
-    values = sorted(v for v in labels.values() if isinstance(v, int))
+    values = sorted(v for v in labels.values() if isinstance(v, int) and not isinstance(v, bool))
     if len(values) != len(labels) or values != list(range(len(labels))):
         what = "class values" if task == "classification" else "target columns"
         return [f"{path}: for task '{task}', 'labels' maps each name to one of the {what} 0..{len(labels) - 1} "

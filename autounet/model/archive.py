@@ -45,10 +45,11 @@ def _with_previous_stages(results: ResultsPaths, configurations: Sequence[str], 
 def export_model(results: ResultsPaths, configurations: Sequence[str], out_zip: Path,
                  folds: Sequence[str] | None = None, checkpoint: str = "final",
                  dataset_json: Path | None = None, postprocessing: Path | None = None,
-                 mirror: Sequence[bool] | None = None) -> Path:
+                 mirror: Sequence[bool] | None = None, thresholds: Sequence[float] | None = None) -> Path:
     """Write configurations (an ensemble has several; a cascade brings its previous stage) with
     the chosen folds to a zip, with the dataset.json and postprocessing rules beside them.
-    mirror : a case-level choice of test-time mirroring per configuration, kept in the manifest."""
+    mirror, thresholds : a case-level model's test-time mirroring per configuration and decision
+    thresholds, as the selection chose them, kept in the manifest."""
     folds = [str(f) for f in folds] if folds else results.trained_folds(configurations[0], checkpoint)
     if not folds:
         raise WorkspaceError(f"{results.configuration(configurations[0])}: no trained fold to export")
@@ -66,7 +67,8 @@ def export_model(results: ResultsPaths, configurations: Sequence[str], out_zip: 
                 z.write(src, _member(member))
         z.writestr(_member(ARCHIVE.model_manifest), json.dumps(
             {"configurations": list(configurations), "folds": folds, "checkpoint": checkpoint, "stages": stages,
-             **({"mirror": [bool(m) for m in mirror]} if mirror is not None else {})}, indent=2))
+             **({"mirror": [bool(m) for m in mirror]} if mirror is not None else {}),
+             **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {})}, indent=2))
     return out_zip
 
 

@@ -173,10 +173,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray,
-                           class_names: Sequence[str]) -> dict[str, Any]:
+                           class_names: Sequence[str], predicted: np.ndarray | None = None) -> dict[str, Any]:
     """Metrics of single-label classification with K >= 2 classes.
 
-    ``y_true`` is (N,) int in ``0..K-1``, ``probabilities`` is (N, K); the prediction is the argmax.
+    ``y_true`` is (N,) int in ``0..K-1``, ``probabilities`` is (N, K); the prediction is
+    ``predicted`` (N,) where given (e.g. at a chosen operating point), else the argmax.
     Returns ``accuracy``, ``balanced_accuracy`` (mean sensitivity over classes present in
     ``y_true``), ``auc`` (K == 2: class 1's probability; K > 2: NaN-skipping mean of one-vs-rest
     AUCs), ``f1_macro`` (NaN-skipping mean of per-class F1), ``confusion_matrix`` (K lists of K),
@@ -190,7 +191,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray,
     y = _labels("y_true", y_true, k)
     if y.shape[0] != probs.shape[0]:
         raise ValueError(f"shape mismatch: y_true has {y.shape[0]} cases, probabilities has {probs.shape[0]}")
-    pred = np.argmax(probs, axis=1)
+    pred = np.argmax(probs, axis=1) if predicted is None else _labels("predicted", predicted, k)
     cm = confusion_matrix(y, pred, k)
     per_class = {}
     for c, name in enumerate(names):
@@ -212,10 +213,12 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray,
 
 # ---------------------------------------------------------------- multi-label
 
-def multilabel_metrics(y_true: np.ndarray, probabilities: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+def multilabel_metrics(y_true: np.ndarray, probabilities: np.ndarray, names: Sequence[str],
+                       predicted: np.ndarray | None = None) -> dict[str, Any]:
     """Metrics of K independent binary targets: ``y_true`` (N, K) 0/1, ``probabilities`` (N, K).
 
-    A target is predicted positive where its probability is >= 0.5. ``per_target`` = {name: auc,
+    A target is predicted positive as ``predicted`` (N, K) 0/1 says where given, else where its
+    probability is >= 0.5. ``per_target`` = {name: auc,
     accuracy, sensitivity, specificity, f1, support (number of positives)}; the summary has
     ``auc`` and ``f1_macro`` (NaN-skipping means over targets), ``accuracy`` (mean over targets)
     and ``num_cases``. (N,) inputs are read as one target.
@@ -225,10 +228,11 @@ def multilabel_metrics(y_true: np.ndarray, probabilities: np.ndarray, names: Seq
     _same_shape("y_true", y, "probabilities", probs)
     if y.ndim == 1:
         y, probs = y[:, None], probs[:, None]
+    positive = probs >= MULTILABEL_THRESHOLD if predicted is None else np.asarray(predicted).reshape(y.shape) > 0
     target_names = _names(names, y.shape[1], "target")
     per_target = {}
     for j, name in enumerate(target_names):
-        tp, fp, fn, tn = _binary_counts(y[:, j], probs[:, j] >= MULTILABEL_THRESHOLD)
+        tp, fp, fn, tn = _binary_counts(y[:, j], positive[:, j])
         rates = _rates(tp, fp, fn, tn)
         per_target[name] = {"auc": auc(y[:, j], probs[:, j]), "accuracy": (tp + tn) / y.shape[0],
                             "sensitivity": rates["sensitivity"], "specificity": rates["specificity"],
@@ -282,17 +286,19 @@ def _check_task(task: str) -> None:
         raise ValueError(f"unknown case-level task {task!r}; expected one of {', '.join(TASKS)}")
 
 
-def case_metrics(task: str, y_true: np.ndarray, outputs: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+def case_metrics(task: str, y_true: np.ndarray, outputs: np.ndarray, names: Sequence[str],
+                 predicted: np.ndarray | None = None) -> dict[str, Any]:
     """The metrics of one task ("classification", "multilabel" or "regression") on N cases.
 
     ``outputs`` are class probabilities (N, K), target probabilities (N, K) or predicted values
-    (N, K) respectively; ``names`` name the K classes or targets.
+    (N, K) respectively; ``names`` name the K classes or targets; ``predicted``: the predicted
+    classes (N,) or 0/1 targets (N, K) where they are not the argmax / the probability >= 0.5.
     """
     _check_task(task)
     if task == "classification":
-        return classification_metrics(y_true, outputs, names)
+        return classification_metrics(y_true, outputs, names, predicted)
     if task == "multilabel":
-        return multilabel_metrics(y_true, outputs, names)
+        return multilabel_metrics(y_true, outputs, names, predicted)
     return regression_metrics(y_true, outputs, names)
 
 
@@ -309,3 +315,16 @@ def validation_score(task: str, metrics: dict[str, Any]) -> float:
     if math.isnan(score):
         score = float(metrics["balanced_accuracy" if task == "classification" else "accuracy"])
     return score
+
+
+def operating_point(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold on ``scores`` (N,) that maximizes balanced accuracy for binary ``y_true`` (N,),
+    from the grid 0.01..0.99 (ties: the one nearest 0.5; 0.5 when one class is absent)."""
+    y = np.asarray(y_true).astype(bool)
+    if y.all() or not y.any():
+        return 0.5
+    grid = np.round(np.arange(1, 100) / 100, 2)
+    pos = np.asarray(scores)[:, None] >= grid[None, :]
+    balanced = (pos[y].mean(0) + (~pos[~y]).mean(0)) / 2
+    best = np.flatnonzero(balanced >= balanced.max() - 1e-12)
+    return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])

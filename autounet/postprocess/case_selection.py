@@ -5,7 +5,9 @@ mirroring (the mirrored copies' outputs averaged) and without. Both are scored o
 together; mirroring is kept only when it scores higher, so it is used where it helps. Pairs of
 configurations are scored as ensembles (outputs averaged). The score is the validation score of
 :func:`autounet.postprocess.case_metrics.validation_score` (AUC, or -MAE for regression); within
-``TIE_TOLERANCE`` the simpler choice wins. Case-level tasks have no postprocessing.
+``TIE_TOLERANCE`` the simpler choice wins. The decision threshold of a two-class or multi-label
+model is then chosen on the same predictions (:func:`operating_points`); accuracy and the
+confusion matrix are reported at it. Case-level tasks have no postprocessing.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import numpy as np
 
 from autounet.autoplan.plans import Plans
 from autounet.errors import WorkspaceError
-from autounet.inference.case_outputs import read_predictions, reference_values, write_predictions
+from autounet.inference.case_outputs import predicted_labels, read_predictions, reference_values, write_predictions
 from autounet.io.atomic import read_json, write_json
-from autounet.postprocess.case_metrics import case_metrics, validation_score
+from autounet.postprocess.case_metrics import case_metrics, operating_point, validation_score
 from autounet.postprocess.find_best import TIE_TOLERANCE, _complexity, _validation_folders, trained_configurations
 from autounet.workspace import DatasetPaths, PreprocessedCase, case_predictions_file
 
@@ -50,13 +52,29 @@ def reference_targets(paths: DatasetPaths, plans: Plans, case_ids: Sequence[str]
     return np.array([read_json(PreprocessedCase(folder, c).meta)["target"] for c in case_ids], dtype=np.float64)
 
 
+def operating_points(task: str, y_true: np.ndarray, outputs: np.ndarray) -> list[float] | None:
+    """The decision thresholds that maximize balanced accuracy on the cross-validation: on class
+    1's probability for two classes, on each target's for multi-label; None otherwise (argmax,
+    values). Networks trained on balanced batches or with augmentation need not be calibrated at
+    0.5; the cross-validation predictions are out-of-fold, so choosing the threshold on them does
+    not look at the cases it is then judged on."""
+    if task == "classification" and outputs.shape[1] == 2:
+        return [operating_point(y_true == 1, outputs[:, 1])]
+    if task == "multilabel":
+        return [operating_point(y_true[:, j], outputs[:, j]) for j in range(outputs.shape[1])]
+    return None
+
+
 def _entry(plans: Plans, y_true: np.ndarray, outputs: np.ndarray, members: list[str], mirror: list[bool],
            splits: list[dict]) -> dict:
     plan = plans.case_task
-    metrics = case_metrics(plan.task, y_true, outputs, plan.names)
+    thresholds = operating_points(plan.task, y_true, outputs)
+    metrics = case_metrics(plan.task, y_true, outputs, plan.names, predicted_labels(plan.task, outputs, thresholds))
+    at_default = case_metrics(plan.task, y_true, outputs, plan.names)
     return {"kind": "configuration" if len(members) == 1 else "ensemble", "members": members, "mirror": mirror,
             "folds": [str(k) for k in range(len(splits))], "score": validation_score(plan.task, metrics),
-            "metrics": metrics}
+            "thresholds": thresholds, "metrics": metrics,
+            **({"accuracy_at_default_threshold": at_default["accuracy"]} if thresholds else {})}
 
 
 def score_configurations(paths: DatasetPaths, plans: Plans, configs: Sequence[str], splits: list[dict],
@@ -113,14 +131,15 @@ def find_best_case_level(paths: DatasetPaths, plans: Plans, splits: list[dict],
     best = min((k for k, e in entries.items() if e["score"] >= top - TIE_TOLERANCE), key=lambda k: _complexity(entries[k]))
     plan = plans.case_task
     write_predictions(case_predictions_file(paths.trained.cross_validation_predictions(best)), plan.task, plan.names,
-                      ids, outputs[best])
+                      ids, outputs[best], entries[best]["thresholds"])
     command = f"autounet predict -i INPUT_FOLDER -o predictions.csv -d {paths.name}"
     result = {"task": plan.task, "names": list(plan.names), "entries": entries, "best": best,
               "predict_command": command}
     write_json(paths.trained.cross_validation, result)
     write_json(paths.trained.best_configuration, {
         "configurations": entries[best]["members"], "folds": entries[best]["folds"], "name": best,
-        "mirror": entries[best]["mirror"], "task": plan.task, "score": entries[best]["score"],
+        "mirror": entries[best]["mirror"], "thresholds": entries[best]["thresholds"], "task": plan.task,
+        "score": entries[best]["score"],
         "predict_command": command})
     return result
 

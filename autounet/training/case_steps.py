@@ -33,14 +33,14 @@ def case_validation_epoch(run: Run, batches: Iterator) -> tuple[float, list[floa
                 logits = run.network(x)
             losses.append((run.loss(logits, y).item(), len(y)))
             outputs.append(to_outputs(logits, plan).cpu().numpy())
-            targets.append(to_outputs_target(y, plan))
+            targets.append(targets_in_units(y, plan))
     loss = sum(v * n for v, n in losses) / max(1, sum(n for _, n in losses))
     y_true = reference_values(np.concatenate(targets), plan.task)
     metrics = case_metrics(plan.task, y_true, np.concatenate(outputs).astype(np.float64), plan.names)
     return float(loss), [validation_score(plan.task, metrics)]
 
 
-def to_outputs_target(y: torch.Tensor, plan) -> np.ndarray:
+def targets_in_units(y: torch.Tensor, plan) -> np.ndarray:
     """A batch's targets back in their own units (regression targets travel standardized)."""
     y = y.float().cpu().numpy().astype(np.float64)
     if plan.task == "regression":

@@ -10,7 +10,7 @@ import pytest
 
 from autounet.postprocess.case_metrics import (
     auc, case_metrics, classification_metrics, confusion_matrix, multilabel_metrics, regression_metrics,
-    roc_curve, validation_score,
+    operating_point, roc_curve, validation_score,
 )
 
 NAN = float("nan")
@@ -275,3 +275,24 @@ def test_validation_score_falls_back_when_auc_is_nan():
 def test_bad_inputs_say_what_is_wrong(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ---------------------------------------------------------------- operating point
+
+
+def test_operating_point_maximizes_balanced_accuracy_on_the_grid():
+    # positives score 0.3-0.4, negatives 0.1-0.2: any threshold in (0.2, 0.3] separates them;
+    # the one nearest 0.5 among the best is 0.3
+    y = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.15, 0.2, 0.3, 0.35, 0.4])
+    assert operating_point(y, scores) == pytest.approx(0.3)
+    # at 0.5 every positive would be missed: balanced accuracy 0.5 instead of 1
+    assert operating_point(np.array([1, 1]), np.array([0.9, 0.1])) == 0.5  # one class only: the default
+
+
+def test_predicted_classes_override_the_argmax():
+    y = np.array([0, 1, 1])
+    probs = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    assert classification_metrics(y, probs, ["a", "b"])["accuracy"] == pytest.approx(2 / 3)
+    assert classification_metrics(y, probs, ["a", "b"], predicted=np.array([0, 1, 1]))["accuracy"] == 1.0
+    assert multilabel_metrics(y[:, None], probs[:, 1:], ["b"], predicted=np.array([[0], [1], [1]]))["accuracy"] == 1.0
