@@ -9,7 +9,6 @@ mean and spread. Validation goes through every validation case once, in order.
 
 from __future__ import annotations
 
-import math
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -110,9 +109,4 @@ def make_case_inputs(setup: FoldSetup, config: TrainingConfig, device: torch.dev
     workers = workers if config.num_workers is None else config.num_workers
     return CaseInputs(sampler(setup.train_ids, True), transform, sampler(setup.val_ids, False),
                       case_level_transforms(stage.patch_size, (), False), workers, pin, batch)
-
-
-def validation_batches(n_cases: int, batch: int) -> int:
-    """Batches one validation pass takes."""
-    return max(1, math.ceil(n_cases / max(batch, 1)))
 
