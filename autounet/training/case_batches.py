@@ -24,6 +24,8 @@ from autounet.training.data import REPREPROCESS, _opened
 from autounet.training.distributed import DistInfo, split_batch
 from autounet.training.setup import FoldSetup
 
+IN_MEMORY_BYTES = 2 * 1024**3  # case inputs up to this size together are held in memory, not mapped
+
 
 def standardized(targets: np.ndarray, plan: CaseTaskPlan) -> np.ndarray:
     """Targets (N, K) as the network learns them: regression values standardized, others as they are."""
@@ -74,11 +76,17 @@ class CaseSampler:
 
 
 def open_cases(setup: FoldSetup, ids: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
-    """The preprocessed inputs (memory-mapped) and targets (N, K) of cases."""
+    """The preprocessed inputs and targets (N, K) of cases. The inputs are read into memory when
+    they hold at most ``IN_MEMORY_BYTES`` together, else memory-mapped: a memory map keeps its file
+    open, and MedMNIST-sized datasets (tens of thousands of small cases) would exceed the limit on
+    open files (measured here: the 19,993rd map failed with "Too many open files")."""
+    files = [setup.case_arrays(c) for c in ids]
+    in_memory = sum(f.data.stat().st_size for f in files if f.data.is_file()) <= IN_MEMORY_BYTES
     data, targets = [], []
-    for c in ids:
-        arrays = setup.case_arrays(c)
-        data.append(_opened(arrays.data, REPREPROCESS))
+    for arrays in files:
+        x = _opened(arrays.data, REPREPROCESS)
+        data.append(np.array(x) if in_memory else x)
+        del x  # an in-memory copy lets its map (and file) go
         targets.append(read_json(arrays.meta)["target"])
     return data, np.array(targets, dtype=np.float64).reshape(len(ids), -1)
 

@@ -148,3 +148,45 @@ def test_case_network_needs_a_pooled_topology():
     topology = case_network((16, 16), (1.0, 1.0), 1, 2, 8, 32, "plain")
     with pytest.raises(ValueError, match="invalid case-level topology"):
         CaseNetwork(replace(topology, head="segmentation"))
+
+
+class _Files:
+    """Stand-in for a fold setup: case id -> the files of a preprocessed case in ``folder``."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def case_arrays(self, case_id):
+        from autounet.workspace import PreprocessedCase
+
+        return PreprocessedCase(self.folder, case_id)
+
+
+def _preprocessed(tmp_path, n: int) -> tuple[_Files, list[str]]:
+    from autounet.io.atomic import write_json
+    from autounet.workspace import PreprocessedCase
+
+    ids = [f"c{i:03d}" for i in range(n)]
+    for i, c in enumerate(ids):
+        files = PreprocessedCase(tmp_path, c)
+        np.save(files.data, np.full((1, 1, 4, 4), i, np.float32))
+        write_json(files.meta, {"target": [i % 2]})
+    return _Files(tmp_path), ids
+
+
+def test_small_case_sets_are_held_in_memory_so_no_file_stays_open(tmp_path):
+    from autounet.training.case_batches import open_cases
+
+    setup, ids = _preprocessed(tmp_path, 6)
+    data, targets = open_cases(setup, ids)
+    assert not any(isinstance(x, np.memmap) for x in data)  # a memory map would keep its file open
+    assert [float(x.max()) for x in data] == list(range(6)) and targets[:, 0].tolist() == [0, 1, 0, 1, 0, 1]
+
+
+def test_large_case_sets_are_memory_mapped(tmp_path, monkeypatch):
+    from autounet.training import case_batches
+
+    monkeypatch.setattr(case_batches, "IN_MEMORY_BYTES", 0)
+    setup, ids = _preprocessed(tmp_path, 3)
+    data, _ = case_batches.open_cases(setup, ids)
+    assert all(isinstance(x, np.memmap) for x in data)
