@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from autounet.autoplan.plans import Plans
     from autounet.inference.settings import PredictionReport
 
-__all__ = ["run", "make_example_dataset", "make_video_dataset", "convert_msd", "convert_medmnist", "verify_dataset", "check_folds",
+__all__ = ["run", "make_example_dataset", "make_case_dataset", "make_video_dataset", "convert_msd", "convert_medmnist", "verify_dataset", "check_folds",
            "plan_and_preprocess", "train", "predict", "ensemble", "export_model", "import_model",
            "find_best_configuration", "evaluate", "apply_postprocessing", "report", "demo", "TrainingConfig",
            "PredictSettings", "RunOptions", "parse_duration"]
@@ -44,6 +44,17 @@ def make_example_dataset(out_dir: str | Path, dims: int = 3, cases: int = 20, ch
     from autounet.example_data import make_example_dataset as make
 
     return make(Path(out_dir), dims, cases, channels, anisotropic, seed, test_cases, shape, overwrite)
+
+
+def make_case_dataset(out_dir: str | Path, task: str = "classification", dims: int = 2, cases: int = 40,
+                      classes: int = 2, class_shares: Sequence[float] | None = None, test_cases: int = 0,
+                      seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a synthetic case-level dataset (classification, multilabel or regression; images and
+    labelsTr.csv); see :func:`autounet.example_data.make_case_dataset`."""
+    from autounet.example_data import make_case_dataset as make
+
+    return make(Path(out_dir), task, dims, cases, classes, class_shares=class_shares, test_cases=test_cases,
+                seed=seed, overwrite=overwrite)
 
 
 def make_video_dataset(out_dir: str | Path, cases: int = 20, frames: int = 100, size: Sequence[int] = (64, 64),
