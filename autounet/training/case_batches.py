@@ -34,6 +34,14 @@ def standardized(targets: np.ndarray, plan: CaseTaskPlan) -> np.ndarray:
     return ((targets - np.array(plan.target_mean)) / np.array(plan.target_std)).astype(np.float32)
 
 
+def unstandardized(targets: np.ndarray, plan: CaseTaskPlan) -> np.ndarray:
+    """The inverse of :func:`standardized`: targets (N, K) back in their own units, float64."""
+    targets = np.asarray(targets, dtype=np.float64)
+    if plan.task != "regression":
+        return targets
+    return targets * np.array(plan.target_std) + np.array(plan.target_mean)
+
+
 def sampling_weights(targets: np.ndarray, plan: CaseTaskPlan) -> np.ndarray | None:
     """Per-case probabilities that give every class the same share of a batch (None: uniform)."""
     if plan.imbalance != "balanced_sampling":

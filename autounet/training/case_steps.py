@@ -15,7 +15,7 @@ from autounet.inference.case_predict import network_outputs
 from autounet.io.atomic import write_json
 from autounet.postprocess.case_metrics import case_metrics, validation_score
 from autounet.training.batches import to_device
-from autounet.training.case_batches import open_cases
+from autounet.training.case_batches import open_cases, unstandardized
 from autounet.training.setup import FoldSetup
 from autounet.training.state import Run
 from autounet.workspace import case_predictions_file
@@ -33,19 +33,11 @@ def case_validation_epoch(run: Run, batches: Iterator) -> tuple[float, list[floa
                 logits = run.network(x)
             losses.append((run.loss(logits, y).item(), len(y)))
             outputs.append(to_outputs(logits, plan).cpu().numpy())
-            targets.append(targets_in_units(y, plan))
+            targets.append(unstandardized(y.float().cpu().numpy(), plan))
     loss = sum(v * n for v, n in losses) / max(1, sum(n for _, n in losses))
     y_true = reference_values(np.concatenate(targets), plan.task)
     metrics = case_metrics(plan.task, y_true, np.concatenate(outputs).astype(np.float64), plan.names)
     return float(loss), [validation_score(plan.task, metrics)]
-
-
-def targets_in_units(y: torch.Tensor, plan) -> np.ndarray:
-    """A batch's targets back in their own units (regression targets travel standardized)."""
-    y = y.float().cpu().numpy().astype(np.float64)
-    if plan.task == "regression":
-        return y * np.array(plan.target_std) + np.array(plan.target_mean)
-    return y
 
 
 def validate_cases(setup: FoldSetup, network: torch.nn.Module, device: torch.device, amp: bool) -> dict:
