@@ -161,37 +161,72 @@ def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None =
     The model comes from a dataset's trained folds (the ``configurations`` given, else the chosen
     best configuration or ensemble, with its postprocessing) or from an exported ``model`` zip.
     """
-    from contextlib import nullcontext
-
     from autounet.errors import WorkspaceError
     from autounet.inference.cases import find_cases
-    from autounet.inference.run import predict as run_prediction
-    from autounet.inference.source import archived_model, dataset_model, load_models
-    from autounet.postprocess.components import apply_rules
-    from autounet.postprocess.selection import load_rules
 
     settings = settings or PredictSettings()
     if model is None and dataset is None:
         raise WorkspaceError("say which model to use: -d DATASET (trained in this workspace) or -m MODEL.zip")
     cases, problems = find_cases(Path(inputs), Path(output))
+    if model is not None and Path(model).suffix.lower() == ".onnx":
+        report, configurations, post = _predict_onnx(Path(model), cases, settings, postprocessing)
+    else:
+        report, configurations, post = _predict_checkpoints(cases, Path(output), dataset, model, configurations,
+                                                            folds, checkpoint, settings, postprocessing, root)
+    done = len(cases) - len(report.failed)
+    report.failed.update(problems)
+    where = report.written[0] if report.written and report.written[0].suffix == ".csv" else output
+    log.info("wrote %d prediction(s) to %s (%s)%s%s", done, where, " + ".join(configurations),
+             ", postprocessed" if post else "", f"; {len(report.failed)} input(s) failed" if report.failed else "")
+    return report
+
+
+def _postprocessor(rules):
+    """The function applying postprocessing rules to a mask, or None when they change nothing."""
+    from autounet.postprocess.components import apply_rules
+
+    return (lambda seg: apply_rules(seg, rules)) if rules is not None and not rules.is_identity else None
+
+
+def _predict_onnx(model: Path, cases, settings: PredictSettings, postprocessing: bool):
+    """predict() with an exported .onnx model: no torch is imported on this path."""
+    from autounet.errors import WorkspaceError
+    from autounet.inference.portable import load_onnx_model
+    from autounet.inference.run import predict as run_prediction
+    from autounet.postprocess.components import PostprocessingRules
+
+    if settings.device not in ("auto", "cpu"):
+        raise WorkspaceError(f"{model}: an ONNX model runs on the CPU; leave out --device {settings.device}")
+    models, manifest = load_onnx_model(model, settings)
+    try:
+        rules = PostprocessingRules.from_json(manifest.postprocessing) if manifest.postprocessing else None
+    except ValueError as e:
+        raise WorkspaceError(f"{model}: its postprocessing rules are damaged ({e})") from e
+    post = _postprocessor(rules) if postprocessing else None
+    return run_prediction(models, cases, settings, post), manifest.configurations, post
+
+
+def _predict_checkpoints(cases, output: Path, dataset, model, configurations, folds, checkpoint: str,
+                         settings: PredictSettings, postprocessing: bool, root):
+    """predict() with trained checkpoints: a dataset's, or those of an exported model zip."""
+    from contextlib import nullcontext
+
+    from autounet.inference.run import predict as run_prediction
+    from autounet.inference.settings import PredictionReport
+    from autounet.inference.source import archived_model, dataset_model, load_models
+    from autounet.postprocess.selection import load_rules
+
     with (archived_model(model, configurations, folds, checkpoint) if model is not None else
           nullcontext(dataset_model(resolve_dataset(dataset, root), configurations, folds, checkpoint))) as source:
         if source.case_level():
             from autounet.inference.case_predict import csv_output, predict_to_csv
-            from autounet.inference.settings import PredictionReport
 
-            failed = {**problems, **predict_to_csv(source, cases, settings, Path(output))}
-            log.info("wrote %d prediction(s) to %s (%s)%s", len(cases) - len(failed), csv_output(Path(output)),
-                     " + ".join(source.configurations), f"; {len(failed)} input(s) failed" if failed else "")
-            return PredictionReport(written=[csv_output(Path(output))] if len(failed) < len(cases) else [],
-                                    failed=failed)
+            failed = predict_to_csv(source, cases, settings, output)
+            report = PredictionReport(written=[csv_output(output)] if len(failed) < len(cases) else [], failed=failed)
+            return report, source.configurations, None
         rules = load_rules(source.postprocessing) if postprocessing and source.postprocessing else None
-        post = (lambda seg: apply_rules(seg, rules)) if rules is not None and not rules.is_identity else None
-        report = run_prediction(load_models(source, settings), cases, settings, post)
-    report.failed.update(problems)
-    log.info("wrote %d prediction(s) to %s (%s)%s%s", len(report.written), output, " + ".join(source.configurations),
-             ", postprocessed" if post else "", f"; {len(report.failed)} input(s) failed" if report.failed else "")
-    return report
+        post = _postprocessor(rules)
+        return run_prediction(load_models(source, settings), cases, settings, post), source.configurations, post
 
 
 def ensemble(inputs: Sequence[Path], output: Path, save_probabilities: bool = False) -> list[Path]:
@@ -203,21 +238,34 @@ def ensemble(inputs: Sequence[Path], output: Path, save_probabilities: bool = Fa
 
 def export_model(dataset: str | Path, output: Path, configurations: Sequence[str] | None = None,
                  folds: Sequence[str] | None = None, checkpoint: str = "final", root: Path | None = None,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, format: str | None = None) -> Path:
     """Write a trained model (the chosen best configuration or ensemble with its postprocessing,
-    or the configurations given) to a zip that ``predict(model=...)`` takes; an existing zip is
-    replaced only with ``overwrite``."""
+    or the configurations given) to a file that ``predict(model=...)`` takes; an existing file is
+    replaced only with ``overwrite``.
+
+    format : "zip" (the checkpoints) or "onnx" (one ONNX graph with every fold, the plans in its
+    metadata and in a JSON beside it; runs without torch); default from the file name's ending.
+    """
     from autounet.errors import WorkspaceError
     from autounet.inference.source import dataset_model
     from autounet.io.atomic import check_writable
-    from autounet.model.archive import export_model as export
 
     output = Path(output)
+    format = format or ("onnx" if output.suffix.lower() == ".onnx" else "zip")
+    if format not in ("zip", "onnx"):
+        raise WorkspaceError(f"unknown export format {format!r}; choose zip or onnx")
     if output.exists() and not overwrite:
         raise WorkspaceError(f"{output}: exists; choose another file, or pass --overwrite to replace it")
     check_writable(output.parent)
     paths = resolve_dataset(dataset, root)
     source = dataset_model(paths, configurations)
+    if format == "onnx":
+        from autounet.model.onnx_export import export_onnx
+
+        return export_onnx(paths.trained, source.configurations, output, folds, checkpoint,
+                           paths.raw_files.dataset_json, source.postprocessing)
+    from autounet.model.archive import export_model as export
+
     return export(paths.trained, source.configurations, output, folds, checkpoint,
                   paths.raw_files.dataset_json, source.postprocessing, source.mirror, source.thresholds)
 

@@ -14,4 +14,5 @@ if "$PY" -c "import sys, torch; v = tuple(int(x) for x in torch.__version__.spli
 else
     "$PY" -m pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
 fi
-"$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+# test: pytest; onnx and openvino: the ONNX export and CPU backends, which the tests cover too
+"$PY" -m pip install -q --disable-pip-version-check -e ".[test,onnx,openvino]"

@@ -95,7 +95,8 @@ def train(a: argparse.Namespace) -> int:
 
 def predict(a: argparse.Namespace) -> int:
     settings = api.PredictSettings(step=a.step, mirror=a.mirror, device=a.device, amp=a.amp,
-                                   save_probabilities=a.save_probabilities, processes=a.processes)
+                                   save_probabilities=a.save_probabilities, processes=a.processes,
+                                   backend=a.backend)
     report = api.predict(a.input, a.output, dataset=a.dataset, model=a.model, configurations=a.configurations,
                          folds=a.folds, checkpoint=a.checkpoint, settings=settings, postprocessing=a.postprocessing,
                          root=a.root)
@@ -112,8 +113,9 @@ def ensemble(a: argparse.Namespace) -> int:
 
 def export_model(a: argparse.Namespace) -> int:
     out = api.export_model(a.dataset, a.output, a.configurations, a.folds, a.checkpoint, root=a.root,
-                           overwrite=a.overwrite)
-    log.info("model written to %s", out)
+                           overwrite=a.overwrite, format=a.format)
+    log.info("model written to %s%s", out, f" (and its plans to {out.with_suffix('.json')})"
+             if out.suffix == ".onnx" else "")
     return 0
 
 

@@ -66,7 +66,8 @@ def add_predict(sub) -> None:
     p.add_argument("--no-postprocessing", dest="postprocessing", action="store_false",
                    help="do not apply the postprocessing chosen on the cross-validation")
     add_folds(p)
-    p.add_argument("-m", "--model", type=Path, default=None, help="an exported model zip instead of -d")
+    p.add_argument("-m", "--model", type=Path, default=None,
+                   help="an exported model (.zip, or .onnx: runs without torch) instead of -d")
     add_checkpoint(p)
     p.add_argument("--no-tta", "--disable_tta", dest="mirror", action="store_false",
                    help="no test-time mirroring (8x faster in 3D)")
@@ -76,7 +77,12 @@ def add_predict(sub) -> None:
                    help="also write probabilities (.npz + .json)")
     add_device(p)
     p.add_argument("--no-amp", dest="amp", action="store_false",
-                   help="predict in float32 on CUDA too (default: float16 on CUDA; CPUs always use float32)")
+                   help="predict in float32 (default: float16 on CUDA; bfloat16 on CPUs with native bf16 support, "
+                        "with the torch and openvino backends)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "openvino"), default="auto",
+                   help="what runs the network: torch, or on the CPU onnxruntime/openvino (pip install "
+                        "'autounet[onnx]' / 'autounet[openvino]'); default torch for checkpoints, for a .onnx model "
+                        "openvino if installed, else onnxruntime")
     add_processes(p, 1, "preprocessing worker processes", ("-npp",))
     add_unsupported(p, "-tr", "-nps", "-prev_stage_predictions", "-num_parts", "-part_id", "--continue_prediction",
                     "--disable_progress_bar")
@@ -92,16 +98,21 @@ def add_ensemble(sub) -> None:
 
 
 def add_export(sub) -> None:
-    p = add_command(sub, commands.export_model, "write a trained model to a portable zip",
+    p = add_command(sub, commands.export_model, "write a trained model to a portable zip or ONNX file",
                     "Write the chosen best configuration (or ensemble) with its postprocessing, or the configurations "
-                    "given with -c, to a zip that `autounet predict -m` takes.",
-                    ("autounet export_model 900 -o model.zip", "autounet export_model 900 -c 3d_fullres -f 0 -o f0.zip"))
+                    "given with -c, to a zip (the checkpoints) or an ONNX file (every fold in one graph, the plans "
+                    "in its metadata and in a .json beside it; predicts without torch) that `autounet predict -m` "
+                    "takes.",
+                    ("autounet export_model 900 -o model.zip", "autounet export_model 900 -c 3d_fullres -f 0 -o f0.zip",
+                     "autounet export_model 900 -o model.onnx    # pip install 'autounet[onnx]'"))
     add_dataset(p)
     add_configurations(p, "configuration(s) to export (default: the chosen best, with its postprocessing)")
-    add_output(p, "zip file to write")
+    add_output(p, "file to write (.zip or .onnx)")
     add_folds(p)
     add_checkpoint(p)
-    add_overwrite(p, "replace an existing zip")
+    p.add_argument("--format", choices=("zip", "onnx"), default=None,
+                   help="default: onnx for a .onnx file name, else zip")
+    add_overwrite(p, "replace an existing file")
 
 
 def add_import(sub) -> None:

@@ -10,12 +10,21 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 
 
-def logits_to_probabilities(logits: torch.Tensor, regions: bool) -> torch.Tensor:
-    """Softmax over classes, or independent sigmoids for region-based training. (K, ...) -> (K, ...)"""
-    return torch.sigmoid(logits) if regions else torch.softmax(logits, 0)
+def probabilities_from_logits(logits: np.ndarray, regions: bool) -> np.ndarray:
+    """Softmax over classes, or independent sigmoids for region-based training, (K, ...) float32
+    -> (K, ...) float32, computed in place in ``logits`` (the torch path's
+    :func:`~autounet.inference.logits.logits_to_probabilities` for numpy arrays)."""
+    if regions:
+        np.negative(logits, out=logits)
+        np.exp(logits, out=logits)
+        logits += 1
+        return np.reciprocal(logits, out=logits)
+    logits -= logits.max(0, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(0, keepdims=True)
+    return logits
 
 
 def probabilities_to_labels(probs: np.ndarray, regions_class_order: Sequence[int] | None) -> np.ndarray:

@@ -25,9 +25,9 @@ from autounet.autoplan.plans import Plans, StagePlan
 from autounet.inference.cascade import labels_at
 from autounet.inference.cases import Case, Prepared, StageInput
 from autounet.inference.export import export_probabilities
-from autounet.inference.folds import FoldEnsemble
 from autounet.inference.outputs import prediction_meta, write_prediction
 from autounet.inference.settings import PredictionReport, PredictSettings
+from autounet.inference.stage_model import StageModel, network_input, stage_inputs
 from autounet.io.atomic import check_writable, write_npy
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import ImageReadError
@@ -60,16 +60,16 @@ def _write(case: Case, results: list[StageResult], geometry: Geometry, save_prob
     return write_prediction(case.output, case.ending, seg, geometry, probabilities, meta)
 
 
-def _stage_inputs(models: Sequence[FoldEnsemble]) -> list[StageInput]:
+def _stage_inputs(models: Sequence[StageModel]) -> list[StageInput]:
     """Every configuration a case must be preprocessed for, once each."""
     unique: dict[str, StageInput] = {}
     for m in models:
-        for s in m.stage_inputs:
+        for s in stage_inputs(m):
             unique.setdefault(s.configuration, s)
     return list(unique.values())
 
 
-def predict(models: Sequence[FoldEnsemble], cases: Sequence[Case], settings: PredictSettings,
+def predict(models: Sequence[StageModel], cases: Sequence[Case], settings: PredictSettings,
             postprocess: Postprocess | None = None, desc: str = "predict") -> PredictionReport:
     """Predict every case with every configuration of ``models`` (averaged when several), each
     averaged over its folds; ``postprocess`` maps the final label map. See the module docstring."""
@@ -93,7 +93,7 @@ def predict(models: Sequence[FoldEnsemble], cases: Sequence[Case], settings: Pre
                     report.failed[case.case_id] = prepared
                     log.error("skipped %s: %s", case.case_id, prepared)
                     continue
-                results = [(m.probabilities(m.network_input(prepared)), m.plans, m.stage) for m in models]
+                results = [(m.probabilities(network_input(m, prepared)), m.plans, m.stage) for m in models]
                 writes.append((case, writer.submit(_write, case, results, prepared.geometry,
                                                    settings.save_probabilities, postprocess)))
         finally:

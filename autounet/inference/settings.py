@@ -15,7 +15,11 @@ class PredictSettings:
     mirror : test-time mirroring over the axes the model was trained to mirror.
     device : "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:N" or "mps".
     window_batch : windows per forward pass; None takes the plan's batch size, at most 8.
-    amp : float16 on CUDA; a CPU always predicts in float32 (bfloat16 measured 2x slower there).
+    amp : lower precision where it is faster: float16 autocast on CUDA; bfloat16 on CPUs that
+        compute it natively (AVX512-BF16 or AMX) with the torch and OpenVINO backends. Off: float32.
+    backend : what runs the network: "torch", "onnxruntime" or "openvino" (the last two on the
+        CPU, from an ONNX export of the weights); "auto": torch for trained checkpoints, and for an
+        ONNX model file OpenVINO when it is installed, else ONNX Runtime.
     save_probabilities : also write CASE.npz (probabilities) and CASE.json (geometry), which
         ensembling needs.
     processes : worker processes that read and preprocess the next cases (0: the main process).
@@ -28,8 +32,11 @@ class PredictSettings:
     amp: bool = True
     save_probabilities: bool = False
     processes: int = 1
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.backend not in ("auto", "torch", "onnxruntime", "openvino"):
+            raise ValueError(f"unknown backend {self.backend!r}; choose auto, torch, onnxruntime or openvino")
         if not 0 < self.step <= 1:
             raise ValueError(f"the window step must be in (0, 1] (a fraction of the patch), got {self.step}")
         if self.window_batch is not None and self.window_batch < 1:

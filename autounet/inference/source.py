@@ -12,11 +12,14 @@ from typing import Iterator, Sequence
 from autounet.autoplan.plans import load_plans
 from autounet.errors import WorkspaceError
 from autounet.inference.folds import FoldEnsemble
+from autounet.inference.portable import PortableFolds, runtime_bfloat16
+from autounet.inference.runtimes import ONNX_BACKENDS, open_session
 from autounet.inference.settings import PredictSettings
+from autounet.inference.stage_model import StageModel
 from autounet.io.atomic import read_json
 from autounet.model.archive import unpacked_model
 from autounet.model.checkpoint import peek_checkpoint, plans_of
-from autounet.model.trained import load_trained_model
+from autounet.model.trained import TrainedModel, load_trained_model
 from autounet.workspace import DatasetPaths, ResultsPaths, name_problem
 
 log = logging.getLogger("autounet.inference")
@@ -113,8 +116,33 @@ def archived_model(zip_path: Path, configurations: Sequence[str] | None = None, 
                           _existing(results.postprocessing), *case_level_choice({} if configurations else manifest))
 
 
-def load_models(source: ModelSource, settings: PredictSettings) -> list[FoldEnsemble]:
-    """Each configuration's folds (with a cascade's previous stage), on the settings' device."""
+def _runtime_folds(trained: TrainedModel, settings: PredictSettings, previous: StageModel | None) -> PortableFolds:
+    """A configuration's folds exported to ONNX in memory and run by ``settings.backend``."""
+    import torch
+
+    from autounet.model.onnx_export import network_onnx
+
+    network = trained.network(torch.device("cpu"))
+    sessions = {}
+    for fold, weights in trained.fold_weights.items():
+        network.load_state_dict(weights)
+        sessions[fold] = open_session(network_onnx(network, trained.stage), settings.backend,
+                                      runtime_bfloat16(settings))
+    return PortableFolds(trained.configuration, trained.plans, sessions, settings, previous)
+
+
+def _stage_model(trained: TrainedModel, settings: PredictSettings, previous: StageModel | None) -> StageModel:
+    if settings.backend in ONNX_BACKENDS:
+        return _runtime_folds(trained, settings, previous)
+    return FoldEnsemble(trained, settings, previous)
+
+
+def load_models(source: ModelSource, settings: PredictSettings) -> list[StageModel]:
+    """Each configuration's folds (with a cascade's previous stage), run by torch on the settings'
+    device, or by the ONNX backend they name on the CPU."""
+    if settings.backend in ONNX_BACKENDS and settings.device not in ("auto", "cpu"):
+        raise WorkspaceError(f"--backend {settings.backend} runs on the CPU; leave out --device {settings.device} "
+                             "or use --backend torch")
     models = []
     for configuration in source.configurations:
         trained = load_trained_model(source.results, configuration, source.folds, source.checkpoint)
@@ -122,7 +150,8 @@ def load_models(source: ModelSource, settings: PredictSettings) -> list[FoldEnse
         if trained.stage.previous_stage:
             earlier = load_trained_model(source.results, trained.stage.previous_stage, list(trained.fold_weights),
                                          source.checkpoint)
-            previous = FoldEnsemble(earlier, settings)
-        models.append(FoldEnsemble(trained, settings, previous))
-        log.info("%s: folds %s", configuration, " ".join(trained.fold_weights))
+            previous = _stage_model(earlier, settings, None)
+        models.append(_stage_model(trained, settings, previous))
+        log.info("%s: folds %s (%s)", configuration, " ".join(trained.fold_weights),
+                 settings.backend if settings.backend in ONNX_BACKENDS else "torch")
     return models

@@ -28,7 +28,7 @@ def _member(path: Path) -> str:
     return PurePosixPath(path).as_posix()
 
 
-def _with_previous_stages(results: ResultsPaths, configurations: Sequence[str], fold: str,
+def with_previous_stages(results: ResultsPaths, configurations: Sequence[str], fold: str,
                           checkpoint: str) -> list[str]:
     """The configurations plus each cascade's previous stage (its input comes from it)."""
     configs = list(configurations)
@@ -53,7 +53,7 @@ def export_model(results: ResultsPaths, configurations: Sequence[str], out_zip: 
     folds = [str(f) for f in folds] if folds else results.trained_folds(configurations[0], checkpoint)
     if not folds:
         raise WorkspaceError(f"{results.configuration(configurations[0])}: no trained fold to export")
-    stages = _with_previous_stages(results, configurations, folds[0], checkpoint)
+    stages = with_previous_stages(results, configurations, folds[0], checkpoint)
     out_zip = Path(out_zip)
     with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for config in stages:

@@ -101,6 +101,17 @@ def _zip_with(world: World, members: dict[str, str | bytes], keep: bool = True) 
             z.writestr(name, data)
 
 
+def _foreign_onnx(path: Path) -> None:
+    """A valid ONNX graph (an identity) without autounet's metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "foreign", [x], [y])
+    onnx.save(helper.make_model(graph), str(path))
+
+
 def _predictions_with_probabilities(world: World) -> None:
     """Two copies of fold 0's validation (masks, probabilities, metadata) as prediction folders."""
     for name in ("a", "b"):
@@ -378,6 +389,12 @@ ROWS: list[Row] = [
     Row("model-zip-temporary-failed", "13.16", "`predict -m` with a configuration the zip does not hold",
         "autounet predict -m {zip} -c 2d -i {raw}/imagesTs -o {tmp}/out --device cpu", r"model\.zip: holds the "
         r"configuration\(s\) 3d_fullres, not 2d", 2, effect="no unpacked copy left behind", setup=_scratch_tempdir, check=_no_unpacked_model_left),
+    Row("onnx-model-damaged", "17", "`predict -m` with a `.onnx` file that is not ONNX",
+        "autounet predict -m {tmp}/model.onnx -i {raw}/imagesTs -o {tmp}/out", r"model\.onnx: not a readable ONNX "
+        r"file", 2, setup=lambda w, m: (w.tmp / "model.onnx").write_bytes(b"not an ONNX file")),
+    Row("onnx-model-foreign", "17", "`predict -m` with an ONNX file autounet did not export",
+        "autounet predict -m {tmp}/model.onnx -i {raw}/imagesTs -o {tmp}/out", r"model\.onnx: not an autounet ONNX "
+        r"model .*export it with `autounet export_model", 2, setup=lambda w, m: _foreign_onnx(w.tmp / "model.onnx")),
 
     # ---- found and refused before (kept here so the table is complete)
     Row("unknown-dataset-id", "", "a dataset id with no dataset", "autounet verify_dataset 987 --root {ws}",
