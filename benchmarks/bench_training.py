@@ -73,22 +73,24 @@ VARIANT_LABEL = {"nnunet": "nnU-Net (fp32)", "autounet": "autounet (default amp)
 # --------------------------------------------------------------------------- layout
 
 class Layout:
-    """Every path under ``--out``."""
+    """Every path under ``--out``, for one dataset and configuration (default: this benchmark's;
+    ``bench_inference.py`` passes others)."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, dataset_id: int = DATASET_ID, name: str = DATASET_NAME, config: str = CONFIG):
         self.out = out
-        self.raw = (out / "raw" / DATASET_NAME).resolve()
-        self.raw_marker = out / "raw" / f".{DATASET_NAME}.complete"
+        self.dataset_id, self.name, self.config = dataset_id, name, config
+        self.raw = (out / "raw" / name).resolve()
+        self.raw_marker = out / "raw" / f".{name}.complete"
         self.nn_raw = out / "nnunet_raw"  # nnU-Net's raw layout: links to the very same dataset folders
         self.nn_base = out / "nnunet"
         self.nn_pre = self.nn_base / "preprocessed"
         self.nn_results = self.nn_base / "results"
-        self.nn_plans = self.nn_pre / DATASET_NAME / "nnUNetPlans.json"
+        self.nn_plans = self.nn_pre / name / "nnUNetPlans.json"
         self.au_root = out / "autounet"
-        self.au_plans = self.au_root / "preprocessed" / DATASET_NAME / "plans.json"
+        self.au_plans = self.au_root / "preprocessed" / name / "plans.json"
         self.au_plans_original = self.au_plans.with_name("plans.autounet_original.json")
-        self.au_results = self.au_root / "results" / DATASET_NAME
-        self.pre_marker = out / f".{DATASET_NAME}.preprocessed"
+        self.au_results = self.au_root / "results" / name
+        self.pre_marker = out / f".{name}.preprocessed"
         self.logs = out / "logs" / "training"
 
 
@@ -139,17 +141,17 @@ def ensure_preprocessed(args: argparse.Namespace, lay: Layout, env: dict[str, st
         fresh(lay.nn_base)
         lay.nn_pre.mkdir()
         lay.nn_results.mkdir()
-        link_dir(lay.raw, lay.nn_raw / DATASET_NAME)
-        cmd = [str(args.nnunet_venv / "bin" / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIG,
-               "-np", p, "-npfp", p]
+        link_dir(lay.raw, lay.nn_raw / lay.name)
+        cmd = [str(args.nnunet_venv / "bin" / "nnUNetv2_plan_and_preprocess"), "-d", str(lay.dataset_id),
+               "-c", lay.config, "-np", p, "-npfp", p]
         rc, wall, _, s = run_measured(cmd, nnunet_env(env, lay), lay.logs / "nnunet_plan_and_preprocess.log", args.interval)
         print(f"preprocessing: nnU-Net   {wall:6.1f} s  peak PSS {s.peak_pss_kib / 1024:6.0f} MiB  rc={rc}")
         if rc != 0:
             sys.exit("nnUNetv2_plan_and_preprocess failed:\n" + log_tail(lay.logs / "nnunet_plan_and_preprocess.log"))
         timing["nnunet"] = {"wall_s": wall, "peak_pss_mib": s.peak_pss_kib / 1024}
     fresh(lay.au_root)
-    link_dir(lay.raw, lay.au_root / "raw" / DATASET_NAME)
-    cmd = [sys.executable, "-m", "autounet.cli", "plan_and_preprocess", str(DATASET_ID), "--root", str(lay.au_root),
+    link_dir(lay.raw, lay.au_root / "raw" / lay.name)
+    cmd = [sys.executable, "-m", "autounet.cli", "plan_and_preprocess", str(lay.dataset_id), "--root", str(lay.au_root),
            "-p", p]
     rc, wall, _, s = run_measured(cmd, env, lay.logs / "autounet_plan_and_preprocess.log", args.interval)
     print(f"preprocessing: autounet  {wall:6.1f} s  peak PSS {s.peak_pss_kib / 1024:6.0f} MiB  rc={rc}")
@@ -167,9 +169,9 @@ AU_NET_FIELDS = ("features_per_stage", "kernel_sizes", "strides", "convs_per_sta
 
 
 def nnunet_config(lay: Layout) -> dict:
-    """nnU-Net's 3d_fullres plan, in autounet's field names."""
+    """nnU-Net's plan of ``lay.config`` (3d_fullres here), in autounet's field names."""
     plans = json.loads(lay.nn_plans.read_text())
-    c = plans["configurations"][CONFIG]
+    c = plans["configurations"][lay.config]
     kw = c["architecture"]["arch_kwargs"]
     n = int(kw["n_stages"])
     out = {
@@ -198,8 +200,8 @@ def nnunet_config(lay: Layout) -> dict:
     return out
 
 
-def autounet_config(plans: dict) -> dict:
-    c = plans["configurations"][CONFIG]
+def autounet_config(plans: dict, config: str = CONFIG) -> dict:
+    c = plans["configurations"][config]
     return {"patch_size": c["patch_size"], "batch_size": c["batch_size"],
             "network": {k: c["network"][k] for k in AU_NET_FIELDS},
             "n_stages": len(c["network"]["features_per_stage"]), "block": c["network"].get("block"),
@@ -213,15 +215,16 @@ def _fmt(v) -> str:
 
 
 def match_plans(lay: Layout) -> dict:
-    """Rewrite autounet's 3d_fullres patch, batch and network with nnU-Net's; print both and the changes."""
+    """Rewrite autounet's ``lay.config`` (3d_fullres here) patch, batch and network with nnU-Net's; print both
+    and the changes."""
     if not lay.au_plans_original.is_file():  # preprocessed by an older run of this script
         lay.au_plans_original.write_text(lay.au_plans.read_text())
     original = json.loads(lay.au_plans_original.read_text())
     nn = nnunet_config(lay)
-    au = autounet_config(original)
+    au = autounet_config(original, lay.config)
     changes = []
     new = json.loads(json.dumps(original))
-    c = new["configurations"][CONFIG]
+    c = new["configurations"][lay.config]
     for key in ("patch_size", "batch_size"):
         if c[key] != nn[key]:
             changes.append(f"{key}: {_fmt(c[key])} -> {_fmt(nn[key])}")
@@ -232,7 +235,7 @@ def match_plans(lay: Layout) -> dict:
         c["network"][key] = nn["network"][key]
     lay.au_plans.write_text(json.dumps(new, indent=2))
 
-    print(f"\nplans, configuration {CONFIG}")
+    print(f"\nplans, configuration {lay.config}")
     rows = [("patch_size", nn["patch_size"], au["patch_size"]), ("batch_size", nn["batch_size"], au["batch_size"]),
             *[(k, nn["network"][k], au["network"][k]) for k in AU_NET_FIELDS],
             ("spacing", nn["spacing"], au["spacing"]),
@@ -250,7 +253,7 @@ def match_plans(lay: Layout) -> dict:
     else:
         print("autounet's plan already equals nnU-Net's for these fields: nothing changed")
     warnings = []
-    if [float(v) for v in nn["spacing"]] != [float(v) for v in au["spacing"]]:
+    if [float(v) for v in nn["spacing"]] != [float(v) for v in au["spacing"] if v is not None]:  # 2d: [null, y, x]
         warnings.append(f"target spacings differ (nnU-Net {nn['spacing']}, autounet {au['spacing']}): "
                         "the preprocessed arrays differ in size")
     if list(nn["transpose_forward"]) != list(au["transpose_forward"]):
@@ -260,7 +263,7 @@ def match_plans(lay: Layout) -> dict:
         warnings.append(f"nnU-Net's network is {nn['network_class']}, autounet's block is {au['block']}")
     for w in warnings:
         print("WARNING:", w)
-    return {"nnunet": nn, "autounet_original": au, "autounet_used": autounet_config(new), "changes": changes,
+    return {"nnunet": nn, "autounet_original": au, "autounet_used": autounet_config(new, lay.config), "changes": changes,
             "warnings": warnings}
 
 
@@ -294,13 +297,13 @@ def run_nnunet(args: argparse.Namespace, lay: Layout, rnd: int, env: dict[str, s
     env = dict(nnunet_env(env, lay), nnUNet_extTrainer=str(args.nnunet_trainers), ANCHOR_EPOCHS=str(args.nnunet_epochs),
                ANCHOR_TRAIN_ITERS=str(args.iterations), ANCHOR_VAL_ITERS="1", ANCHOR_SKIP_FINAL_VAL="1",
                nnUNet_n_proc_DA=str(args.processes), nnUNet_def_n_proc=str(args.processes))
-    cmd = [str(args.nnunet_venv / "bin" / "nnUNetv2_train"), str(DATASET_ID), CONFIG, "0", "-tr", NNUNET_TRAINER,
-           "-device", "cpu"]
+    cmd = [str(args.nnunet_venv / "bin" / "nnUNetv2_train"), str(lay.dataset_id), lay.config, "0", "-tr",
+           NNUNET_TRAINER, "-device", "cpu"]
     log = lay.logs / f"nnunet_round{rnd}.log"
     rc, wall, cpu, s = run_measured(cmd, env, log, args.interval)
     r = TrainRun("nnunet", rnd, rc, wall, cpu, s.peak_pss_kib / 1024, s.peak_rss_kib / 1024, s.peak_procs,
                  aug_workers=args.processes, precision="float32", log=str(log))
-    timings = lay.nn_results / DATASET_NAME / f"{NNUNET_TRAINER}__nnUNetPlans__{CONFIG}" / "fold_0" / "anchor_timings.json"
+    timings = lay.nn_results / lay.name / f"{NNUNET_TRAINER}__nnUNetPlans__{lay.config}" / "fold_0" / "anchor_timings.json"
     try:
         t = json.loads(timings.read_text())
         w = [float(v) for v in t["raw"]["iter_wall_s"]]
@@ -339,10 +342,11 @@ def _autounet_log_facts(path: Path) -> tuple[int | None, str, list[int], int | N
 
 
 def run_autounet(args: argparse.Namespace, lay: Layout, rnd: int, env: dict[str, str], variant: str) -> TrainRun:
-    fold = lay.au_results / CONFIG / "fold_0"
+    fold = lay.au_results / lay.config / "fold_0"
     remove(fold)
-    cmd = [sys.executable, "-m", "autounet.cli", "train", str(DATASET_ID), CONFIG, "0", "--root", str(lay.au_root),
-           "--device", "cpu", "--epochs", str(args.autounet_epochs), "--iterations-per-epoch", str(args.iterations),
+    cmd = [sys.executable, "-m", "autounet.cli", "train", str(lay.dataset_id), lay.config, "0",
+           "--root", str(lay.au_root), "--device", "cpu", "--epochs", str(args.autounet_epochs),
+           "--iterations-per-epoch", str(args.iterations),
            "--val-iterations-per-epoch", "1", "--no-validation", *VARIANTS[variant][1]]
     if args.autounet_workers is not None:
         cmd += ["--num-workers", str(args.autounet_workers)]
