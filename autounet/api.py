@@ -169,6 +169,9 @@ def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None =
         raise WorkspaceError("say which model to use: -d DATASET (trained in this workspace) or -m MODEL.zip")
     cases, problems = find_cases(Path(inputs), Path(output))
     if model is not None and Path(model).suffix.lower() == ".onnx":
+        if configurations or folds or checkpoint != "final":
+            raise WorkspaceError(f"{model}: an ONNX model predicts with the configurations and folds it was exported "
+                                 "with; leave out -c/-f/-chk, or export again with them")
         report, configurations, post = _predict_onnx(Path(model), cases, settings, postprocessing)
     else:
         report, configurations, post = _predict_checkpoints(cases, Path(output), dataset, model, configurations,
@@ -254,8 +257,12 @@ def export_model(dataset: str | Path, output: Path, configurations: Sequence[str
     format = format or ("onnx" if output.suffix.lower() == ".onnx" else "zip")
     if format not in ("zip", "onnx"):
         raise WorkspaceError(f"unknown export format {format!r}; choose zip or onnx")
-    if output.exists() and not overwrite:
-        raise WorkspaceError(f"{output}: exists; choose another file, or pass --overwrite to replace it")
+    if (format == "onnx") != (output.suffix.lower() == ".onnx"):
+        raise WorkspaceError(f"{output}: an ONNX model is written to a .onnx file (its plans beside it as .json), a "
+                             "zip to any other name; change the name or --format")
+    for target in (output, output.with_suffix(".json")) if format == "onnx" else (output,):
+        if target.exists() and not overwrite:
+            raise WorkspaceError(f"{target}: exists; choose another file, or pass --overwrite to replace it")
     check_writable(output.parent)
     paths = resolve_dataset(dataset, root)
     source = dataset_model(paths, configurations)

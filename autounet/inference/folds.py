@@ -9,7 +9,7 @@ import torch
 
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.hardware import resolve_device
-from autounet.inference.logits import cpu_bfloat16, for_cpu_bfloat16, logits_to_probabilities, predict_logits
+from autounet.inference.logits import cpu_bfloat16, for_cpu, logits_to_probabilities, predict_logits
 from autounet.inference.probabilities import average_probabilities
 from autounet.inference.settings import PredictSettings
 from autounet.model.trained import TrainedModel
@@ -24,13 +24,13 @@ class FoldEnsemble:
     def __init__(self, model: TrainedModel, settings: PredictSettings, previous: "FoldEnsemble | None" = None,
                  network: torch.nn.Module | None = None):
         """network : a network of the model's topology already on the device (training's own, for
-        its validation) instead of a new one; on a CPU predicting in bfloat16 a copy of it is."""
+        its validation) instead of a new one; on a CPU a copy of it, laid out (and cast) for the CPU."""
         self.model, self.settings, self.previous = model, settings, previous
         self.device = resolve_device(settings.device)
         self.network = network if network is not None else model.network(self.device)
-        if cpu_bfloat16(self.device, settings):
+        if self.device.type == "cpu":
             own = copy.deepcopy(self.network) if network is not None else self.network
-            self.network = for_cpu_bfloat16(own, self.stage.network.dims)
+            self.network = for_cpu(own, self.stage.network.dims, cpu_bfloat16(self.device, settings))
 
     @property
     def configuration(self) -> str:

@@ -21,13 +21,14 @@ def cpu_bfloat16(device: torch.device, settings: PredictSettings) -> bool:
     return settings.amp and device.type == "cpu" and cpu_has_native_bf16()
 
 
-def for_cpu_bfloat16(network: torch.nn.Module, dims: int) -> torch.nn.Module:
-    """The network in bfloat16 and channels-last layout, as :func:`predict_logits` runs it on a
-    CPU with native bf16: 2.2-2.6x faster per 3D window than float32 on this project's 2-core
-    AVX512-BF16 machine (bfloat16 *autocast* was 2x slower: it converts around every
-    normalization). Fold weights loaded later are cast on load."""
+def for_cpu(network: torch.nn.Module, dims: int, bfloat16: bool) -> torch.nn.Module:
+    """The network as :func:`predict_logits` runs it on a CPU: channels-last layout (per window
+    1.2-1.3x faster in float32 for ISBI's 2D network, the same for the 3D example's), and in
+    bfloat16 where ``bfloat16`` (2.0-3.3x faster than float32 on this project's AVX512-BF16
+    machine; bfloat16 *autocast* gained 1.7-2.3x). Measured with benchmarks/bench_backends.py.
+    Fold weights loaded later are cast on load. Changes ``network`` in place."""
     layout = torch.channels_last_3d if dims == 3 else torch.channels_last
-    return network.to(torch.bfloat16).to(memory_format=layout)
+    return network.to(torch.bfloat16 if bfloat16 else torch.float32).to(memory_format=layout)
 
 
 def logits_to_probabilities(logits: torch.Tensor, regions: bool) -> torch.Tensor:
@@ -40,8 +41,8 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray, stage: StagePlan,
     """Logits (K, Z, Y, X) on the CPU for preprocessed data (C, Z, Y, X).
 
     A 2D configuration predicts each slice with 2D windows. ``settings.amp``: float16 autocast on
-    CUDA; on a CPU the network's own dtype decides (bfloat16 after :func:`for_cpu_bfloat16`, else
-    float32). Logits are accumulated in float32. On CUDA the windows are accumulated on the GPU,
+    CUDA; on a CPU the network's own dtype decides (bfloat16 or float32 after :func:`for_cpu`),
+    and windows go in channels-last. Logits are accumulated in float32. On CUDA the windows are accumulated on the GPU,
     falling back to the CPU when the GPU runs out of memory.
     """
     if device.type == "cuda":
@@ -66,7 +67,7 @@ def _predict(network: torch.nn.Module, data: np.ndarray, stage: StagePlan, devic
 
     weight = next(network.parameters())
     layout = (torch.channels_last_3d if stage.network.dims == 3 else torch.channels_last) \
-        if weight.dtype == torch.bfloat16 and device.type == "cpu" else torch.contiguous_format
+        if device.type == "cpu" else torch.contiguous_format
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with amp:

@@ -144,3 +144,20 @@ def test_an_onnx_model_refuses_the_torch_backend_and_a_gpu(exported, tmp_path):
     with pytest.raises(AutounetError, match="runs on the CPU"):
         api.predict(exported["inputs"], tmp_path / "o", model=exported["model"],
                     settings=PredictSettings(**FP32 | {"device": "cuda"}))
+
+
+def test_export_refuses_to_overwrite_the_json_beside_and_a_mismatched_name(exported, tmp_path):
+    raw, root = exported["raw"], exported["root"]
+    (tmp_path / "m.json").write_text("a file of the user's")
+    with pytest.raises(AutounetError, match=r"m\.json: exists"):
+        api.export_model(raw, tmp_path / "m.onnx", configurations=["3d_fullres"], root=root)
+    assert (tmp_path / "m.json").read_text() == "a file of the user's" and not (tmp_path / "m.onnx").exists()
+    with pytest.raises(AutounetError, match="written to a .onnx file"):
+        api.export_model(raw, tmp_path / "m.zip", configurations=["3d_fullres"], root=root, format="onnx")
+    assert not (tmp_path / "m.zip").exists()
+
+
+def test_an_onnx_model_refuses_a_choice_of_folds_it_cannot_make(exported, tmp_path):
+    with pytest.raises(AutounetError, match="exported with"):
+        api.predict(exported["inputs"], tmp_path / "o", model=exported["model"], folds=["0"],
+                    settings=PredictSettings(**FP32))
