@@ -57,7 +57,7 @@ nnU-Net runs only as a subprocess from its own virtual environment (prediction n
 Linux only (reads /proc).
 
     python benchmarks/bench_inference.py --nnunet-venv /root/nnunet-venv \\
-        --accuracy example3d=/tmp/demo_new/results/Dataset900_Example/3d_fullres/fold_0
+        --accuracy example3d=/tmp/acc3d/results/Dataset960_Acc3D/3d_fullres/fold_0
 """
 
 from __future__ import annotations
