@@ -198,8 +198,6 @@ def _predict_onnx(model: Path, cases, settings: PredictSettings, postprocessing:
     from autounet.inference.run import predict as run_prediction
     from autounet.postprocess.components import PostprocessingRules
 
-    if settings.device not in ("auto", "cpu"):
-        raise WorkspaceError(f"{model}: an ONNX model runs on the CPU; leave out --device {settings.device}")
     models, manifest = load_onnx_model(model, settings)
     try:
         rules = PostprocessingRules.from_json(manifest.postprocessing) if manifest.postprocessing else None
@@ -227,8 +225,7 @@ def _predict_checkpoints(cases, output: Path, dataset, model, configurations, fo
             failed = predict_to_csv(source, cases, settings, output)
             report = PredictionReport(written=[csv_output(output)] if len(failed) < len(cases) else [], failed=failed)
             return report, source.configurations, None
-        rules = load_rules(source.postprocessing) if postprocessing and source.postprocessing else None
-        post = _postprocessor(rules)
+        post = _postprocessor(load_rules(source.postprocessing) if postprocessing and source.postprocessing else None)
         return run_prediction(load_models(source, settings), cases, settings, post), source.configurations, post
 
 

@@ -106,6 +106,8 @@ def read_manifest(path: Path):
 def load_onnx_model(path: Path, settings: PredictSettings) -> tuple[list[PortableFolds], OnnxManifest]:
     """An exported ``.onnx`` model's configurations, each fold a session of ``settings.backend``
     (see :func:`onnx_backend`), and its manifest (postprocessing, labels)."""
+    if settings.device not in ("auto", "cpu"):
+        raise AutounetError(f"{path}: an ONNX model runs on the CPU; leave out --device {settings.device}")
     onnx = require("onnx")
     graph, manifest = read_manifest(path)
     backend, bfloat16 = onnx_backend(settings), runtime_bfloat16(settings)
