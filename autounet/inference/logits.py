@@ -42,7 +42,7 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray, stage: StagePlan,
 
     A 2D configuration predicts each slice with 2D windows. ``settings.amp``: float16 autocast on
     CUDA; on a CPU the network's own dtype decides (bfloat16 or float32 after :func:`for_cpu`),
-    and windows go in channels-last. Logits are accumulated in float32. On CUDA the windows are accumulated on the GPU,
+    and windows go in channels-last. Logits are accumulated in float32: on CUDA on the GPU,
     falling back to the CPU when the GPU runs out of memory.
     """
     if device.type == "cuda":

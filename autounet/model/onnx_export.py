@@ -95,10 +95,10 @@ def export_onnx(results: ResultsPaths, configurations: Sequence[str], out: Path,
     if any(m.plans.case_task is not None for m in models):
         raise WorkspaceError("ONNX export covers segmentation models; export a case-level model as a zip "
                              "(autounet export_model DATASET -o model.zip)")
-    manifest = OnnxManifest(tuple(configurations), tuple(stages), tuple(folds), {m.configuration: m.plans for m in models},
-                            read_json(postprocessing)["rules"] if postprocessing is not None else None,
-                            read_json(dataset_json) if dataset_json is not None and Path(dataset_json).is_file()
-                            else None, __version__)
+    rules = read_json(postprocessing)["rules"] if postprocessing is not None else None
+    dataset = read_json(dataset_json) if dataset_json is not None and Path(dataset_json).is_file() else None
+    manifest = OnnxManifest(tuple(configurations), tuple(stages), tuple(folds),
+                            {m.configuration: m.plans for m in models}, rules, dataset, __version__)
     inputs = [input_name(s) for s in stages]
     outputs = [output_name(s, f) for s in stages for f in folds]
     out = Path(out)
