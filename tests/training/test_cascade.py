@@ -4,6 +4,7 @@ in training (stored next-stage labels) and in prediction (the low-resolution sta
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,18 @@ def test_cascade_trains_on_the_low_resolution_cross_validation_and_predicts(tmp_
     for mask in report.written:
         image = sitk.ReadImage(str(raw / "imagesTs" / mask.name.replace(".nii.gz", "_0000.nii.gz")))
         assert sitk.ReadImage(str(mask)).GetSize() == image.GetSize()
+
+    if importlib.util.find_spec("onnxruntime") is None:  # the ONNX extra is not installed: the rest needs it
+        return
+    model = api.export_model(raw, tmp_path / "cascade.onnx", configurations=["3d_cascade_fullres"], folds=["0"],
+                             root=tmp_path)
+    masks = {}
+    for name, source in (("torch", dict(dataset=raw, configurations=["3d_cascade_fullres"], folds=["0"],
+                                        root=tmp_path)), ("onnx", dict(model=model))):
+        settings = api.PredictSettings(device="cpu", mirror=False, amp=False, backend="torch" if name == "torch"
+                                       else "onnxruntime")
+        done = api.predict(raw / "imagesTs", tmp_path / name, settings=settings, **source)
+        assert not done.failed
+        masks[name] = [sitk.GetArrayFromImage(sitk.ReadImage(str(m))) for m in sorted(done.written)]
+    for a, b in zip(masks["torch"], masks["onnx"]):  # the ONNX file holds both stages and chains them alike
+        assert (a == b).mean() >= 0.9999
