@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from autounet.inference.settings import PredictSettings
+from autounet.inference.settings import BACKENDS, PredictSettings  # BACKENDS: the CLI's choices
 from autounet.parallel import default_processes
 from autounet.runner.options import RunOptions
 from autounet.training.budget import parse_duration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autounet.api import BACKENDS
 from autounet.cli import commands
 from autounet.cli.nnunet import add_unsupported
 from autounet.cli.types import (COUNT, POSITIVE, POSITIVE_INT, add_checkpoint, add_command, add_configurations,
@@ -79,7 +80,7 @@ def add_predict(sub) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false",
                    help="predict in float32 (default: float16 on CUDA; bfloat16 on CPUs with native bf16 support, "
                         "with the torch and openvino backends)")
-    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "openvino"), default="auto",
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="what runs the network: torch, or on the CPU onnxruntime/openvino (pip install "
                         "'autounet[onnx]' / 'autounet[openvino]'); default torch for checkpoints, for a .onnx model "
                         "openvino if installed, else onnxruntime")

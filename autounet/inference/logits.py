@@ -9,16 +9,15 @@ import torch
 from autounet.progress import progress
 
 from autounet.autoplan.plans import StagePlan
-from autounet.hardware import autocast_for, cpu_has_native_bf16
+from autounet.hardware import autocast_for
 from autounet.inference.settings import PredictSettings
 from autounet.inference.sliding_window import sliding_window_predict
 from autounet.inference.windows import window_batch
 
 
 def cpu_bfloat16(device: torch.device, settings: PredictSettings) -> bool:
-    """Whether the network predicts in bfloat16 on this device: a CPU that computes it natively
-    (AVX512-BF16 or AMX), unless ``settings.amp`` is off."""
-    return settings.amp and device.type == "cpu" and cpu_has_native_bf16()
+    """Whether the network predicts in bfloat16 on this device: a CPU, as ``settings`` rules."""
+    return device.type == "cpu" and settings.cpu_bfloat16()
 
 
 def for_cpu(network: torch.nn.Module, dims: int, bfloat16: bool) -> torch.nn.Module:

@@ -17,10 +17,9 @@ import numpy as np
 
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.errors import AutounetError
-from autounet.hardware import cpu_has_native_bf16
 from autounet.inference.probabilities import average_probabilities, probabilities_from_logits
-from autounet.inference.runtimes import ONNX_BACKENDS, Session, available, open_session, require
-from autounet.inference.settings import PredictSettings
+from autounet.inference.runtimes import Session, available, open_session, require
+from autounet.inference.settings import ONNX_BACKENDS, PredictSettings
 from autounet.inference.windows import sliding_window_numpy, window_batch
 from autounet.model.onnx_format import METADATA_KEY, OnnxManifest, input_name, output_name
 
@@ -76,11 +75,6 @@ def onnx_backend(settings: PredictSettings) -> str:
     return "openvino" if available("openvino") else "onnxruntime"
 
 
-def runtime_bfloat16(settings: PredictSettings) -> bool:
-    """Whether the runtime may compute in bfloat16: amp on, on a CPU that computes it natively."""
-    return settings.amp and cpu_has_native_bf16()
-
-
 def read_manifest(path: Path):
     """An ONNX model's graph (``onnx.ModelProto``) and its :class:`OnnxManifest`; AutounetError
     naming the file when it is not a readable autounet ONNX model."""
@@ -106,11 +100,10 @@ def read_manifest(path: Path):
 def load_onnx_model(path: Path, settings: PredictSettings) -> tuple[list[PortableFolds], OnnxManifest]:
     """An exported ``.onnx`` model's configurations, each fold a session of ``settings.backend``
     (see :func:`onnx_backend`), and its manifest (postprocessing, labels)."""
-    if settings.device not in ("auto", "cpu"):
-        raise AutounetError(f"{path}: an ONNX model runs on the CPU; leave out --device {settings.device}")
+    settings.check_cpu_only(f"{path}: an ONNX model")
     onnx = require("onnx")
     graph, manifest = read_manifest(path)
-    backend, bfloat16 = onnx_backend(settings), runtime_bfloat16(settings)
+    backend, bfloat16 = onnx_backend(settings), settings.cpu_bfloat16()
     extractor = onnx.utils.Extractor(graph)
     built: dict[str, PortableFolds] = {}
 

@@ -19,9 +19,8 @@ import numpy as np
 
 from autounet.errors import AutounetError
 from autounet.hardware import cpu_cores
+from autounet.inference.settings import ONNX_BACKENDS
 
-ONNX_BACKENDS = ("onnxruntime", "openvino")
-BACKENDS = ("torch",) + ONNX_BACKENDS
 Session = Callable[[np.ndarray], np.ndarray]
 
 

@@ -6,6 +6,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from autounet.errors import AutounetError
+from autounet.hardware import cpu_has_native_bf16
+
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+ONNX_BACKENDS = ("onnxruntime", "openvino")  # run on the CPU, from an ONNX export
 
 @dataclass(frozen=True)
 class PredictSettings:
@@ -35,14 +40,24 @@ class PredictSettings:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.backend not in ("auto", "torch", "onnxruntime", "openvino"):
-            raise ValueError(f"unknown backend {self.backend!r}; choose auto, torch, onnxruntime or openvino")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose {', '.join(BACKENDS)}")
         if not 0 < self.step <= 1:
             raise ValueError(f"the window step must be in (0, 1] (a fraction of the patch), got {self.step}")
         if self.window_batch is not None and self.window_batch < 1:
             raise ValueError(f"the window batch must be at least 1, got {self.window_batch}")
         if self.processes < 0:
             raise ValueError(f"the number of worker processes must be 0 or more, got {self.processes}")
+
+    def cpu_bfloat16(self) -> bool:
+        """Whether a network run on the CPU computes in bfloat16: amp on, and the CPU computes it
+        natively (AVX512-BF16 or AMX); elsewhere bfloat16 is emulated and slower than float32."""
+        return self.amp and cpu_has_native_bf16()
+
+    def check_cpu_only(self, what: str) -> None:
+        """AutounetError when a CPU-only runtime (``what``) is asked to run on another device."""
+        if self.device not in ("auto", "cpu"):
+            raise AutounetError(f"{what} runs on the CPU; leave out --device {self.device}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

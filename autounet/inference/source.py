@@ -12,9 +12,9 @@ from typing import Iterator, Sequence
 from autounet.autoplan.plans import load_plans
 from autounet.errors import WorkspaceError
 from autounet.inference.folds import FoldEnsemble
-from autounet.inference.portable import PortableFolds, runtime_bfloat16
-from autounet.inference.runtimes import ONNX_BACKENDS, open_session
-from autounet.inference.settings import PredictSettings
+from autounet.inference.portable import PortableFolds
+from autounet.inference.runtimes import open_session
+from autounet.inference.settings import ONNX_BACKENDS, PredictSettings
 from autounet.inference.stage_model import StageModel
 from autounet.io.atomic import read_json
 from autounet.model.archive import unpacked_model
@@ -126,8 +126,7 @@ def _runtime_folds(trained: TrainedModel, settings: PredictSettings, previous: S
     sessions = {}
     for fold, weights in trained.fold_weights.items():
         network.load_state_dict(weights)
-        sessions[fold] = open_session(network_onnx(network, trained.stage), settings.backend,
-                                      runtime_bfloat16(settings))
+        sessions[fold] = open_session(network_onnx(network, trained.stage), settings.backend, settings.cpu_bfloat16())
     return PortableFolds(trained.configuration, trained.plans, sessions, settings, previous)
 
 
@@ -140,9 +139,8 @@ def _stage_model(trained: TrainedModel, settings: PredictSettings, previous: Sta
 def load_models(source: ModelSource, settings: PredictSettings) -> list[StageModel]:
     """Each configuration's folds (with a cascade's previous stage), run by torch on the settings'
     device, or by the ONNX backend they name on the CPU."""
-    if settings.backend in ONNX_BACKENDS and settings.device not in ("auto", "cpu"):
-        raise WorkspaceError(f"--backend {settings.backend} runs on the CPU; leave out --device {settings.device} "
-                             "or use --backend torch")
+    if settings.backend in ONNX_BACKENDS:
+        settings.check_cpu_only(f"--backend {settings.backend}")
     models = []
     for configuration in source.configurations:
         trained = load_trained_model(source.results, configuration, source.folds, source.checkpoint)

@@ -7,7 +7,7 @@ import SimpleITK as sitk
 import torch
 
 from autounet import api
-from autounet.inference import logits
+from autounet.inference import settings as predict_settings
 from autounet.inference.folds import FoldEnsemble
 from autounet.inference.settings import PredictSettings
 from autounet.model.trained import load_trained_model
@@ -16,7 +16,7 @@ from tests.inference.test_onnx import FP32, exported  # noqa: F401 -- the shared
 
 
 def test_bfloat16_on_the_cpu_gives_the_float32_masks(exported, tmp_path, monkeypatch):
-    monkeypatch.setattr(logits, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(predict_settings, "cpu_has_native_bf16", lambda: True)
     settings = PredictSettings(**{**FP32, "amp": True, "backend": "torch"})
     report = api.predict(exported["inputs"], tmp_path / "bf16", dataset=exported["raw"],
                          configurations=["3d_fullres"], root=exported["root"], settings=settings)
@@ -28,7 +28,7 @@ def test_bfloat16_on_the_cpu_gives_the_float32_masks(exported, tmp_path, monkeyp
 
 
 def test_a_network_handed_in_for_validation_is_copied_not_cast(exported, monkeypatch):
-    monkeypatch.setattr(logits, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(predict_settings, "cpu_has_native_bf16", lambda: True)
     paths = dataset_paths(exported["root"], exported["raw"].name)
     model = load_trained_model(paths.trained, "3d_fullres", ["0"])
     network = model.network(torch.device("cpu"))
