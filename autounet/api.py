@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from autounet.autoplan.variants import VARIANTS  # noqa: F401 (the CLI's choices)
 from autounet.inference.settings import BACKENDS, PredictSettings  # BACKENDS: the CLI's choices
 from autounet.parallel import default_processes
 from autounet.runner.options import RunOptions
@@ -117,14 +118,18 @@ def plan_and_preprocess(dataset: str | Path, root: Path | None = None, processes
 
 
 def train(dataset: str | Path, configuration: str, fold: int | str, root: Path | None = None,
-          config: TrainingConfig | None = None, device: str = "auto", resume: bool = False) -> Path:
+          config: TrainingConfig | None = None, device: str = "auto", resume: bool = False,
+          variant: str | None = None) -> Path:
     """Train one fold (0..4 or "all") of a planned configuration; returns the fold folder.
 
-    resume : continue from the latest checkpoint after an interruption (``--continue``).
+    resume : continue from the latest checkpoint after an interruption (``--continue``);
+    variant : one of ``VARIANTS``, a lighter network of the plan, instead of the planned one.
     """
+    from autounet.training.budget import NetworkChoice
     from autounet.training.fold import train_fold
 
-    return train_fold(resolve_dataset(dataset, root), configuration, fold, config or TrainingConfig(), device, resume)
+    return train_fold(resolve_dataset(dataset, root), configuration, fold, config or TrainingConfig(), device, resume,
+                      NetworkChoice(variant) if variant else None)
 
 
 def check_folds(dataset: str | Path, configuration: str, folds: Sequence[int | str],
@@ -351,7 +356,7 @@ DEMO_AFTER_TRAINING = (0.15, 30.0)  # share of the demo's time (at least these s
 
 
 def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: int | None = None,
-         iterations_per_epoch: int | None = None, device: str = "auto") -> dict:
+         iterations_per_epoch: int | None = None, device: str = "auto", amp: bool = True) -> dict:
     """``autounet run`` on a generated example dataset, then prediction and evaluation of its
     held-out test cases; resumable.
 
@@ -363,18 +368,19 @@ def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: 
     from autounet.postprocess.components import describe_rules
 
     started = time.monotonic()
-    root = Path(root) if root is not None else _demo_root()
+    # the workspace: root, else $AUTOUNET_ROOT, else ./autounet_demo (the main job's)
+    root = Path(root) if root is not None else default_root() if os.environ.get(ROOT_ENV) else Path(DEMO_ROOT).resolve()
     paths = _example_dataset(root)
     fixed = epochs is not None or iterations_per_epoch is not None or time_budget_s is None
     schedule = (TrainingConfig(epochs=epochs or 4, iterations_per_epoch=iterations_per_epoch or 12,
-                               val_iterations_per_epoch=2) if fixed else None)
+                               val_iterations_per_epoch=2, amp=amp) if fixed else None)
     budget = None if fixed else time_budget_s - (time.monotonic() - started)
     after = None if fixed else max(DEMO_AFTER_TRAINING[1], DEMO_AFTER_TRAINING[0] * time_budget_s)
     result = run(paths.raw, root, RunOptions(time_budget_s=budget, device=device, schedule=schedule,
-                                             after_training_s=after))
+                                             after_training_s=after, amp=amp))
     predictions = root / "demo_predictions" / paths.name
     predict(paths.raw_files.images("Ts"), predictions, dataset=paths.raw, root=root,
-            settings=PredictSettings(device=device))
+            settings=PredictSettings(device=device, amp=amp))
     test = evaluate(paths.raw_files.labels("Ts"), predictions)
     best = result["cross_validation"]
     log.info("\n=== autounet demo finished in %.0f s ===\nchosen: %s, postprocessing: %s\n"
@@ -383,11 +389,6 @@ def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: 
              {c: round(m.get("dice", float("nan")), 4) for c, m in test["mean"].items()},
              test["foreground_mean"].get("dice", float("nan")), result["report"])
     return {**result, "test": test}
-
-
-def _demo_root() -> Path:
-    """$AUTOUNET_ROOT if set, else ./autounet_demo (the main job's workspace)."""
-    return default_root() if os.environ.get(ROOT_ENV) else Path(DEMO_ROOT).resolve()
 
 
 def _example_dataset(root: Path) -> DatasetPaths:

@@ -7,7 +7,7 @@ directory. Inside it::
     preprocessed/DatasetXXX_Name/   fingerprint.json plans.json splits.json gt_segmentations/
                                     <data_identifier>/CASE_data.npy CASE_seg.npy CASE_locs.npz CASE.json
     results/DatasetXXX_Name/        <configuration>/fold_<k>/ checkpoint_{latest,best,final}.pt
-                                        training_log.txt progress.png budget_variant.json validation/
+                                        training_log.txt progress.png spending.json validation/
                                     <configuration>/predicted_next_stage/CASE.npy   (cascade input)
                                     cross_validation/<entry>/  cross_validation.json
                                     best_configuration.json postprocessing.json report/
@@ -181,8 +181,9 @@ class FoldPaths:
 
     training_log = _Under("root", "training_log.txt")
     progress_plot = _Under("root", "progress.png")
-    budget_variant = _Under("root", "budget_variant.json",
-                            doc="The network a budgeted fold chose; the configuration's other folds follow it.")
+    spending = _Under("root", "spending.json",
+                      doc="Where the fold's time went: training, validation and overhead, iterations against the "
+                          "learning minimum.")
     validation = _Under("root", "validation", doc="The fold's validation cases, predicted in their original geometry.")
     validation_summary = _Under("root", "validation", "summary.json", doc="Dice per validation case and class.")
 

@@ -1,14 +1,19 @@
-"""``autounet run DATASET --time-budget B`` end to end: total wall time, chosen configuration,
-cross-validated Dice; and the same run SIGKILLed part-way and started again.
+"""``autounet run DATASET --time-budget B`` end to end: total wall time, where it went (share in
+training steps, iterations per fold against the learning minimum), chosen configuration,
+cross-validated Dice and, where the dataset has test cases, test Dice; and the same run
+SIGKILLed part-way and started again.
 
 Each (dataset, mode) gets a fresh workspace and an empty calibration cache, as a new user's
-first run would. Datasets: ``isbi`` (a copy of ``../shared/datasets/Dataset901_ISBI2012EM``, 2D)
-and ``example3d`` (``make_example_dataset --dims 3 --cases 20 --seed 0``, as bench_budget.py).
-Mode ``full`` runs once; mode ``killed`` sends SIGKILL to the whole process group at
-``--kill-at`` of the budget, then runs the same command again: its total is the sum of both
-sessions' wall times. Run on a quiet machine; nothing else meanwhile.
+first run would. Datasets: ``isbi`` (a copy of ``../shared/datasets/Dataset901_ISBI2012EM``, 2D),
+``example3d`` (``make_example_dataset --dims 3 --cases 20 --seed 0``, as bench_budget.py) and
+``demo`` (the main job's: anisotropic 16x48x48 volumes, 20 training and 5 test cases).
+Mode ``full`` runs once; ``busy`` runs once while another process keeps one core busy (a laptop
+doing other work); ``killed`` sends SIGKILL to the whole process group at ``--kill-at`` of the
+budget, then runs the same command again: its total is the sum of both sessions' wall times.
+``--no-amp`` trains in float32 (a CPU with native bfloat16 runs 3D steps about 2x faster and
+hides what a CPU without it sees). Run on a quiet machine; nothing else meanwhile.
 
-    python benchmarks/bench_run.py --out bench_out/run --budget 20m --datasets isbi example3d --modes full killed
+    python benchmarks/bench_run.py --out bench_out/run --budget 5m --datasets demo --modes full busy --no-amp
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = (REPO.parent / "shared" / "datasets").resolve()
 DATASETS = {"isbi": ("Dataset901_ISBI2012EM", {"copy_from": SHARED / "Dataset901_ISBI2012EM"}),
-            "example3d": ("Dataset980_Budget3D", {"make": ["--dims", "3", "--cases", "20", "--seed", "0"]})}
+            "example3d": ("Dataset980_Budget3D", {"make": ["--dims", "3", "--cases", "20", "--seed", "0"]}),
+            "demo": ("Dataset900_Example", {"make": ["--dims", "3", "--cases", "20", "--test-cases", "5", "--anisotropic",
+                                                     "--shape", "16", "48", "48"]})}
 
 
 def _autounet(*args: str) -> list[str]:
@@ -56,7 +63,35 @@ def _session(command: list[str], env: dict, log: Path, kill_after: float | None)
     return time.monotonic() - started, code
 
 
-def bench(out: Path, key: str, mode: str, budget: str, budget_s: float, kill_at: float) -> dict:
+def _busy() -> subprocess.Popen:
+    """Another process keeping one core busy until it is killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def _test_dice(workspace: Path, raw: Path, env: dict, name: str) -> float | None:
+    """Predict the held-out cases with the chosen model and score them (None without test cases)."""
+    if not (raw / "labelsTs").is_dir():
+        return None
+    out = workspace / "test_predictions"
+    subprocess.run(_autounet("predict", "-i", str(raw / "imagesTs"), "-o", str(out), "-d", name, "--root", str(workspace)),
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scores = workspace / "test_scores"
+    subprocess.run(_autounet("evaluate", "-r", str(raw / "labelsTs"), "--prediction", str(out), "-o", str(scores)),
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads((scores / "summary.json").read_text())["foreground_mean"]["dice"]
+
+
+def _spending(results: Path, record: dict) -> dict:
+    """Share of the wall time in training steps and iterations per fold, from the folds' spending.json."""
+    folds = [json.loads(f.read_text()) for c in record["configurations"]
+             for f in sorted((results / c).glob("fold_*/spending.json"))]
+    train_s = sum(f["train_s"] for f in folds)
+    return {"training_share": round(train_s / max(record["used_s"], 1e-9), 3),
+            "iterations": {c: [f["iterations"] for f in folds if f["configuration"] == c] for c in record["configurations"]},
+            "learning_minimum": {f["configuration"]: f["learning_iterations"] for f in folds}}
+
+
+def bench(out: Path, key: str, mode: str, budget: str, budget_s: float, kill_at: float, no_amp: bool = False) -> dict:
     name, spec = DATASETS[key]
     workspace = out / f"{key}_{mode}"
     shutil.rmtree(workspace, ignore_errors=True)
@@ -64,11 +99,17 @@ def bench(out: Path, key: str, mode: str, budget: str, budget_s: float, kill_at:
     raw = _dataset(workspace, name, spec)
     env = dict(os.environ, AUTOUNET_CACHE=str(workspace / "cache"), PYTHONPATH=str(REPO))
     env.pop("AUTOUNET_ROOT", None)
-    command = _autounet("run", str(raw), "--root", str(workspace), "--time-budget", budget)
+    command = _autounet("run", str(raw), "--root", str(workspace), "--time-budget", budget,
+                        *(["--no-amp"] if no_amp else []))
     log = workspace / "run.log"
-    sessions = [_session(command, env, log, kill_at * budget_s if mode == "killed" else None)]
-    if mode == "killed":
-        sessions.append(_session(command, env, log, None))
+    hog = _busy() if mode == "busy" else None
+    try:
+        sessions = [_session(command, env, log, kill_at * budget_s if mode == "killed" else None)]
+        if mode == "killed":
+            sessions.append(_session(command, env, log, None))
+    finally:
+        if hog is not None:
+            hog.kill()
     results = workspace / "results" / name
     cv = json.loads((results / "cross_validation.json").read_text()) if sessions[-1][1] == 0 else {}
     record = json.loads((results / "run.json").read_text())
@@ -77,7 +118,9 @@ def bench(out: Path, key: str, mode: str, budget: str, budget_s: float, kill_at:
            "exit_codes": [c for _, c in sessions], "total_wall_s": round(sum(s for s, _ in sessions), 1),
            "run_json_used_s": round(record["used_s"], 1), "configurations": record["configurations"], "best": best,
            "cv_fg_dice": cv["entries"][best]["foreground_mean_dice"] if best else None,
-           "cv_fg_dice_after_pp": cv.get("foreground_mean_dice_after_postprocessing")}
+           "cv_fg_dice_after_pp": cv.get("foreground_mean_dice_after_postprocessing"),
+           **_spending(results, record),
+           "test_fg_dice": _test_dice(workspace, raw, env, name) if best else None}
     row["wall_over_budget"] = round(row["total_wall_s"] / budget_s, 3)
     print(json.dumps(row), flush=True)
     return row
@@ -88,22 +131,27 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "run")
     parser.add_argument("--budget", default="20m")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--modes", nargs="+", default=["full", "killed"], choices=["full", "killed"])
+    parser.add_argument("--modes", nargs="+", default=["full", "killed"], choices=["full", "busy", "killed"])
+    parser.add_argument("--no-amp", action="store_true", help="float32 training and prediction")
     parser.add_argument("--kill-at", type=float, default=0.5, help="share of the budget after which to SIGKILL")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from autounet.training.budget import parse_duration
 
     budget_s = parse_duration(args.budget)
-    rows = [bench(args.out.resolve(), key, mode, args.budget, budget_s, args.kill_at)
+    rows = [bench(args.out.resolve(), key, mode, args.budget, budget_s, args.kill_at, args.no_amp)
             for mode in args.modes for key in args.datasets]
     (args.out / "bench_run.json").write_text(json.dumps(rows, indent=1))
-    print("\n| dataset | mode | sessions (s) | total wall / budget | configurations | chosen | CV Dice (after pp) |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| dataset | mode | sessions (s) | total wall / budget | in training | iterations per fold (minimum) | "
+          "chosen | CV Dice (after pp) | test Dice |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        its = "; ".join(f"{c} {'-'.join(map(str, v))} ({r['learning_minimum'].get(c, '?')})" for c, v in r["iterations"].items())
+        test = "–" if r["test_fg_dice"] is None else f"{r['test_fg_dice']:.3f}"
         print(f"| {r['dataset']} | {r['mode']} | {' + '.join(map(str, r['sessions_wall_s']))} | "
               f"{r['total_wall_s']:.0f} s / {r['budget_s']:.0f} s = {r['wall_over_budget']:.2f} | "
-              f"{' + '.join(r['configurations'])} | {r['best']} | {r['cv_fg_dice']:.4f} ({r['cv_fg_dice_after_pp']:.4f}) |")
+              f"{100 * r['training_share']:.0f}% | {its} | {r['best']} | {r['cv_fg_dice']:.4f} "
+              f"({r['cv_fg_dice_after_pp']:.4f}) | {test} |")
 
 
 if __name__ == "__main__":

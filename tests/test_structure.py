@@ -33,7 +33,7 @@ ALLOWED = {
 
 LAYOUT_NAMES = ("checkpoint_final", "checkpoint_best", "checkpoint_latest", "gt_segmentations", "_data.npy",
                 "_seg.npy", "_locs.npz", "predicted_next_stage",
-                "budget_variant", "best_configuration.json", "cross_validation.json", "postprocessing.json",
+                "spending.json", "best_configuration.json", "cross_validation.json", "postprocessing.json",
                 "training_log.txt", "progress.png", "plans.json", "splits.json", "fingerprint.json",
                 "autounet_model.json", "run.json", "imagesTr", "labelsTr", "imagesTs", "labelsTs")
 LAYOUT_SEGMENTS = re.compile(r"^/?(fold_.*|validation|cross_validation|report|raw|preprocessed|results)/?$")

@@ -62,7 +62,8 @@ def _run_options(a: argparse.Namespace, **overrides) -> api.RunOptions:
                 if a.epochs or a.iterations_per_epoch else None)
     return api.RunOptions(time_budget_s=budget, device=a.device, processes=a.processes, schedule=schedule,
                           configurations=tuple(a.configurations) if a.configurations else None,
-                          gpu_memory_gb=a.gpu_memory_gb, network=a.network, seed=a.seed, dry_run=a.dry_run, **overrides)
+                          gpu_memory_gb=a.gpu_memory_gb, network=a.network, seed=a.seed, dry_run=a.dry_run,
+                          amp=a.amp, **overrides)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -89,7 +90,8 @@ def train(a: argparse.Namespace) -> int:
     config = _training_config(a)
     folds = api.check_folds(a.dataset, a.configuration, a.fold, a.root)  # every fold checked before any trains
     for fold in folds:
-        api.train(a.dataset, a.configuration, fold, root=a.root, config=config, device=a.device, resume=a.resume)
+        api.train(a.dataset, a.configuration, fold, root=a.root, config=config, device=a.device, resume=a.resume,
+                  variant=a.variant)
     return 0
 
 
@@ -155,7 +157,7 @@ def report(a: argparse.Namespace) -> int:
 
 def demo(a: argparse.Namespace) -> int:
     api.demo(a.root, time_budget_s=api.parse_duration(a.time_budget), epochs=a.epochs,
-             iterations_per_epoch=a.iterations_per_epoch, device=a.device)
+             iterations_per_epoch=a.iterations_per_epoch, device=a.device, amp=a.amp)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autounet.api import BACKENDS
+from autounet.api import BACKENDS, VARIANTS
 from autounet.cli import commands
 from autounet.cli.nnunet import add_unsupported
 from autounet.cli.types import (COUNT, POSITIVE, POSITIVE_INT, add_checkpoint, add_command, add_configurations,
@@ -43,6 +43,10 @@ def add_train(sub) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None,
                    help="float32 (default: mixed precision, float16 on CUDA, bfloat16 on CPUs with native bf16)")
     p.add_argument("--compile", dest="compile", action="store_true", default=None, help="torch.compile the network")
+    p.add_argument("--variant", choices=VARIANTS, default=None,
+                   help="train a lighter variant of the planned network (default: the planned one; with "
+                        "--time-budget, the heaviest that learns in the budget); `autounet run` passes the one it "
+                        "decided for every fold")
     p.add_argument("--no-validation", dest="final_validation", action="store_false", default=None,
                    help="skip predicting the validation cases at the end")
     p.add_argument("--no-tta", dest="mirror", action="store_false", default=None,

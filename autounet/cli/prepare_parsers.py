@@ -98,6 +98,12 @@ def add_plan(sub) -> None:
     add_unsupported(p, "-pl", "-overwrite_plans_name", "-preprocessor_name", "-overwrite_target_spacing", "-npfp")
 
 
+def _add_precision(p) -> None:
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="float32 training and prediction (default: mixed precision, float16 on CUDA, bfloat16 on "
+                        "CPUs with native bf16)")
+
+
 def _add_schedule(p) -> None:
     p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="a fixed schedule of this many epochs per fold "
                    "instead of the time budget")
@@ -124,6 +130,7 @@ def add_run(sub) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="plan (verify, fingerprint, plans and splits only), print the run as per-fold commands, "
                         "train nothing")
+    _add_precision(p)
     _add_schedule(p)
 
 
@@ -134,4 +141,5 @@ def add_demo(sub) -> None:
                     "Resumable.", ("autounet demo", "autounet demo --time-budget 20m"))
     add_device(p)
     add_time_budget(p, "the demo's whole wall time (default 5m); training gets what the rest leaves", "5m")
+    _add_precision(p)
     _add_schedule(p)

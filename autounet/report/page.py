@@ -15,6 +15,7 @@ from autounet.report.figures import FIGURES, Figures
 from autounet.report.markup import READ_ERRORS, bullets, esc, num
 from autounet.report.overlays import overlay_section
 from autounet.report.plan import TrainedStage, plan_section, trained_stages
+from autounet.report.spending import run_spending, spending_section
 from autounet.report.selection import cross_validation_section, load_cross_validation
 from autounet.report.training import training_section
 from autounet.workspace import DatasetPaths
@@ -34,6 +35,7 @@ th { background: #f3f3f3; }
 tr.best td { background: #e6f4ea; font-weight: 600; }
 tr.accepted td { background: #eef6ff; }
 .tag { background: #1e8e3e; color: white; border-radius: 3px; padding: 0 .35em; font-size: .8em; }
+.warn { color: #b00020; font-weight: 600; }
 .note { color: #8a6d00; background: #fff8e1; border-left: 4px solid #f0c000; padding: .4em .7em; }
 .trained { background: #eef6ff; border-left: 4px solid #4a90d9; padding: .4em .7em; }
 .grid { display: flex; flex-wrap: wrap; gap: 1em; }
@@ -45,8 +47,8 @@ nav a { margin-right: 1em; }
 """
 
 
-def _summary(plans: Plans | None, cv: dict | None, trained: dict[str, TrainedStage]) -> str:
-    """A few lines at the top: configurations, the stage as trained where it differs, the best entry."""
+def _summary(plans: Plans | None, cv: dict | None, trained: dict[str, TrainedStage], warnings: list[str]) -> str:
+    """A few lines at the top: warnings, configurations, the stage as trained where it differs, the best entry."""
     items = []
     if plans is not None:
         items.append(f"Planned configurations: {', '.join(plans.configurations)}.")
@@ -63,7 +65,8 @@ def _summary(plans: Plans | None, cv: dict | None, trained: dict[str, TrainedSta
                          f"(foreground mean Dice {num(best.get('foreground_mean_dice'))}).")
         if cv.get("predict_command"):
             items.append(f"Predict with: {cv['predict_command']}")
-    return bullets(items) if items else ""
+    top = "".join(f'<p class="note"><b>Warning:</b> {esc(w)}</p>' for w in warnings)
+    return top + (bullets(items) if items else "")
 
 
 def _page(title: str, summary: str, sections: list[tuple[str, str, str]]) -> str:
@@ -116,10 +119,12 @@ def write_report(paths: DatasetPaths, output: Path | None = None, max_overlays: 
     plans, plan_problem = _read_plans(paths)
     cv, cv_problem = _read_cross_validation(paths)
     trained = trained_stages(paths.trained, plans) if plans is not None else {}
+    spending = run_spending(paths)
+    time_section = [("time", "0. Where the time went", spending_section(spending, cv))] if spending.folds else []
     if plans is not None and plans.case_task is not None:
         from autounet.report.case_level import balance_section, case_cv_section
 
-        sections = [
+        sections = time_section + [
             ("plan", "1. The plan", plan_section(plans, plan_problem, trained)),
             ("balance", "2. Classes" if plans.task != "regression" else "2. Targets",
              balance_section(paths, plans, figures)),
@@ -127,9 +132,11 @@ def write_report(paths: DatasetPaths, output: Path | None = None, max_overlays: 
             ("cross-validation", "4. Cross-validation", case_cv_section(paths, plans, cv, cv_problem, figures)),
         ]
     else:
-        sections = _segmentation_sections(paths, plans, plan_problem, cv, cv_problem, trained, figures, max_overlays)
+        sections = time_section + _segmentation_sections(paths, plans, plan_problem, cv, cv_problem, trained, figures,
+                                                         max_overlays)
     index = output / INDEX
-    write_text(index, _page(f"autounet report: {paths.name}", _summary(plans, cv, trained), sections))
+    summary = _summary(plans, cv, trained, spending.warnings(cv))
+    write_text(index, _page(f"autounet report: {paths.name}", summary, sections))
     figures.remove_stale()
     log.info("report written to %s", index)
     return index

@@ -16,6 +16,7 @@ from autounet.model.checkpoint import peek_checkpoint
 from autounet.report.figures import Figures
 from autounet.report.markup import CHECKPOINTS, READ_ERRORS, esc, note, num
 from autounet.training.progress import draw_curves, metric_name, new_figure
+from autounet.training.spending import read_spending
 from autounet.workspace import DatasetPaths, FoldPaths, ResultsPaths
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def _fold_caption(fold: FoldPaths, checkpoint: Path | None, training_log: dict[s
         parts.append("finished" if finished else "unfinished (latest checkpoint)")
     if training_log and training_log.get("epoch"):
         parts += [esc(p) for p in _log_facts(training_log, metric)]
+    spending = read_spending(fold)
+    if spending is not None and not spending.learned:
+        parts.append(f'<span class="warn">trained {spending.iterations} iterations, below the '
+                     f'{spending.learning_iterations} a network needs to learn well: this fold barely learned '
+                     '(a longer --time-budget or fewer configurations would help)</span>')
     if fold.validation_summary.is_file():
         try:
             summary = json.loads(fold.validation_summary.read_text())

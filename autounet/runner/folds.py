@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from autounet.runner.share import fold_share
-from autounet.training.budget import BudgetTooSmall
+from autounet.training.budget import BudgetTooSmall, NetworkChoice
 from autounet.training.config import TrainingConfig
 from autounet.training.fold import train_fold
 from autounet.workspace import DatasetPaths
@@ -45,9 +45,12 @@ def pending(paths: DatasetPaths, jobs: Sequence[Job]) -> list[Job]:
 
 
 def train_sequentially(paths: DatasetPaths, jobs: Sequence[Job], config: TrainingConfig, device: str,
-                       time_left: Callable[[], float | None], train: Callable[..., Path] = train_fold) -> None:
+                       time_left: Callable[[], float | None], train: Callable[..., Path] = train_fold,
+                       networks: Callable[[str], NetworkChoice | None] = lambda configuration: None,
+                       finished: Callable[[Job], None] = lambda job: None) -> None:
     """Train (or resume) each unfinished job in order; ``time_left()`` is the training time the
-    run has left (None: no budget, ``config``'s schedule)."""
+    run has left (None: no budget, ``config``'s schedule); ``networks(configuration)`` the network
+    decided for it; ``finished(job)`` is called after each fold."""
     todo = pending(paths, jobs)
     for i, (configuration, fold) in enumerate(todo):
         left = time_left()
@@ -60,12 +63,14 @@ def train_sequentially(paths: DatasetPaths, jobs: Sequence[Job], config: Trainin
             else:
                 log.info("run: %s fold %s gets %.0f s (%.0f s of training left for %d fold(s))", configuration, fold,
                          fold_config.time_budget_s, max(left, 0.0), len(todo) - i)
+        network = networks(configuration)
         try:
-            train(paths, configuration, fold, fold_config, device, resume=True)
-        except BudgetTooSmall as e:
+            train(paths, configuration, fold, fold_config, device, resume=True, network=network)
+        except BudgetTooSmall as e:  # the machine slowed down far beyond the estimate: one epoch, then on
             log.warning("%s fold %s: %s; giving it %.0f s instead", configuration, fold, e, e.needed_s)
             train(paths, configuration, fold, dataclasses.replace(fold_config, time_budget_s=e.needed_s), device,
-                  resume=True)
+                  resume=True, network=network)
+        finished((configuration, fold))
 
 
 class Process(Protocol):
@@ -106,21 +111,24 @@ def train_concurrently(jobs: Sequence[Job], devices: Sequence[str], launch: Call
 
 
 def fold_command(dataset: str, job: Job, budget_s: float | None, root: Path | None = None,
-                 program: Sequence[str] = ("autounet",)) -> list[str]:
+                 program: Sequence[str] = ("autounet",), variant: str | None = None) -> list[str]:
     """The ``autounet train`` command line of one fold of a run (resumable, probabilities saved)."""
     command = [*program, "train", dataset, job[0], str(job[1]), "--continue", "--save-probabilities"]
+    if variant is not None:
+        command += ["--variant", variant]
     if budget_s is not None:
         command += ["--time-budget", f"{int(budget_s)}s"]
     return command + (["--root", str(root)] if root is not None else [])
 
 
-def launcher(dataset: str, root: Path | None, extra: Sequence[str] = ()
-             ) -> Callable[[Job, str, float | None], subprocess.Popen]:
-    """Starts a fold as ``python -m autounet train ... EXTRA`` on one GPU (``cuda:K`` -> CUDA_VISIBLE_DEVICES=K)."""
+def launcher(dataset: str, root: Path | None, extra: Sequence[str] = (),
+             variants: dict[str, str] | None = None) -> Callable[[Job, str, float | None], subprocess.Popen]:
+    """Starts a fold as ``python -m autounet train ... EXTRA`` on one GPU (``cuda:K`` -> CUDA_VISIBLE_DEVICES=K),
+    with the network variant the run decided for its configuration (``variants``)."""
     def launch(job: Job, device: str, budget_s: float | None) -> subprocess.Popen:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=device.split(":")[-1])
-        command = [*fold_command(dataset, job, budget_s, root, (sys.executable, "-m", "autounet")), "--device", "cuda",
-                   *extra]
+        command = [*fold_command(dataset, job, budget_s, root, (sys.executable, "-m", "autounet"),
+                                 (variants or {}).get(job[0])), "--device", "cuda", *extra]
         return subprocess.Popen(command, env=env)
 
     return launch

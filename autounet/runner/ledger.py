@@ -33,10 +33,17 @@ class RunRecord:
     sessions: int = 0
     configurations: list[str] = field(default_factory=list)  # chosen once, kept by a restart
     finished: bool = False
+    networks: dict[str, dict] = field(default_factory=dict)  # configuration -> NetworkChoice JSON, decided once
+    spending: dict[str, float] = field(default_factory=dict)  # seconds of the steps around training, by step
+    decision: list[str] = field(default_factory=list)        # the networks' decision in plain words
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
     @classmethod
     def from_json(cls, values: dict) -> "RunRecord":
-        known = {k: values[k] for k in ("budget_s", "used_s", "sessions", "configurations", "finished") if k in values}
+        known = {k: values[k] for k in ("budget_s", "used_s", "sessions", "configurations", "finished", "networks",
+                                        "spending", "decision") if k in values}
         return cls(**known)
 
 
@@ -65,7 +72,7 @@ class Ledger:
         """Write the record with the time used so far (atomic)."""
         with self._lock:
             self.record.used_s = self.used_s()
-            write_json(self.path, asdict(self.record))
+            write_json(self.path, self.record.to_json())
 
 
 def open_ledger(path: Path, budget_s: float | None, clock: Callable[[], float] = time.monotonic) -> Ledger:

@@ -24,6 +24,7 @@ class RunOptions:
     schedule: TrainingConfig | None = None    # a fixed schedule (epochs x iterations) instead of a budget
     after_training_s: float | None = None     # kept after training (default: the share module's rule)
     dry_run: bool = False                     # plan, print the per-fold commands, train nothing
+    amp: bool = True                          # mixed precision where the device has it; False: float32
 
 
 def resolve_budget(options: RunOptions, hardware: HardwareInfo) -> tuple[float | None, str]:

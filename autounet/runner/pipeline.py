@@ -18,11 +18,14 @@ from autounet.parallel import default_processes
 from autounet.postprocess.find_best import describe_choice, find_best_configuration, format_table
 from autounet.preprocess.prepare import check_planned, plan_dataset, preprocess_planned
 from autounet.report import write_report
+from autounet.report.spending import run_spending
 from autounet.runner.folds import NEEDS, fold_command, launcher, pending, train_concurrently, train_sequentially
 from autounet.runner.ledger import Ledger, heartbeat, open_ledger
 from autounet.runner.options import RunOptions, resolve_budget
-from autounet.runner.share import after_training_s, worth_training
-from autounet.training.budget import describe_seconds
+from autounet.runner.networks import decide_networks, refined
+from autounet.runner.share import CASCADE, after_training_s, worth_training
+from autounet.training.budget import NetworkChoice, describe_seconds
+from autounet.training.spending import read_spending
 from autounet.training.config import TrainingConfig
 from autounet.workspace import DatasetPaths
 
@@ -49,7 +52,7 @@ def _choose(ledger: Ledger | None, plans: Plans, options: RunOptions, budget_lef
 def _train_config(options: RunOptions) -> TrainingConfig:
     base = options.schedule or TrainingConfig()
     validation = replace(base.validation, save_probabilities=True, processes=0)
-    return replace(base, validation=validation, time_budget_s=None)
+    return replace(base, validation=validation, time_budget_s=None, amp=base.amp and options.amp)
 
 
 def _cuda_devices(hardware: HardwareInfo) -> list[str]:
@@ -64,14 +67,46 @@ def _train(paths: DatasetPaths, jobs: list, options: RunOptions, hardware: Hardw
            after_s: float, root: Path | None) -> None:
     gpus = _cuda_devices(hardware)
     time_left = lambda: ledger.left_s(after_s)  # noqa: E731
+    networks = ledger.record.networks
     if len(gpus) > 1 and options.device in ("auto", "cuda"):
         log.info("run: %d GPUs, one fold on each at a time", len(gpus))
         schedule = options.schedule
         extra = ([] if schedule is None else ["--epochs", str(schedule.epochs), "--iterations-per-epoch",
-                                              str(schedule.iterations_per_epoch)])
-        train_concurrently(pending(paths, jobs), gpus, launcher(str(paths.raw), root, extra), time_left)
-    else:
-        train_sequentially(paths, jobs, _train_config(options), options.device, time_left)
+                                              str(schedule.iterations_per_epoch)]) + ([] if options.amp else ["--no-amp"])
+        variants = {c: n["variant"] for c, n in networks.items()}
+        train_concurrently(pending(paths, jobs), gpus, launcher(str(paths.raw), root, extra, variants), time_left)
+        return
+
+    def network(configuration: str) -> NetworkChoice | None:
+        return NetworkChoice.from_json(networks[configuration]) if configuration in networks else None
+
+    def finished(job) -> None:  # the fold's real speed is the estimate for the configuration's next folds
+        if job[0] in networks:
+            networks[job[0]] = refined(network(job[0]), read_spending(paths.trained.fold(*job))).to_json()
+
+    train_sequentially(paths, jobs, _train_config(options), options.device, time_left, networks=network,
+                       finished=finished)
+
+
+def _decide(paths: DatasetPaths, ledger: Ledger, candidates: list[str], options: RunOptions, training_s: float | None,
+            folds: int) -> list[str]:
+    """The configurations a budgeted run trains and their networks, decided once and recorded;
+    without a budget, the candidates with their planned networks."""
+    record = ledger.record
+    if training_s is None or options.schedule is not None:
+        return candidates
+    if record.networks and all(c in record.networks for c in record.configurations) and not ledger.budget_changed:
+        return [c for c in candidates if c in record.networks]  # a restart trains what the run decided
+    base = [c for c in candidates if c not in CASCADE]
+    cascade = [c for c in candidates if c in CASCADE]
+    base_s = training_s * len(base) / len(candidates)
+    decided, record.decision = decide_networks(paths, base, _train_config(options), options.device, base_s, folds,
+                                               keep_all=bool(options.configurations))
+    networks = {c: n.to_json() for c, n in decided.items()}
+    networks.update({c: n for c, n in record.networks.items() if paths.trained.configuration(c).is_dir()})  # begun
+    record.networks = networks
+    chosen = [c for c in base if c in record.networks]
+    return chosen + (cascade if len(chosen) == len(base) else [])
 
 
 def dry_run_commands(paths: DatasetPaths, configurations: Sequence[str], folds: int, training_s: float | None,
@@ -106,23 +141,37 @@ def run_dataset(paths: DatasetPaths, options: RunOptions = RunOptions(), root: P
                                device=options.device)
         folds = len(read_json(paths.splits))
         left = None if budget is None else (ledger.left_s(after_s) if ledger else budget - after_s)
-        configurations = _choose(ledger, planned.plans, options, left, folds)
+        candidates = _choose(ledger, planned.plans, options, left, folds)
         if ledger is None:
-            return {"commands": dry_run_commands(paths, configurations, folds, left, root)}
+            return {"commands": dry_run_commands(paths, candidates, folds, left, root)}
+        preprocess_planned(paths, planned, candidates, processes, seed=options.seed)
+        spent = ledger.record.spending
+        spent.setdefault("preparation_s", round(ledger.used_s(), 1))
+        configurations = _decide(paths, ledger, candidates, options, ledger.left_s(after_s), folds)
+        spent.setdefault("measurement_s", round(ledger.used_s() - spent["preparation_s"], 1))
         ledger.record.configurations = configurations
+        left = ledger.left_s(after_s)
         log.info("run: training %s, %d folds each%s", " + ".join(configurations), folds,
                  "" if left is None else f", {describe_seconds(max(left, 0))} of training in all")
-        preprocess_planned(paths, planned, configurations, processes, seed=options.seed)
         _train(paths, [(c, f) for c in configurations for f in range(folds)], options, hardware, ledger, after_s, root)
+        started = ledger.used_s()
         best = find_best_configuration(paths, configurations, True, processes)
-        page = write_report(paths)
+        spent["selection_s"] = round(ledger.used_s() - started, 1)
+        started = ledger.used_s()
         ledger.record.finished = True
+        ledger.save()
+        page = write_report(paths)
+        spent["report_s"] = round(ledger.used_s() - started, 1)
     _summary(paths, best, page, ledger)
     return {"cross_validation": best, "report": page, "configurations": configurations, "used_s": ledger.used_s()}
 
 
 def _summary(paths: DatasetPaths, best: dict, page: Path, ledger: Ledger) -> None:
     output = "predictions.csv" if "task" in best else "OUTPUT"
+    spending = run_spending(paths, ledger.record.configurations, ledger.record.to_json())
+    log.info("\n=== where the time went ===\n%s", "\n".join(spending.lines()))
+    for warning in spending.warnings(best):
+        log.warning("WARNING: %s", warning)
     log.info("\n=== autounet run %s finished: %s used%s ===\ncross-validation:\n%s\nchosen: %s\nreport: %s\n"
              "next: autounet predict -i IMAGES -o %s -d %s", paths.name, describe_seconds(ledger.used_s()),
              "" if ledger.record.budget_s is None else f" of {describe_seconds(ledger.record.budget_s)}",

@@ -1,24 +1,29 @@
 """Budget-aware schedules: the best training that fits a wall-clock budget on this machine.
 
 The rules, in order:
-1. Reserve time for what is not training: start-up (``STARTUP_S``) and the final sliding-window
-   validation of the fold (windows x mirrorings x measured forward time).
+1. Reserve time for what is not training: start-up (``STARTUP_S``), the final sliding-window
+   validation of the fold (windows x mirrorings x measured forward time) and the per-epoch
+   overhead (``EPOCH_OVERHEAD_S``: augmentation workers started and stopped, checkpoints).
+   Test-time mirroring in the final validation is dropped when it would cost more than
+   ``VALIDATION_SHARE`` of the fold's budget (the chosen model still predicts with it).
 2. With the measured seconds per iteration (data loading included), choose iterations per epoch
-   so that there are about ``TARGET_EPOCHS`` epochs (between 10 and 250 iterations each: enough
-   epochs for the learning-rate decay and checkpoints), one validation iteration per 5 training
-   iterations (at most 50), and as many epochs as fit.
-3. If that gives the planned network fewer than ``learning_iterations(batch)`` iterations, it
-   would barely learn: the minimum is ``MIN_LEARNING_SAMPLES`` patches seen, in at least
-   ``MIN_LEARNING_ITERATIONS`` steps (measured: 150 CPU iterations of batch 2 found a large organ
-   but not a small lesion, so 1000 iterations at batch 2; on an echocardiography-like 2D set with
-   batch 100 the planned network reached Dice 0.98 in under 100 iterations, while the half-patch
-   variant chosen by a flat 1000-iteration rule stayed at 0.63), so
-   lighter variants are tried in order — half the features; then also one stage fewer; then
-   also half the patch — and the first that reaches the minimum is taken (else the one with the
-   most iterations). Only the planned network is measured up front; a variant's speed is
-   estimated from its share of the work (activation volume, which tracks the convolutions'
-   arithmetic), and the variant finally chosen is measured before its schedule is fixed.
-   Time already spent (start-up, calibration) comes off the budget.
+   so that there are about ``TARGET_EPOCHS`` epochs, none shorter than ``MIN_EPOCH_S`` (measured
+   on a 2-core CPU: about 0.7 s of overhead per epoch, so 20 epochs of a 50-second fold spent
+   a quarter of it between epochs), one validation iteration per 5 training iterations (at most
+   50), and as many epochs as fit.
+3. A network learns when it sees ``MIN_LEARNING_SAMPLES`` patches in at least
+   ``MIN_LEARNING_ITERATIONS`` steps (``learning_iterations``; measured: 150 CPU iterations of
+   batch 2 found a large organ but not a small lesion, so 1000 iterations at batch 2; on an
+   echocardiography-like 2D set with batch 100 the planned network reached Dice 0.98 in under 100
+   iterations). The network is the heaviest of the planner's full-patch variants
+   (:mod:`autounet.autoplan.variants`) whose fold reaches that minimum within its budget; when
+   none does, the one that comes closest, unless it gets less than ``CONTEXT_FLOOR`` of its
+   minimum and the half-patch variant gets further (:func:`choose_variant`): context outweighs
+   iterations (half the patch: test Dice 0.61 against 0.79 on a real MRI set) until the full
+   patch barely trains (one fold of 60 s on the 3D example: the full patch at 14% of its minimum
+   reached a foreground Dice of 0.40, half the patch at 86% reached 0.56). One measurement of the planned network gives every variant's
+   speed (:func:`estimate`). ``autounet run`` makes this choice once per configuration, before
+   its folds; ``autounet train --time-budget`` alone makes it for its fold.
 4. While training, after every epoch, the number of epochs is re-planned from the measured wall
    time of the last epochs (``epochs_that_fit``): a machine that turns out faster or slower than
    its calibration (other jobs starting or stopping, a warmed-up cache) still ends on time. The
@@ -26,47 +31,45 @@ The rules, in order:
    first plan, and training stops early when not even one more epoch fits. Epochs are added only
    when more than one epoch and more than ``REPLAN_SLACK`` of the budget would stay unused (noise
    in epoch times must not move the total back and forth).
-5. The calibration is checked against the first epoch: when the epoch's wall time differs from
-   what the calibration predicted by more than ``SPEED_MISMATCH`` (the machine was busy while it
-   measured, or became busy since; ``SPEED_MISMATCH_UNDER_LOAD`` for a calibration that noticed
-   load: with torch's threads fitted to the load, a competing process slowed it "only" 1.6-1.8x,
-   and a first epoch on the quiet machine came out 1.52x faster), the cached calibration is
-   replaced by the speed the epoch
-   showed, and the fold that chose the configuration's network measures again and chooses again;
-   if it now takes another network, it starts over with it (about one epoch is lost, not the run).
+5. The speed estimate is checked against the first epoch: when the epoch's wall time differs
+   from the prediction by more than ``SPEED_MISMATCH`` (``SPEED_MISMATCH_UNDER_LOAD`` for a
+   measurement taken under load), the estimate is replaced by the speed the epoch showed and the
+   epochs are re-planned with it. The network stays: it was decided before the fold began.
 6. The learning rate decays towards zero at the total in force and never rises when re-planning
    adds epochs (:func:`autounet.training.config.next_lr`).
 Every decision is explained in one log line, e.g. "budget 30 min, 1.90 s/iteration -> 900
-iterations (36 epochs x 25); planned network kept".
+iterations (36 epochs x 25); the planned network".
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import asdict, dataclass
+from typing import Sequence
 
-from autounet.autoplan.memory import GIB, activation_elements, estimate_training_bytes
-from autounet.autoplan.plans import NetworkTopology, StagePlan
-from autounet.autoplan.topology import pad_to_multiple
+from autounet.autoplan.plans import StagePlan
+from autounet.autoplan.variants import Variant
 
-STARTUP_S = 5.0   # process start-up before the fold begins, and the final checkpoint
-EPOCH_OVERHEAD_S = 0.5           # augmentation workers started and stopped, checkpoint, log line, plot
+STARTUP_S = 2.0   # measured 1-2 s in a run: opening the cases, the final checkpoint and spending.json
+EPOCH_OVERHEAD_S = 0.7           # measured: augmentation workers started and stopped, checkpoints, log line
 TARGET_EPOCHS = 20
+MIN_EPOCH_S = 10 * EPOCH_OVERHEAD_S  # an epoch at least this long: its overhead stays under a tenth
 MIN_ITERATIONS_PER_EPOCH, MAX_ITERATIONS_PER_EPOCH = 10, 250
 MIN_LEARNING_SAMPLES = 2000       # patches a network must see to learn (1000 iterations at batch 2)
 MIN_LEARNING_ITERATIONS = 100     # ... in at least this many optimiser steps
+CONTEXT_FLOOR = 0.25             # below this share of its minimum, a full-patch network yields to half the patch
+VALIDATION_SHARE = 0.05          # mirrored final validation only while it costs at most this share of the budget
 VALIDATION_OVERHEAD = 1.3        # export, resampling and writing on top of the network's forwards
 FINISH_S = 2.0                   # final checkpoint and shutdown after the last epoch
 REPLAN_WINDOW = 3                # the last epochs whose wall time predicts the next ones
 MAX_EXTENSION = 10.0             # sanity bound: re-planning never goes beyond 10x the first plan's epochs
 REPLAN_SLACK = 0.04              # share of the budget that may stay unused before epochs are added
-SPEED_MISMATCH = 1.5             # first epoch vs calibration: beyond this factor, measure and choose again
-SPEED_MISMATCH_UNDER_LOAD = 1.25 # ... or this one when the calibration was taken under load (already suspect)
+SPEED_MISMATCH = 1.5             # first epoch vs estimate: beyond this factor, the estimate is replaced
+SPEED_MISMATCH_UNDER_LOAD = 1.25 # ... or this one when the measurement was taken under load (already suspect)
 
 
 class BudgetTooSmall(ValueError):
-    """Not even one epoch of the lightest network fits the time budget; ``needed_s`` would fit one."""
+    """Not even one epoch of the network fits the time budget; ``needed_s`` would fit one."""
 
     def __init__(self, message: str, needed_s: float):
         super().__init__(message)
@@ -75,7 +78,7 @@ class BudgetTooSmall(ValueError):
 
 @dataclass(frozen=True)
 class Calibration:
-    """Measured speed of one configuration on this machine."""
+    """Measured (or estimated) speed of one configuration's network on this machine."""
 
     seconds_per_iteration: float      # one training step, data loading and augmentation included
     seconds_per_val_iteration: float  # one forward pass of a batch, no gradients
@@ -84,8 +87,27 @@ class Calibration:
     under_load: bool = False          # measured while the machine was busy or unsteady
 
     def scaled(self, factor: float) -> "Calibration":
-        """The same configuration ``factor`` times slower (both speeds), as a steady measurement."""
+        """The same network ``factor`` times slower (both speeds), as a steady measurement."""
         return Calibration(self.seconds_per_iteration * factor, self.seconds_per_val_iteration * factor)
+
+
+@dataclass(frozen=True)
+class NetworkChoice:
+    """A configuration's network decided before its folds (by ``autounet run``): the planner's
+    variant (:mod:`autounet.autoplan.variants`) and its speed on this machine, measured once
+    and refined from the real epochs of earlier folds."""
+
+    variant: str
+    calibration: Calibration | None = None  # None: the fold measures the variant itself
+
+    def to_json(self) -> dict:
+        return {"variant": self.variant,
+                "calibration": None if self.calibration is None else asdict(self.calibration)}
+
+    @classmethod
+    def from_json(cls, values: dict) -> "NetworkChoice":
+        c = values.get("calibration")
+        return cls(str(values["variant"]), None if c is None else Calibration(**c))
 
 
 @dataclass(frozen=True)
@@ -106,7 +128,31 @@ class BudgetDecision:
     stage: StagePlan
     variant: str
     calibration: Calibration
+    mirror: bool          # test-time mirroring in the final validation
     explanation: str
+
+
+@dataclass(frozen=True)
+class VariantChoice:
+    """A variant for a fold budget: its speed, its schedule (None: not even one epoch fits) and
+    whether that schedule reaches the learning minimum."""
+
+    variant: Variant
+    calibration: Calibration
+    schedule: Schedule | None
+    mirror: bool
+
+    @property
+    def iterations(self) -> int:
+        return self.schedule.iterations if self.schedule is not None else 0
+
+    @property
+    def needed(self) -> int:
+        return learning_iterations(self.variant.stage.batch_size)
+
+    @property
+    def learns(self) -> bool:
+        return self.iterations >= self.needed
 
 
 def windows_per_case(stage: StagePlan, step: float = 0.5) -> int:
@@ -120,12 +166,20 @@ def windows_per_case(stage: StagePlan, step: float = 0.5) -> int:
 def final_validation_seconds(stage: StagePlan, calibration: Calibration, num_cases: int, mirror: bool) -> float:
     """Expected time of the end-of-training validation of ``num_cases`` cases (a case-level
     network: whole cases in batches, with and without the mirrored copies)."""
+    if not num_cases:
+        return 0.0
     if stage.network.head == "pooled":
         passes = (2 ** len(stage.mirror_axes) + 1) * math.ceil(num_cases / max(stage.batch_size, 1))
         return passes * calibration.seconds_per_val_iteration * VALIDATION_OVERHEAD + 1.0
     forwards = windows_per_case(stage) * (2 ** len(stage.mirror_axes) if mirror else 1) * num_cases
     per_window = calibration.seconds_per_val_iteration / max(1, min(stage.batch_size, 8))
     return forwards * per_window * VALIDATION_OVERHEAD + num_cases * 0.5
+
+
+def validation_mirror(stage: StagePlan, calibration: Calibration, num_cases: int, budget_s: float) -> bool:
+    """Mirror the final validation only while that costs at most ``VALIDATION_SHARE`` of the
+    budget (rule 1): on a 5-minute run the mirrored validations took 8% of the budget."""
+    return final_validation_seconds(stage, calibration, num_cases, True) <= VALIDATION_SHARE * budget_s
 
 
 def epoch_seconds(calibration: Calibration, iterations: int, val_iterations: int) -> float:
@@ -140,7 +194,8 @@ def schedule_for(budget_s: float, calibration: Calibration, reserve_s: float) ->
     s = calibration.seconds_per_iteration
     if available <= 0 or s <= 0:
         return None
-    per_epoch = int(min(MAX_ITERATIONS_PER_EPOCH, max(MIN_ITERATIONS_PER_EPOCH, available / s / TARGET_EPOCHS)))
+    per_epoch = max(available / s / TARGET_EPOCHS, MIN_EPOCH_S / s)
+    per_epoch = int(min(MAX_ITERATIONS_PER_EPOCH, max(MIN_ITERATIONS_PER_EPOCH, per_epoch)))
     val = max(1, min(50, per_epoch // 5))
     epoch_s = epoch_seconds(calibration, per_epoch, val)
     epochs = int(available // epoch_s)
@@ -152,37 +207,13 @@ def schedule_for(budget_s: float, calibration: Calibration, reserve_s: float) ->
     return Schedule(epochs, per_epoch, val, reserve_s + epochs * epoch_s)
 
 
-def _with_network(stage: StagePlan, net: NetworkTopology, patch: tuple[int, ...]) -> StagePlan:
-    return replace(stage, network=net, patch_size=patch,
-                   estimated_memory_gb=round(estimate_training_bytes(patch, net, stage.batch_size) / GIB, 3))
-
-
-def lighter_variants(stage: StagePlan) -> list[tuple[str, StagePlan]]:
-    """Cheaper versions of a configuration's network, lightest last."""
-    net = stage.network
-    half = replace(net, features_per_stage=tuple(max(8, f // 2) for f in net.features_per_stage))
-    out = [("half the features", _with_network(stage, half, stage.patch_size))]
-    if net.num_stages > 3:
-        n = net.num_stages - 1
-        shallow = replace(half, features_per_stage=half.features_per_stage[:n], kernel_sizes=net.kernel_sizes[:n],
-                          strides=net.strides[:n], convs_per_stage_encoder=net.convs_per_stage_encoder[:n],
-                          convs_per_stage_decoder=net.convs_per_stage_decoder[:max(0, n - 1)])
-        out.append(("half the features, one stage fewer", _with_network(stage, shallow, stage.patch_size)))
-    last = out[-1][1].network
-    if net.head == "pooled":  # a case-level network takes the whole preprocessed image: its input size stays
-        return out
-    smaller = tuple(pad_to_multiple([p // 2], [f])[0] if p >= 2 * f else p
-                    for p, f in zip(stage.patch_size, last.downsampling_factor))
-    if smaller != tuple(stage.patch_size):
-        out.append((out[-1][0] + ", half the patch", _with_network(stage, last, smaller)))
-    return out
-
-
-def estimate(measured: Calibration, stage: StagePlan, variant: StagePlan) -> Calibration:
-    """A variant's speed, scaled from a measured configuration by its share of the work."""
-    work = activation_elements(stage.patch_size, stage.network) * stage.batch_size
-    ratio = activation_elements(variant.patch_size, variant.network) * variant.batch_size / work
-    return Calibration(measured.seconds_per_iteration * ratio, measured.seconds_per_val_iteration * ratio)
+def estimate(planned: Calibration, variant: Variant) -> Calibration:
+    """A variant's speed, scaled from the planned network's measured one by its share of the work."""
+    if variant.name == "planned":
+        return planned
+    ratio = variant.relative_cost
+    return Calibration(planned.seconds_per_iteration * ratio, planned.seconds_per_val_iteration * ratio,
+                       planned.other_cores, planned.spread, planned.under_load)
 
 
 def learning_iterations(batch_size: int) -> int:
@@ -190,48 +221,50 @@ def learning_iterations(batch_size: int) -> int:
     return max(MIN_LEARNING_ITERATIONS, math.ceil(MIN_LEARNING_SAMPLES / max(batch_size, 1)))
 
 
-def decide(budget_s: float, stage: StagePlan, measure: Callable[[StagePlan], Calibration], num_val_cases: int,
-           mirror: bool = True, elapsed: Callable[[], float] = lambda: 0.0, variant: str | None = None
-           ) -> BudgetDecision:
-    """Choose network variant and schedule for a budget (rules in the module docstring).
+def plan_variant(budget_s: float, variant: Variant, calibration: Calibration, num_val_cases: int,
+                 mirror: bool = True) -> VariantChoice:
+    """The schedule of one variant, at ``calibration``'s speed, in ``budget_s`` (rules 1-2)."""
+    mirror = mirror and validation_mirror(variant.stage, calibration, num_val_cases, budget_s)
+    reserve = STARTUP_S + final_validation_seconds(variant.stage, calibration, num_val_cases, mirror)
+    return VariantChoice(variant, calibration, schedule_for(budget_s, calibration, reserve), mirror)
 
-    elapsed : seconds already spent of the budget (start-up, calibration), read when needed;
-    variant : a variant already chosen for this configuration (by another fold: folds must share
-    one network to be ensembled); only its schedule is chosen then."""
-    candidates = [("planned network kept", stage)] + lighter_variants(stage)
-    if variant is not None and any(name == variant for name, _ in candidates):
-        candidates = [(name, c) for name, c in candidates if name == variant]
-    base = measure(stage)
 
-    def plan(candidate: StagePlan, calibration: Calibration) -> Schedule | None:
-        reserve = STARTUP_S + final_validation_seconds(candidate, calibration, num_val_cases, mirror)
-        return schedule_for(budget_s - elapsed(), calibration, reserve)
+def choose_variant(variants: Sequence[Variant], planned: Calibration, budget_s: float, num_val_cases: int,
+                   mirror: bool = True) -> VariantChoice:
+    """The variant a fold of ``budget_s`` trains (rule 3): the heaviest full-patch variant that
+    reaches the learning minimum; else the full-patch one that comes closest, unless it gets less
+    than ``CONTEXT_FLOOR`` of its minimum and a half-patch one gets further."""
+    choices = [plan_variant(budget_s, v, estimate(planned, v), num_val_cases, mirror) for v in variants]
+    full = [c for c in choices if c.variant.keeps_context] or choices
+    learning = [c for c in full if c.learns]
+    if learning:
+        return learning[0]
+    progress = lambda c: c.iterations / c.needed  # noqa: E731
+    closest = max(full, key=progress)
+    half = [c for c in choices if not c.variant.keeps_context]
+    if half and progress(closest) < CONTEXT_FLOOR and progress(half[0]) > progress(closest):
+        return half[0]
+    return closest
 
-    tried = []
-    for name, candidate in candidates:
-        calibration = base if candidate is stage else estimate(base, stage, candidate)
-        tried.append((name, candidate, plan(candidate, calibration)))
-        if tried[-1][2] is not None and tried[-1][2].iterations >= learning_iterations(candidate.batch_size):
-            break
-    else:
-        feasible = [t for t in tried if t[2] is not None]
-        tried = [max(feasible, key=lambda t: t[2].iterations)] if feasible else tried[-1:]
-    name, candidate, sched = tried[-1]
-    calibration = base if candidate is stage else measure(candidate)
-    sched = plan(candidate, calibration)
+
+def decide(budget_s: float, choice: VariantChoice, elapsed_s: float = 0.0, num_val_cases: int = 0,
+           mirror: bool = True) -> BudgetDecision:
+    """The schedule of a fold whose network is decided (``choice``), in what is left of
+    ``budget_s`` after ``elapsed_s``; raises BudgetTooSmall when not even one epoch fits."""
+    v, calibration = choice.variant, choice.calibration
+    planned = plan_variant(budget_s - elapsed_s, v, calibration, num_val_cases, mirror and choice.mirror)
+    sched = planned.schedule
     if sched is None:
-        final_val = final_validation_seconds(candidate, calibration, num_val_cases, mirror)
+        final_val = final_validation_seconds(v.stage, calibration, num_val_cases, False)
         one_epoch = epoch_seconds(calibration, MIN_ITERATIONS_PER_EPOCH, 1)
-        network = "the planned network" if candidate is stage else f"the variant with {name}"
-        raise BudgetTooSmall(f"a budget of {describe_seconds(budget_s)} does not fit one epoch of {network} "
+        raise BudgetTooSmall(f"a budget of {describe_seconds(budget_s)} does not fit one epoch of {v.description} "
                              f"({calibration.seconds_per_iteration:.2f} s/iteration, final validation {final_val:.0f} s); "
-                             "give more time", needed_s=elapsed() + STARTUP_S + final_val + one_epoch)
-    needed = learning_iterations(candidate.batch_size)
-    note = "" if sched.iterations >= needed else f" (below the {needed} iterations a network needs to learn well)"
+                             "give more time", needed_s=elapsed_s + STARTUP_S + final_val + one_epoch)
+    note = "" if planned.learns else f" (below the {planned.needed} iterations a network needs to learn well)"
     explanation = (f"budget {describe_seconds(budget_s)}, {calibration.seconds_per_iteration:.2f} s/iteration -> "
                    f"{sched.iterations} iterations ({sched.epochs} epochs x {sched.iterations_per_epoch}){note}; "
-                   f"{name}")
-    return BudgetDecision(sched, candidate, name, calibration, explanation)
+                   f"{v.description}" + ("" if planned.mirror or not mirror else "; final validation without mirroring"))
+    return BudgetDecision(sched, v.stage, v.name, calibration, planned.mirror, explanation)
 
 
 def speed_ratio(calibration: Calibration, iterations: int, val_iterations: int, wall_s: float) -> float:

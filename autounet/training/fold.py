@@ -24,8 +24,10 @@ from autounet.model.checkpoint import load_checkpoint, save_checkpoint
 from autounet.training.config import TrainingConfig
 from autounet.training.distributed import DistInfo, barrier, check_replicas_identical, init_distributed
 from autounet.training.loop import train_epochs
+from autounet.training.budget import NetworkChoice
 from autounet.training.schedule import fit_schedule
 from autounet.training.setup import prepare_fold
+from autounet.training.spending import write_spending
 from autounet.training.state import Run, budget_used, checkpoint_state, new_run, restore
 from autounet.training.threads import threads_restored
 from autounet.training.validation import validate
@@ -35,32 +37,31 @@ log = logging.getLogger("autounet.training")
 
 
 def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config: TrainingConfig = TrainingConfig(),
-               device: str = "auto", resume: bool = False) -> Path:
-    """Train (or resume) one fold and validate it; returns the fold's output folder."""
+               device: str = "auto", resume: bool = False, network: NetworkChoice | None = None) -> Path:
+    """Train (or resume) one fold and validate it; returns the fold's output folder.
+
+    network : the network variant (and, with a time budget, its speed estimate) decided by
+    ``autounet run`` for every fold of the configuration; None: the planned network, or with a
+    time budget the variant this fold chooses for itself."""
     started = time.monotonic()
     setup = prepare_fold(paths, configuration, fold)
     dev, dist = _devices(device)
     with _fold_log(setup.output, dist.is_main), threads_restored():
         source = _checkpoint_to_resume(setup.output, resume)
         state = _load_resume_state(setup.output, source, dev) if source is not None else None
-        planned = setup
-        setup, config, budget = fit_schedule(setup, config, dev, dist, state, started)
+        setup, config, budget = fit_schedule(setup, config, dev, dist, state, started, network)
         run = _start(setup, config, dev, dist, budget, started)
         if state is not None:
             _resume(run, state, source.name)
         _wrap_network(run)
         if source != setup.output.checkpoint("final"):
-            change = train_epochs(run, planned if budget is not None and state is None else None)
-            if change is not None:  # the first epoch showed another speed; another network suits it
-                for kind in ("latest", "best"):  # an interrupted restart must not resume the old network
-                    setup.output.checkpoint(kind).unlink(missing_ok=True)
-                new_setup, new_config, new_budget = change
-                run = _start(new_setup, new_config, dev, dist, new_budget, started)
-                _wrap_network(run)
-                train_epochs(run)
+            train_epochs(run, check_first=budget is not None and state is None)
         _save_final(run)
+        validation_s = 0.0
         if dist.is_main and run.config.final_validation and setup.validates:
-            _validate(run)
+            validation_s = _validate(run)
+        if dist.is_main:
+            write_spending(run, validation_s)
         if budget is not None and dist.is_main:
             log.info("time budget %.0f s, used %.0f s (%.0f s by this process)", budget["seconds"], budget_used(run),
                      time.monotonic() - started)
@@ -162,7 +163,8 @@ def _save_final(run: Run) -> None:
     barrier(run.dist)
 
 
-def _validate(run: Run) -> None:
+def _validate(run: Run) -> float:
+    """Predict and score the fold's validation cases; returns the seconds it took."""
     started = time.monotonic()
     if run.setup.plans.case_task is not None:
         from autounet.training.case_steps import validate_cases
@@ -171,9 +173,10 @@ def _validate(run: Run) -> None:
         log.info("validation of fold %s: %s (%.0f s)", run.setup.fold, ", ".join(
             f"{k} {summary['mirrored'][k]:.4f}" for k in ("auc", "accuracy", "balanced_accuracy", "mae", "r2")
             if k in summary["mirrored"]), time.monotonic() - started)
-        return
+        return time.monotonic() - started
     settings = dataclasses.replace(run.config.validation, device=str(run.device), amp=run.config.amp)
     summary = validate(run.setup, run.module, settings)
     log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f (%.0f s)", run.setup.fold,
              {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"],
              time.monotonic() - started)
+    return time.monotonic() - started

@@ -14,10 +14,9 @@ from autounet.hardware import autocast_for
 from autounet.load import other_cores, snapshot
 from autounet.model.checkpoint import save_checkpoint
 from autounet.training.batches import Inputs, make_inputs
-from autounet.training.config import TrainingConfig, next_lr
+from autounet.training.config import next_lr
 from autounet.training.progress import format_epoch, metric_name, plot_progress
 from autounet.training.schedule import check_speed, replan
-from autounet.training.setup import FoldSetup
 from autounet.training.state import Run, checkpoint_state
 from autounet.training.steps import train_epoch, validation_epoch
 from autounet.training.threads import adapt_threads, fit_threads_to_load
@@ -48,10 +47,13 @@ def _one_epoch(run: Run, inputs: Inputs, seed: int) -> None:
         g["lr"] = lr
     torch.manual_seed(config.seed * 100003 + run.epoch)
     batches, stop = inputs.training(seed, run.epoch)
+    steps_start = time.perf_counter()
     try:
         train_loss = train_epoch(run, batches, config.iterations_per_epoch, run.dist.is_main)
+        run.train_s += time.perf_counter() - steps_start
     finally:
         stop()
+    run.iterations += config.iterations_per_epoch
     val_loss, dice = validation_epoch(run, inputs.validation(seed, run.epoch))
     finite = [d for d in dice if not math.isnan(d)]
     pseudo = float(np.mean(finite)) if finite else float("nan")
@@ -81,13 +83,11 @@ def _save_progress(run: Run, last_plot: float) -> float:
     return last_plot
 
 
-def train_epochs(run: Run, planned: FoldSetup | None = None) -> tuple[FoldSetup, TrainingConfig, dict] | None:
+def train_epochs(run: Run, check_first: bool = False) -> None:
     """Run the remaining epochs; a budget may change their number (``run.config.epochs``) as it goes.
 
-    planned : the fold's setup as planned, for a budgeted run that chose its schedule in this
-    process: its first epoch is checked against the calibration, and when the network is
-    chosen again differently, the stage, configuration and budget to start over with are
-    returned instead of training on (see :func:`autounet.training.schedule.check_speed`)."""
+    check_first : a budgeted run that chose its schedule in this process checks its first
+    epoch against the speed estimate (:func:`autounet.training.schedule.check_speed`)."""
     inputs = make_inputs(run.setup, run.config, run.device, run.dist)
     if run.epoch == 0 and run.dist.is_main:
         _log_start(run, inputs)
@@ -105,11 +105,8 @@ def train_epochs(run: Run, planned: FoldSetup | None = None) -> tuple[FoldSetup,
         if run.budget is not None:  # wall time since the previous epoch ended: last epoch's checkpoint included
             epoch_walls.append(time.monotonic() - epoch_end)
             epoch_end = time.monotonic()
-            if planned is not None and len(epoch_walls) == 1 and run.epoch == 1:
-                change = check_speed(run, planned, epoch_walls[0], inputs.workers)
-                if change is not None:
-                    return change
+            if check_first and len(epoch_walls) == 1 and run.epoch == 1:
+                check_speed(run, epoch_walls[0], inputs.workers)
             replan(run, epoch_walls)
         if run.dist.is_main:
             last_plot = _save_progress(run, last_plot)
-    return None

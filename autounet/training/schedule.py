@@ -1,10 +1,12 @@
 """A time budget applied to a real fold: the rules of :mod:`autounet.training.budget` fed with
-this machine's measured speed, the network shared by a configuration's folds, a resumed run's
-accounting, and the epochs re-planned while training runs.
+this machine's measured speed, a resumed run's accounting, and the epochs re-planned while
+training runs.
 
-The first budgeted fold of a configuration chooses the network (recorded in its
-``budget_variant.json``); the configuration's other folds keep that choice, so that they can be
-ensembled, and choose only their schedule. A resumed run keeps its network, iterations per
+A fold of ``autounet run`` receives its network decided (a :class:`NetworkChoice`: the
+planner's variant and its speed estimate) and chooses only its schedule; ``autounet train
+--time-budget`` alone measures the planned network once and chooses the variant for its fold
+with the same function (:func:`autounet.training.budget.choose_variant`), recorded in its
+checkpoint. No fold reads another fold's files. A resumed run keeps its network, iterations per
 epoch and budget; the time its earlier processes used counts.
 """
 
@@ -19,11 +21,12 @@ from typing import Any
 import torch
 
 from autounet.autoplan.plans import Plans, StagePlan
+from autounet.autoplan.variants import network_variants, variant
 from autounet.hardware import autocast_for
-from autounet.io.atomic import read_json, write_json
 from autounet.training.batches import make_inputs, to_device
 from autounet.training.budget import (FINISH_S, REPLAN_WINDOW, SPEED_MISMATCH, SPEED_MISMATCH_UNDER_LOAD, BudgetDecision,
-                                      Calibration, decide, epochs_that_fit, final_validation_seconds, speed_ratio)
+                                      Calibration, NetworkChoice, VariantChoice, choose_variant, decide,
+                                      epochs_that_fit, final_validation_seconds, speed_ratio)
 from autounet.training.calibration import MEASURED_STEPS, cached, calibration_key, measure, store
 from autounet.training.config import TrainingConfig
 from autounet.training.distributed import DistInfo
@@ -79,91 +82,72 @@ def calibrate(setup: FoldSetup, config: TrainingConfig, device: torch.device, us
     return calibration
 
 
-def _stage_json(stage: StagePlan) -> str:
-    return json.dumps(dataclasses.asdict(stage), sort_keys=True, default=list)
+def validation_cases(setup: FoldSetup, config: TrainingConfig) -> int:
+    """How many cases the fold's final validation predicts."""
+    return len(setup.val_ids) if config.final_validation and setup.validates else 0
 
 
-def _sibling_variant(setup: FoldSetup, planned: str) -> dict | None:
-    """The variant another fold of this configuration chose for the same planned network, if any."""
-    for fold in setup.paths.trained.folds(setup.configuration):
-        if not fold.budget_variant.is_file():
-            continue
-        try:
-            d = read_json(fold.budget_variant)
-            if json.dumps(d["planned_stage"], sort_keys=True) == planned and isinstance(d["variant"], str):
-                return d
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("%s: unreadable, ignored", fold.budget_variant)
-    return None
+def own_choice(setup: FoldSetup, config: TrainingConfig, device: torch.device, budget_s: float) -> VariantChoice:
+    """``autounet train --time-budget`` alone: the planned network measured once, the variant
+    for a fold of ``budget_s`` chosen by the rule ``autounet run`` uses for its folds."""
+    planned = calibrate(setup, config, device)
+    return choose_variant(network_variants(setup.stage), planned, budget_s, validation_cases(setup, config),
+                          config.validation.mirror)
 
 
-def _decide(setup: FoldSetup, config: TrainingConfig, device: torch.device, elapsed, variant: str | None,
-            use_cache: bool = True) -> BudgetDecision:
-    n_val = len(setup.val_ids) if config.final_validation and setup.validates else 0
-    return decide(config.time_budget_s, setup.stage,
-                  lambda stage: calibrate(setup.with_stage(stage), config, device, use_cache), n_val,
-                  config.validation.mirror, elapsed=elapsed, variant=variant)
+def given_choice(setup: FoldSetup, config: TrainingConfig, device: torch.device, network: NetworkChoice
+                 ) -> VariantChoice:
+    """The network decided for the fold's configuration (by ``autounet run``, or ``--variant``),
+    at its speed estimate (measured here when it comes without one)."""
+    chosen = variant(setup.stage, network.variant)
+    speed = network.calibration or calibrate(setup.with_stage(chosen.stage), config, device)
+    log.info("network: %s (decided before the fold), estimated %.3f s/iteration", chosen.description,
+             speed.seconds_per_iteration)
+    return VariantChoice(chosen, speed, None, True)
 
 
-def _apply(setup: FoldSetup, config: TrainingConfig, decision: BudgetDecision, chose: bool
-           ) -> tuple[FoldSetup, TrainingConfig, dict]:
-    """The stage, configuration and budget record of a decision for the planned ``setup``; the
-    fold that chose the network records it for the configuration's other folds (``budget_variant.json``)."""
-    if chose:
-        write_json(setup.output.budget_variant, {"variant": decision.variant, "fold": setup.fold,
-                                                 "planned_stage": json.loads(_stage_json(setup.stage))})
+def _apply(setup: FoldSetup, config: TrainingConfig, decision: BudgetDecision) -> tuple[FoldSetup, TrainingConfig, dict]:
+    """The stage, configuration and budget record of a decision for the planned ``setup``."""
     s = decision.schedule
+    validation = dataclasses.replace(config.validation, mirror=config.validation.mirror and decision.mirror)
     config = dataclasses.replace(config, epochs=s.epochs, iterations_per_epoch=s.iterations_per_epoch,
-                                 val_iterations_per_epoch=s.val_iterations_per_epoch)
-    n_val = len(setup.val_ids) if config.final_validation and setup.validates else 0
-    final_val = final_validation_seconds(decision.stage, decision.calibration, n_val, config.validation.mirror)
+                                 val_iterations_per_epoch=s.val_iterations_per_epoch, validation=validation)
+    n_val = validation_cases(setup, config)
+    final_val = final_validation_seconds(decision.stage, decision.calibration, n_val, validation.mirror)
     log.info("%s; final validation expected to take %.0f s", decision.explanation, final_val)
     return setup.with_stage(decision.stage), config, {
         "seconds": config.time_budget_s, "decision": decision.explanation, "reserve_s": final_val + FINISH_S,
-        "planned_epochs": s.epochs, "variant": decision.variant, "chose_variant": chose,
+        "planned_epochs": s.epochs, "variant": decision.variant,
         "calibration": dataclasses.asdict(decision.calibration)}
 
 
-def _new_budget(setup: FoldSetup, config: TrainingConfig, device: torch.device, started: float
-                ) -> tuple[FoldSetup, TrainingConfig, dict]:
-    """Choose schedule and network variant for the time budget (rules in training/budget.py)."""
-    chosen = _sibling_variant(setup, _stage_json(setup.stage))
-    if chosen is not None:
-        log.info("network: %s, as fold %s of this configuration chose (folds must share a network to be ensembled)",
-                 chosen["variant"], chosen["fold"])
-    decision = _decide(setup, config, device, lambda: time.monotonic() - started,
-                       chosen["variant"] if chosen is not None else None)
-    return _apply(setup, config, decision, chose=chosen is None)
+def _new_budget(setup: FoldSetup, config: TrainingConfig, device: torch.device, started: float,
+                network: NetworkChoice | None) -> tuple[FoldSetup, TrainingConfig, dict]:
+    """Schedule (and, for a fold on its own, network variant) for the time budget (training/budget.py)."""
+    budget = config.time_budget_s
+    choice = given_choice(setup, config, device, network) if network is not None else own_choice(setup, config, device, budget)
+    decision = decide(budget, choice, time.monotonic() - started, validation_cases(setup, config),
+                      config.validation.mirror)
+    return _apply(setup, config, decision)
 
 
-def check_speed(run: Run, planned: FoldSetup, epoch_wall: float, workers: int
-                ) -> tuple[FoldSetup, TrainingConfig, dict] | None:
-    """After a budgeted run's first epoch: compare its wall time with the calibration's prediction
-    (rule 5 of training/budget.py). Returns the stage, configuration and budget to start over with
-    when the network chosen again differs, else None (the epochs are re-planned as usual)."""
+def check_speed(run: Run, epoch_wall: float, workers: int) -> None:
+    """After a budgeted run's first epoch: compare its wall time with the speed estimate's
+    prediction (rule 5 of training/budget.py); beyond the tolerance, the estimate is replaced by
+    the speed the epoch showed (in the cache and in the fold's budget record)."""
     b, config = run.budget or {}, run.config
     if "calibration" not in b:
-        return None
+        return
     calibration = Calibration(**b["calibration"])
     ratio = speed_ratio(calibration, config.iterations_per_epoch, config.val_iterations_per_epoch, epoch_wall)
     limit = SPEED_MISMATCH_UNDER_LOAD if calibration.under_load else SPEED_MISMATCH
     if 1 / limit <= ratio <= limit:
-        return None
-    log.info("first epoch took %.1f s, %.1fx %s than the calibration predicted: calibration replaced", epoch_wall,
+        return
+    log.info("first epoch took %.1f s, %.1fx %s than estimated: estimate replaced, epochs re-planned", epoch_wall,
              max(ratio, 1 / ratio), "slower" if ratio > 1 else "faster")
-    store(calibration_key(run.setup.stage, run.device, config.amp, workers, config.augmentation),
-          calibration.scaled(ratio))
-    if not b.get("chose_variant"):
-        log.info("network kept: this configuration's folds share the network its first budgeted fold chose")
-        return None
-    decision = _decide(planned, dataclasses.replace(config, time_budget_s=b["seconds"]), run.device,
-                       lambda: budget_used(run), None, use_cache=False)
-    if decision.variant == b.get("variant"):
-        log.info("measured again: %s still fits best; continuing", decision.variant)
-        return None
-    log.info("measured again: the speed now suits another network (%s instead of %s); starting over with it",
-             decision.variant, b.get("variant"))
-    return _apply(planned, config, decision, chose=True)
+    measured = calibration.scaled(ratio)
+    store(calibration_key(run.setup.stage, run.device, config.amp, workers, config.augmentation), measured)
+    b["calibration"] = dataclasses.asdict(measured)
 
 
 def _resumed_budget(state: dict[str, Any], setup: FoldSetup, config: TrainingConfig
@@ -172,7 +156,9 @@ def _resumed_budget(state: dict[str, Any], setup: FoldSetup, config: TrainingCon
     stored = TrainingConfig.from_json(json.loads(state["training_config"]))
     config = dataclasses.replace(config, epochs=stored.epochs, iterations_per_epoch=stored.iterations_per_epoch,
                                  val_iterations_per_epoch=stored.val_iterations_per_epoch,
-                                 time_budget_s=stored.time_budget_s)
+                                 time_budget_s=stored.time_budget_s,
+                                 validation=dataclasses.replace(config.validation, mirror=config.validation.mirror
+                                                                and stored.validation.mirror))
     stage = Plans.from_json(json.loads(state["plans"])).configurations[setup.configuration]
     budget = dict(state["budget"])
     budget.setdefault("used_s", sum(state["log"]["epoch_seconds"]))  # checkpoints of older versions lack it
@@ -183,18 +169,25 @@ def _resumed_budget(state: dict[str, Any], setup: FoldSetup, config: TrainingCon
 
 
 def fit_schedule(setup: FoldSetup, config: TrainingConfig, device: torch.device, dist: DistInfo,
-                 state: dict[str, Any] | None, started: float) -> tuple[FoldSetup, TrainingConfig, dict | None]:
+                 state: dict[str, Any] | None, started: float, network: NetworkChoice | None = None
+                 ) -> tuple[FoldSetup, TrainingConfig, dict | None]:
     """The stage, configuration and budget record a fold trains with: a resumed budgeted run's
-    own, a new budget's choice, or (no budget) those given."""
-    if state is not None and "budget" in state:
-        return _resumed_budget(state, setup, config)
-    if config.time_budget_s and state is None:
+    own, a new budget's choice (with ``network`` decided by the run, or chosen here), or (no
+    budget) those given (``network``'s variant, if any)."""
+    if state is not None:
+        if "budget" in state:
+            return _resumed_budget(state, setup, config)
+        if config.time_budget_s:
+            log.warning("--time-budget ignored: resuming a run with a fixed schedule")
+        return setup.with_stage(Plans.from_json(json.loads(state["plans"])).configurations[setup.configuration]), \
+            config, None
+    if config.time_budget_s:
         if dist.enabled:
             raise ValueError("--time-budget is not supported with torchrun yet; give --epochs and "
                              "--iterations-per-epoch instead")
-        return _new_budget(setup, config, device, started)
-    if config.time_budget_s:
-        log.warning("--time-budget ignored: resuming a run with a fixed schedule")
+        return _new_budget(setup, config, device, started, network)
+    if network is not None:
+        return setup.with_stage(variant(setup.stage, network.variant).stage), config, None
     return setup, config, None
 
 

@@ -40,6 +40,8 @@ class Run:
     budget: dict | None = None      # --time-budget: {"seconds", "decision", "reserve_s", "planned_epochs", "used_s"}
     started: float = dataclasses.field(default_factory=time.monotonic)  # this process's start, for the budget
     used_before_s: float = 0.0      # budget seconds used by earlier processes of a resumed run
+    train_s: float = 0.0            # seconds spent in training steps (data waits included), all processes
+    iterations: int = 0             # training steps taken, all processes
 
 
 def new_run(setup: FoldSetup, config: TrainingConfig, device: torch.device, dist: DistInfo = DistInfo()) -> Run:
@@ -73,7 +75,7 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
         "network": run.module.state_dict(), "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
         "epoch": run.epoch, "best_ema": run.best_ema, "rng": rng_state(), "log": run.log.to_json(),
         "plans": json.dumps(setup.plans.to_json()), "configuration": setup.configuration, "fold": setup.fold,
-        "training_config": json.dumps(run.config.to_json()),
+        "training_config": json.dumps(run.config.to_json()), "train_s": run.train_s, "iterations": run.iterations,
         **({"budget": {**run.budget, "used_s": budget_used(run)}} if run.budget else {}),
     }
 
@@ -85,6 +87,8 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.scaler.load_state_dict(state["scaler"])
     run.epoch, run.best_ema = int(state["epoch"]), float(state["best_ema"])
     run.log = EpochLog.from_json(state["log"])
+    run.train_s = float(state.get("train_s", sum(run.log.epoch_seconds)))  # older checkpoints: whole epochs
+    run.iterations = int(state.get("iterations", run.epoch * run.config.iterations_per_epoch))
     torch.set_rng_state(state["rng"]["torch"])
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])

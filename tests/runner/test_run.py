@@ -84,3 +84,33 @@ def test_without_a_budget_a_cpu_run_states_its_default(raw_2d, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "no --time-budget: training for 2 h on this CPU; pass --time-budget to change" in out.stderr
     assert "--time-budget 6912s" in out.stdout   # 2 h less 4% for selection and the report, every fold at once
+
+
+def test_a_short_budgeted_run_decides_its_networks_once_and_shows_where_the_time_went(raw_2d, tmp_path):
+    budget = 60.0
+    env = {**os.environ, "AUTOUNET_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "autounet", "run", str(raw_2d), "--root", str(tmp_path), "--time-budget", "60s",
+               "-p", "1", "--device", "cpu", "--no-amp"]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    wall = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / "results" / raw_2d.name
+    record = read_json(results / "run.json")
+    # the network was decided before the folds, recorded once, and every fold trained it
+    assert set(record["networks"]) == {"2d"} and record["decision"]
+    variant = record["networks"]["2d"]["variant"]
+    spent = [read_json(results / "2d" / f"fold_{k}" / "spending.json") for k in range(5)]
+    assert {s["variant"] for s in spent} == {variant}
+    assert done.stderr.count("calibration: ") == 1        # measured once, not per fold
+    assert "budget_variant" not in " ".join(p.name for p in results.rglob("*"))
+    for s in spent:
+        assert s["iterations"] > 0 and s["train_s"] > 0 and s["wall_s"] >= s["train_s"] + s["validation_s"] - 1
+    # where the time went: in the log at its end and at the top of the report
+    assert "=== where the time went ===" in done.stderr and "in training steps" in done.stderr
+    page = (results / "report" / "index.html").read_text()
+    assert "Where the time went" in page and "minimum to learn" in page
+    below = [s for s in spent if s["iterations"] < s["learning_iterations"]]
+    if below:  # 60 s for five folds: a fold below the learning minimum is a warning in both places
+        assert "below the" in done.stderr and "Warning:" in page
+    assert wall < 1.5 * budget + 30, f"{wall:.0f} s for a {budget:.0f} s budget"

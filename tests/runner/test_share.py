@@ -8,7 +8,11 @@ import pytest
 from autounet.runner import folds as run_folds
 from autounet.runner.folds import train_concurrently, train_sequentially
 from autounet.runner.ledger import heartbeat, open_ledger
-from autounet.runner.share import MIN_FOLD_S, after_training_s, fold_share, worth_training
+from autounet.autoplan.plans import NetworkTopology, StagePlan
+from autounet.autoplan.variants import network_variants
+from autounet.runner.share import (MIN_FOLD_S, ConfigurationCost, after_training_s, fold_share, plan_configurations,
+                                   worth_training)
+from autounet.training.budget import Calibration
 from autounet.training.budget import BudgetTooSmall
 from autounet.training.config import TrainingConfig
 
@@ -51,7 +55,7 @@ def test_fold_share_and_reserve():
 
 def _fake_training(clock: Clock, used: dict, factor: float = 1.0, too_small: set = frozenset()):
     """A stand-in for train_fold: uses ``factor`` of its budget on the clock and records it."""
-    def train(paths, configuration, fold, config, device, resume):
+    def train(paths, configuration, fold, config, device, resume, network=None):
         if (configuration, fold) in too_small and config.time_budget_s < 100:
             raise BudgetTooSmall("not even one epoch fits", needed_s=100.0)
         used[(configuration, fold)] = config.time_budget_s
@@ -73,7 +77,7 @@ def test_leftover_of_a_fast_fold_passes_to_the_next(tmp_path, monkeypatch):
     assert budgets[("2d", 3)] == pytest.approx(1000.0 - 125.0 - 875.0 / 6 - budgets[("2d", 2)] / 2)  # all that is left
 
 
-def test_a_fold_without_time_gets_one_epoch_and_the_run_finishes(monkeypatch):
+def test_a_fold_far_slower_than_estimated_gets_one_epoch_and_the_run_finishes(monkeypatch):
     clock, budgets = Clock(), {}
     monkeypatch.setattr(run_folds, "fold_finished", lambda paths, c, f: False)
     monkeypatch.setattr(run_folds, "fold_started", lambda paths, c, f: False)
@@ -170,3 +174,47 @@ def test_a_restart_keeps_the_choice_unless_the_budget_changes(tmp_path):
     longer = open_ledger(path, 8 * 3600.0, clock)
     assert longer.budget_changed
     assert _choose(longer, plans, RunOptions(), 7 * 3600.0, 5) == ["3d_fullres", "2d"]   # chosen again
+
+
+# ---------------------------------------------------------------- a short budget spent on what can learn
+
+def _stage(name: str, dims: int, batch: int) -> StagePlan:
+    n = 4
+    kernels, strides = ((3,) * dims,) * n, ((1,) * dims,) + ((2,) * dims,) * (n - 1)
+    net = NetworkTopology(dims, 1, 3, (32, 64, 128, 256), kernels, strides, (2,) * n, (2,) * (n - 1))
+    patch = (16, 48, 48)[-dims:]
+    return StagePlan(name, name, (1.0,) * dims, (16, 48, 48), patch, batch, False, net, 1.0,
+                     mirror_axes=tuple(range(dims)))
+
+
+def _costs(s2d: float, s3d: float) -> list[ConfigurationCost]:
+    """The main job's example as measured in float32 on 2 cores: 3d_fullres 0.64-0.75 s and 2d
+    0.18-0.20 s per planned iteration (batch 2 and 12), 4 validation cases a fold."""
+    return [ConfigurationCost("3d_fullres", tuple(network_variants(_stage("3d_fullres", 3, 2))), Calibration(s3d, s3d / 4), 4),
+            ConfigurationCost("2d", tuple(network_variants(_stage("2d", 2, 12))), Calibration(s2d, s2d / 4), 4)]
+
+
+def test_a_short_budget_trains_the_configuration_that_can_learn():
+    plan = plan_configurations(_costs(0.18, 0.7), 250.0, 5)
+    assert [name for name, _ in plan] == ["2d"]
+    (_, choice), = plan
+    assert choice.learns and choice.variant.name == "planned"
+
+
+def test_a_long_budget_trains_every_candidate_each_to_its_minimum():
+    plan = plan_configurations(_costs(0.18, 0.7), 10 * 3600.0, 5)
+    assert [name for name, _ in plan] == ["3d_fullres", "2d"] and all(c.learns for _, c in plan)
+
+
+def test_when_nothing_learns_the_closest_trains_alone_and_user_choices_are_kept():
+    plan = plan_configurations(_costs(5.0, 30.0), 120.0, 5)
+    assert [name for name, _ in plan] == ["2d"] and not plan[0][1].learns
+    kept = plan_configurations(_costs(0.18, 0.7), 250.0, 5, keep_all=True)
+    assert [name for name, _ in kept] == ["3d_fullres", "2d"]
+
+
+def test_a_slow_machine_makes_the_rule_drop_more():
+    # the same budget on a machine four times slower: 2d needs a lighter network to learn
+    quick = dict(plan_configurations(_costs(0.18, 0.7), 250.0, 5))
+    slow = dict(plan_configurations(_costs(0.72, 2.8), 250.0, 5))
+    assert quick["2d"].variant.relative_cost > slow["2d"].variant.relative_cost

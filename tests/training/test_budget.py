@@ -14,8 +14,11 @@ import torch
 from autounet import api
 from autounet.autoplan.plans import NetworkTopology, StagePlan
 from autounet.model import checkpoint as ckpt
-from autounet.training.budget import (MAX_EXTENSION, STARTUP_S, learning_iterations, BudgetTooSmall, Calibration,
-                                      decide, epochs_that_fit, lighter_variants, parse_duration, schedule_for)
+from autounet.autoplan.variants import VARIANTS, network_variants
+from autounet.training.budget import (CONTEXT_FLOOR, MAX_EXTENSION, MAX_ITERATIONS_PER_EPOCH, MIN_EPOCH_S, STARTUP_S,
+                                      BudgetTooSmall, Calibration, VariantChoice, choose_variant, decide,
+                                      epochs_that_fit, estimate, final_validation_seconds, learning_iterations, parse_duration,
+                                      plan_variant, schedule_for, validation_mirror)
 from autounet.model.network import build_network
 
 
@@ -26,74 +29,94 @@ def stage_3d() -> StagePlan:
                      mirror_axes=(0, 1, 2))
 
 
-def stand_in(speeds: dict[int, float]):
-    """Seconds per iteration by first-stage feature count (the planned network has 32)."""
-    return lambda st: Calibration(speeds[st.network.features_per_stage[0]] * (0.5 if st.patch_size[1] < 128 else 1), 0.5)
+def variants_3d():
+    return network_variants(stage_3d())
 
 
-def test_small_budget_picks_a_lighter_network_with_a_known_schedule():
-    d = decide(1800, stage_3d(), stand_in({32: 1.9, 16: 0.8}), num_val_cases=0)
-    # planned: 1795 s / 1.9 s -> 47 it/epoch, 9 val, 94.8 s/epoch -> 18 epochs = 846 < 1000 iterations
-    # half the features: estimated at half the work (0.95 s) -> enough; measured 0.8 s -> 112 it/epoch,
-    # 22 val, 101.6 s/epoch -> 17 epochs = 1904 iterations
-    assert d.variant == "half the features"
-    assert (d.schedule.epochs, d.schedule.iterations_per_epoch, d.schedule.val_iterations_per_epoch) == (17, 112, 22)
-    assert d.stage.network.features_per_stage == (16, 32, 64, 128, 160)
-    assert "budget 30 min, 0.80 s/iteration -> 1904 iterations (17 epochs x 112); half the features" == d.explanation
-    assert d.schedule.expected_seconds <= 1800
+def choice_of(name: str, seconds_per_iteration: float) -> VariantChoice:
+    v = next(v for v in variants_3d() if v.name == name)
+    return VariantChoice(v, Calibration(seconds_per_iteration, seconds_per_iteration / 3), None, True)
+
+
+def test_small_budget_picks_the_heaviest_variant_that_learns():
+    planned = Calibration(1.9, 0.6)
+    c = choose_variant(variants_3d(), planned, 1800, num_val_cases=0)
+    assert c.variant.name != "planned" and c.learns and c.variant.keeps_context
+    heavier = [v for v in variants_3d()[:variants_3d().index(c.variant)]]
+    for v in heavier:  # every heavier variant stays below the minimum in this budget
+        assert not choose_variant([v], planned, 1800, num_val_cases=0).learns
+    assert c.calibration.seconds_per_iteration == pytest.approx(1.9 * c.variant.relative_cost)  # one measurement
+    assert c.schedule.expected_seconds <= 1800
 
 
 def test_large_budget_keeps_the_planned_network():
-    d = decide(8 * 3600, stage_3d(), stand_in({32: 1.9, 16: 0.8}), num_val_cases=0)
-    assert d.variant == "planned network kept"
-    assert d.schedule.iterations_per_epoch == 250 and d.schedule.iterations >= learning_iterations(2)
-    assert d.schedule.expected_seconds <= 8 * 3600
+    c = choose_variant(variants_3d(), Calibration(1.9, 0.6), 8 * 3600, num_val_cases=0)
+    assert c.variant.name == "planned" and c.learns
+    assert c.schedule.iterations_per_epoch == 250 and c.schedule.expected_seconds <= 8 * 3600
 
 
-def test_no_variant_reaches_the_minimum_takes_the_one_with_most_iterations():
-    d = decide(600, stage_3d(), stand_in({32: 4.0, 16: 2.0}), num_val_cases=0)
-    assert d.variant.endswith("half the patch")
-    assert "below the 1000 iterations" in d.explanation
+def test_variants_are_ordered_by_cost_and_only_half_the_patch_loses_context():
+    vs = variants_3d()
+    assert [v.name for v in vs] == list(VARIANTS)
+    assert [v.relative_cost for v in vs] == sorted((v.relative_cost for v in vs), reverse=True)
+    assert vs[0].relative_cost == 1.0 and [v.keeps_context for v in vs] == [True, True, True, False]
 
 
-def test_final_validation_time_is_reserved():
-    with_val = decide(1800, stage_3d(), stand_in({32: 0.1, 16: 0.05}), num_val_cases=20)
-    without = decide(1800, stage_3d(), stand_in({32: 0.1, 16: 0.05}), num_val_cases=0)
+def test_without_a_learning_variant_the_full_patch_is_kept_unless_it_gets_almost_nothing():
+    # some progress with the full patch (above CONTEXT_FLOOR of its minimum): context is kept
+    close = choose_variant(variants_3d(), Calibration(2.0, 0.6), 600, num_val_cases=0)
+    assert not close.learns and close.variant.name == "shallower"   # 551 of 1000 iterations
+    assert close.iterations / close.needed >= CONTEXT_FLOOR
+    half = variants_3d()[-1]
+    assert plan_variant(600, half, estimate(Calibration(2.0, 0.6), half), 0).learns  # half the patch would learn
+    # almost nothing with the full patch: half the patch, which gets further
+    far = choose_variant(variants_3d(), Calibration(10.0, 3.0), 600, num_val_cases=0)
+    assert far.variant.name == "half-patch"   # 846 iterations, where the full patch gets 110 of 1000
+
+
+def test_final_validation_time_is_reserved_and_mirroring_dropped_when_it_costs_too_much():
+    with_val = choose_variant(variants_3d(), Calibration(0.1, 0.05), 1800, num_val_cases=20)
+    without = choose_variant(variants_3d(), Calibration(0.1, 0.05), 1800, num_val_cases=0)
     assert with_val.schedule.iterations < without.schedule.iterations
+    v = variants_3d()[0]
+    cheap, costly = Calibration(0.1, 0.01), Calibration(0.1, 1.0)
+    assert validation_mirror(v.stage, cheap, 4, 1800) and not validation_mirror(v.stage, costly, 40, 1800)
+    assert final_validation_seconds(v.stage, costly, 40, False) < final_validation_seconds(v.stage, costly, 40, True)
 
 
 def test_budget_too_small_for_one_epoch_is_a_clear_error():
     with pytest.raises(BudgetTooSmall, match="give more time"):  # a ValueError: the CLI prints it as an error
-        decide(STARTUP_S + 1, stage_3d(), stand_in({32: 5.0, 16: 4.0}), num_val_cases=0)
+        decide(STARTUP_S + 1, choice_of("planned", 5.0))
 
 
 def test_budget_too_small_says_what_would_fit():
-    measure = stand_in({32: 5.0, 16: 4.0})
+    choice = choice_of("half-features", 4.0)
     with pytest.raises(BudgetTooSmall) as e:
-        decide(60, stage_3d(), measure, num_val_cases=2)
-    d = decide(e.value.needed_s, stage_3d(), measure, num_val_cases=2)
+        decide(8, choice, num_val_cases=2)
+    d = decide(e.value.needed_s, choice, num_val_cases=2)
     assert d.schedule.epochs >= 1 and d.schedule.expected_seconds <= e.value.needed_s
 
 
-def test_a_variant_chosen_by_another_fold_is_kept():
-    measure = stand_in({32: 0.2, 16: 0.1})
-    assert decide(3600, stage_3d(), measure, num_val_cases=2).variant == "planned network kept"
-    d = decide(3600, stage_3d(), measure, num_val_cases=2, variant="half the features")
-    assert d.variant == "half the features" and d.stage.network.features_per_stage[0] == 16
-    assert d.schedule.iterations >= learning_iterations(2)  # only the schedule is chosen for it
+def test_a_decided_network_gets_only_its_schedule():
+    d = decide(1800, choice_of("shallower", 0.5), elapsed_s=100)
+    assert d.variant == "shallower" and d.stage.network.num_stages == stage_3d().network.num_stages - 1
+    assert d.schedule.expected_seconds <= 1700 and "half the features, one stage fewer" in d.explanation
 
 
-def test_schedule_never_exceeds_the_budget():
+def test_schedule_never_exceeds_the_budget_and_epochs_are_not_too_short():
     for budget in (60, 300, 1200, 7200):
         for s in (0.05, 0.5, 3.0):
             sched = schedule_for(budget, Calibration(s, s / 3), 10)
             if sched is not None:
                 assert sched.expected_seconds <= budget
+                if sched.epochs > 1:
+                    assert sched.iterations_per_epoch * s >= min(MIN_EPOCH_S, MAX_ITERATIONS_PER_EPOCH * s) - s
 
 
 def test_lighter_variants_are_valid_networks():
-    for name, st in lighter_variants(stage_3d()):
-        assert all(p % f == 0 for p, f in zip(st.patch_size, st.network.downsampling_factor)), name
+    for v in variants_3d():
+        st = v.stage
+        assert all(p % f == 0 for p, f in zip(st.patch_size, st.network.downsampling_factor)), v.name
         out = build_network(st.network, deep_supervision=False)(torch.zeros((1, 1) + tuple(st.patch_size)))
         assert out.shape[2:] == tuple(st.patch_size)
 
@@ -174,8 +197,7 @@ def test_budgeted_run_records_its_decision_and_resume_keeps_the_schedule(tiny_2d
     folder = root / "results" / tiny_2d.name / "2d" / "fold_1"
     log = (folder / "training_log.txt").read_text()
     own = re.search(r"budget 30 s, [\d.]+ s/iteration -> \d+ iterations \((\d+) epochs x (\d+)\)", log)
-    assert "calibration (cached)" in log and own, log
-    assert "as fold 2 of this configuration chose" in log, log  # one network for all folds
+    assert "calibration (cached)" in log and own, log  # measured once on this machine
     epochs, per_epoch = int(own.group(1)), int(own.group(2))
     if kill_at > epochs * per_epoch:
         pytest.skip(f"fold 1 chose {epochs} x {per_epoch} iterations; the kill at {kill_at} came too late")
@@ -205,6 +227,6 @@ def test_a_large_batch_needs_fewer_steps_so_the_planned_network_is_kept():
                         NetworkTopology(2, 1, 2, (32, 64, 128, 256, 512), ((3, 3),) * 5,
                                         ((1, 1),) + ((2, 2),) * 4, (2,) * 5, (2,) * 4), 1.5, mirror_axes=(0, 1))
     assert learning_iterations(100) == 100 and learning_iterations(2) == 1000
-    d = decide(300, stage2d, lambda st: Calibration(1.26 if st.patch_size == (64, 64) else 0.16, 0.33), 4)
-    assert d.variant == "planned network kept" and 100 <= d.schedule.iterations < 1000
-    assert decide(300, stage, stand_in({32: 1.26, 16: 0.5}), 0).variant != "planned network kept"
+    c = choose_variant(network_variants(stage2d), Calibration(1.26, 0.33), 300, 4)
+    assert c.variant.name == "planned" and 100 <= c.iterations < 1000
+    assert choose_variant(network_variants(stage), Calibration(1.26, 0.33), 300, 0).variant.name != "planned"
