@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from autounet.autoplan.plans import Plans
+from autounet.errors import WorkspaceError
 from autounet.hardware import HardwareInfo, detect_hardware
 from autounet.io.atomic import check_writable, read_json
 from autounet.parallel import default_processes
@@ -78,7 +79,13 @@ def _train(paths: DatasetPaths, jobs: list, options: RunOptions, hardware: Hardw
         return
 
     def network(configuration: str) -> NetworkChoice | None:
-        return NetworkChoice.from_json(networks[configuration]) if configuration in networks else None
+        if configuration not in networks:
+            return None
+        try:
+            return NetworkChoice.from_json(networks[configuration])
+        except (KeyError, TypeError, ValueError) as e:
+            raise WorkspaceError(f"{ledger.path}: the network recorded for {configuration} is damaged ({e}); delete "
+                                 "its 'networks' entry and run again to decide it anew") from e
 
     def finished(job) -> None:  # the fold's real speed is the estimate for the configuration's next folds
         if job[0] in networks:

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from autounet.autoplan.plans import StagePlan
-from autounet.autoplan.variants import Variant
+from autounet.autoplan.variants import VARIANTS, Variant
 
 STARTUP_S = 2.0   # measured 1-2 s in a run: opening the cases, the final checkpoint and spending.json
 EPOCH_OVERHEAD_S = 0.7           # measured: augmentation workers started and stopped, checkpoints, log line
@@ -106,8 +106,10 @@ class NetworkChoice:
 
     @classmethod
     def from_json(cls, values: dict) -> "NetworkChoice":
-        c = values.get("calibration")
-        return cls(str(values["variant"]), None if c is None else Calibration(**c))
+        c, name = values.get("calibration"), values["variant"]
+        if name not in VARIANTS:
+            raise ValueError(f"unknown network variant {name!r} (known: {', '.join(VARIANTS)})")
+        return cls(name, None if c is None else Calibration(**c))
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,16 @@ def test_a_short_budgeted_run_decides_its_networks_once_and_shows_where_the_time
     if below:  # 60 s for five folds: a fold below the learning minimum is a warning in both places
         assert "below the" in done.stderr and "Warning:" in page
     assert wall < 1.5 * budget + 30, f"{wall:.0f} s for a {budget:.0f} s budget"
+
+
+def test_a_damaged_network_record_is_a_clear_error_naming_run_json(raw_2d, tmp_path):
+    from autounet.errors import WorkspaceError
+    from autounet.io.atomic import write_json
+
+    record = tmp_path / "results" / raw_2d.name / "run.json"
+    record.parent.mkdir(parents=True)
+    write_json(record, {"budget_s": 60.0, "used_s": 1.0, "sessions": 1, "configurations": ["2d"],
+                        "networks": {"2d": {"variant": "bogus"}}})
+    with pytest.raises(WorkspaceError, match=r"run\.json: the network recorded for 2d is damaged.*bogus"):
+        api.run(raw_2d, tmp_path, api.RunOptions(time_budget_s=60.0, device="cpu", processes=1))
+    assert not (tmp_path / "results" / raw_2d.name / "2d").exists()   # nothing trained
