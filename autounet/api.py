@@ -352,7 +352,7 @@ def run(dataset: str | Path, root: Path | None = None, options: RunOptions | Non
 
 
 DEMO_ROOT = "autounet_demo"      # the demo's workspace without $AUTOUNET_ROOT or --root, as the main job's
-DEMO_AFTER_TRAINING = (0.15, 30.0)  # share of the demo's time (at least these seconds) kept for what follows training
+DEMO_AFTER_TRAINING = (0.10, 25.0)  # share of the demo's time (at least these seconds) kept for what follows training
 
 
 def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: int | None = None,

@@ -41,7 +41,7 @@ from autounet.training.budget import Calibration, VariantChoice, choose_variant
 ALWAYS = ("3d_fullres", "2d")                # trained whenever planned
 CASCADE = ("3d_lowres", "3d_cascade_fullres")  # together or not at all
 MIN_FOLD_S = 300.0                # the cascade only when every fold gets at least this
-AFTER_TRAINING = (0.04, 20.0)     # share of the budget (and at least these seconds) kept for selection and report
+AFTER_TRAINING = (0.03, 10.0)     # share of the budget (and at least these seconds) kept for selection and report
 DEFAULT_CPU_BUDGET_S = 2 * 3600.0  # a run on a CPU without --time-budget trains this long, and says so
 
 

@@ -10,7 +10,8 @@ The rules, in order:
    so that there are about ``TARGET_EPOCHS`` epochs, none shorter than ``MIN_EPOCH_S`` (measured
    on a 2-core CPU: about 0.7 s of overhead per epoch, so 20 epochs of a 50-second fold spent
    a quarter of it between epochs), one validation iteration per 5 training iterations (at most
-   50), and as many epochs as fit.
+   50), and as many epochs as fit; then the epochs are stretched to fill the time left (whole
+   epochs of a 50-second fold left up to 8 s of it unused).
 3. A network learns when it sees ``MIN_LEARNING_SAMPLES`` patches in at least
    ``MIN_LEARNING_ITERATIONS`` steps (``learning_iterations``; measured: 150 CPU iterations of
    batch 2 found a large organ but not a small lesion, so 1000 iterations at batch 2; on an
@@ -198,15 +199,23 @@ def schedule_for(budget_s: float, calibration: Calibration, reserve_s: float) ->
         return None
     per_epoch = max(available / s / TARGET_EPOCHS, MIN_EPOCH_S / s)
     per_epoch = int(min(MAX_ITERATIONS_PER_EPOCH, max(MIN_ITERATIONS_PER_EPOCH, per_epoch)))
-    val = max(1, min(50, per_epoch // 5))
-    epoch_s = epoch_seconds(calibration, per_epoch, val)
-    epochs = int(available // epoch_s)
+    epochs = int(available // epoch_seconds(calibration, per_epoch, _val_iterations(per_epoch)))
     if epochs < 1:
         per_epoch = int((available - EPOCH_OVERHEAD_S - calibration.seconds_per_val_iteration) // s)
         if per_epoch < 1:
             return None
         return Schedule(1, per_epoch, 1, reserve_s + per_epoch * s + calibration.seconds_per_val_iteration)
-    return Schedule(epochs, per_epoch, val, reserve_s + epochs * epoch_s)
+    # the epochs stretched to fill what is left: whole epochs alone left up to one epoch unused
+    while per_epoch < MAX_ITERATIONS_PER_EPOCH and \
+            epochs * epoch_seconds(calibration, per_epoch + 1, _val_iterations(per_epoch + 1)) <= available:
+        per_epoch += 1
+    val = _val_iterations(per_epoch)
+    return Schedule(epochs, per_epoch, val, reserve_s + epochs * epoch_seconds(calibration, per_epoch, val))
+
+
+def _val_iterations(per_epoch: int) -> int:
+    """Validation iterations of an epoch: one per 5 training iterations, at most 50."""
+    return max(1, min(50, per_epoch // 5))
 
 
 def estimate(planned: Calibration, variant: Variant) -> Calibration:

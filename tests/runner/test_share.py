@@ -50,7 +50,7 @@ def test_fold_share_and_reserve():
     assert fold_share(1000.0, 4, concurrent=2) == 500.0
     assert fold_share(1000.0, 2, concurrent=4) == 1000.0    # never more than what is left
     assert fold_share(-50.0, 3) == 1.0                      # overrun: one second, the fold then asks for one epoch
-    assert after_training_s(1200.0) == pytest.approx(48.0) and after_training_s(60.0) == 20.0
+    assert after_training_s(1200.0) == pytest.approx(36.0) and after_training_s(60.0) == 10.0
 
 
 def _fake_training(clock: Clock, used: dict, factor: float = 1.0, too_small: set = frozenset()):

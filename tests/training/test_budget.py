@@ -115,6 +115,18 @@ def test_schedule_never_exceeds_the_budget_and_epochs_are_not_too_short():
                     assert sched.iterations_per_epoch * s >= min(MIN_EPOCH_S, MAX_ITERATIONS_PER_EPOCH * s) - s
 
 
+def test_epochs_are_stretched_to_fill_the_budget():
+    """Whole epochs alone would leave up to one epoch unused; stretched, less than one iteration
+    per epoch (and its share of validation) stays unused."""
+    for budget in (45, 300, 1200):
+        for s in (0.05, 0.178, 0.64, 3.0):
+            sched = schedule_for(budget, Calibration(s, s / 3), 2)
+            if sched is None or sched.epochs == 1 or sched.iterations_per_epoch == MAX_ITERATIONS_PER_EPOCH:
+                continue
+            assert sched.expected_seconds <= budget
+            assert budget - sched.expected_seconds < sched.epochs * (s + s / 3), (budget, s, sched)
+
+
 def test_lighter_variants_are_valid_networks():
     for v in variants_3d():
         st = v.stage
