@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from autounet.autoplan.plans import Plans
     from autounet.inference.settings import PredictionReport
 
-__all__ = ["run", "make_example_dataset", "make_case_dataset", "make_video_dataset", "convert_msd", "convert_medmnist", "verify_dataset", "check_folds",
-           "plan_and_preprocess", "train", "predict", "ensemble", "export_model", "import_model",
-           "find_best_configuration", "evaluate", "apply_postprocessing", "report", "demo", "TrainingConfig",
-           "PredictSettings", "RunOptions", "parse_duration"]
+__all__ = ["run", "make_example_dataset", "make_case_dataset", "make_video_dataset", "convert_msd", "convert_medmnist",
+           "verify_dataset", "check_folds", "plan_and_preprocess", "train", "predict", "ensemble", "export_model",
+           "import_model", "find_best_configuration", "evaluate", "apply_postprocessing", "report", "demo",
+           "TrainingConfig", "PredictSettings", "RunOptions", "parse_duration"]
 
 log = logging.getLogger("autounet")
 
@@ -103,33 +103,33 @@ def verify_dataset(dataset: str | Path, root: Path | None = None, processes: int
 
 def plan_and_preprocess(dataset: str | Path, root: Path | None = None, processes: int | None = None,
                         gpu_memory_gb: float | None = None, configurations: Sequence[str] | None = None,
-                        force: bool = False, seed: int = 0, splits_file: Path | None = None,
-                        preprocess: bool = True, network: str = "plain", device: str = "auto") -> "Plans":
+                        force: bool = False, seed: int = 0, splits_file: Path | None = None, preprocess: bool = True,
+                        network: str = "plain", device: str = "auto", wait: bool = False) -> "Plans":
     """Verify, fingerprint, plan, split and preprocess a dataset. Resumable; returns the plans.
 
     dataset : id, name, or raw folder path. configurations : subset of the planned ones to
     preprocess (default all). force : redo the fingerprint and every case. gpu_memory_gb : the
-    memory to plan for; None reads it from the device present (see autounet.hardware).
+    memory to plan for; None: the device's. wait : for another process preprocessing it.
     """
     from autounet.preprocess.prepare import prepare_dataset
 
     return prepare_dataset(resolve_dataset(dataset, root), processes, gpu_memory_gb, configurations, force, seed,
-                           splits_file, preprocess, network, device)
+                           splits_file, preprocess, network, device, wait)
 
 
 def train(dataset: str | Path, configuration: str, fold: int | str, root: Path | None = None,
           config: TrainingConfig | None = None, device: str = "auto", resume: bool = False,
-          variant: str | None = None) -> Path:
+          variant: str | None = None, wait: bool = False) -> Path:
     """Train one fold (0..4 or "all") of a planned configuration; returns the fold folder.
 
     resume : continue from the latest checkpoint after an interruption (``--continue``);
-    variant : one of ``VARIANTS``, a lighter network of the plan, instead of the planned one.
+    variant : one of ``VARIANTS`` instead of the planned network; wait : for another trainer.
     """
     from autounet.training.budget import NetworkChoice
     from autounet.training.fold import train_fold
 
     return train_fold(resolve_dataset(dataset, root), configuration, fold, config or TrainingConfig(), device, resume,
-                      NetworkChoice(variant) if variant else None)
+                      NetworkChoice(variant) if variant else None, wait)
 
 
 def check_folds(dataset: str | Path, configuration: str, folds: Sequence[int | str],
@@ -160,11 +160,12 @@ def check_folds(dataset: str | Path, configuration: str, folds: Sequence[int | s
 def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None = None, *, model: Path | None = None,
             configurations: Sequence[str] | None = None, folds: Sequence[str] | None = None,
             checkpoint: str = "final", settings: PredictSettings | None = None, postprocessing: bool = True,
-            root: Path | None = None) -> "PredictionReport":
+            root: Path | None = None, overwrite: bool = False) -> "PredictionReport":
     """Predict a folder of images (or one image file); returns a PredictionReport.
 
     The model comes from a dataset's trained folds (the ``configurations`` given, else the chosen
     best configuration or ensemble, with its postprocessing) or from an exported ``model`` zip.
+    An output that exists already is replaced only with ``overwrite`` (else that case fails).
     """
     from autounet.errors import WorkspaceError
     from autounet.inference.cases import find_cases
@@ -172,15 +173,15 @@ def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None =
     settings = settings or PredictSettings()
     if model is None and dataset is None:
         raise WorkspaceError("say which model to use: -d DATASET (trained in this workspace) or -m MODEL.zip")
-    cases, problems = find_cases(Path(inputs), Path(output))
+    cases, problems = find_cases(Path(inputs), Path(output), overwrite)
     if model is not None and Path(model).suffix.lower() == ".onnx":
         if configurations or folds or checkpoint != "final":
             raise WorkspaceError(f"{model}: an ONNX model predicts with the configurations and folds it was exported "
                                  "with; leave out -c/-f/-chk, or export again with them")
         report, configurations, post = _predict_onnx(Path(model), cases, settings, postprocessing)
     else:
-        report, configurations, post = _predict_checkpoints(cases, Path(output), dataset, model, configurations,
-                                                            folds, checkpoint, settings, postprocessing, root)
+        report, configurations, post = _predict_checkpoints(cases, Path(output), dataset, model, configurations, folds,
+                                                            checkpoint, settings, postprocessing, root, overwrite)
     done = len(cases) - len(report.failed)
     report.failed.update(problems)
     where = report.written[0] if report.written and report.written[0].suffix == ".csv" else output
@@ -213,7 +214,7 @@ def _predict_onnx(model: Path, cases, settings: PredictSettings, postprocessing:
 
 
 def _predict_checkpoints(cases, output: Path, dataset, model, configurations, folds, checkpoint: str,
-                         settings: PredictSettings, postprocessing: bool, root):
+                         settings: PredictSettings, postprocessing: bool, root, overwrite: bool):
     """predict() with trained checkpoints: a dataset's, or those of an exported model zip."""
     from contextlib import nullcontext
 
@@ -227,7 +228,7 @@ def _predict_checkpoints(cases, output: Path, dataset, model, configurations, fo
         if source.case_level():
             from autounet.inference.case_predict import csv_output, predict_to_csv
 
-            failed = predict_to_csv(source, cases, settings, output)
+            failed = predict_to_csv(source, cases, settings, output, overwrite)
             report = PredictionReport(written=[csv_output(output)] if len(failed) < len(cases) else [], failed=failed)
             return report, source.configurations, None
         post = _postprocessor(load_rules(source.postprocessing) if postprocessing and source.postprocessing else None)
@@ -314,7 +315,6 @@ def evaluate(reference: str | Path, prediction: str | Path, output: Path | None 
 
     if is_case_level(Path(prediction)):
         return evaluate_case_files(Path(reference), Path(prediction), output)
-
     return evaluate_folders(Path(reference), Path(prediction), nsd_tolerance=nsd_tolerance,
                             processes=processes or default_processes(), output=output)
 
@@ -380,7 +380,7 @@ def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: 
                                              after_training_s=after, amp=amp))
     predictions = root / "demo_predictions" / paths.name
     predict(paths.raw_files.images("Ts"), predictions, dataset=paths.raw, root=root,
-            settings=PredictSettings(device=device, amp=amp))
+            settings=PredictSettings(device=device, amp=amp), overwrite=True)  # the demo's own folder
     test = evaluate(paths.raw_files.labels("Ts"), predictions)
     best = result["cross_validation"]
     log.info("\n=== autounet demo finished in %.0f s ===\nchosen: %s, postprocessing: %s\n"

@@ -49,7 +49,8 @@ class HardwareInfo:
                 f"{', native bf16' if self.native_bf16 and self.device == 'cpu' else ''}")
 
 
-def _ram_gb() -> float:
+def ram_gb() -> float:
+    """This machine's memory in GB (8 where it cannot be read)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
@@ -127,7 +128,7 @@ def detect_hardware(device: str = "auto") -> HardwareInfo:
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             name, gpu_gb = props.name, props.total_memory / 1024**3
-    return HardwareInfo(device, name, gpu_gb, cpu_cores(), round(_ram_gb(), 2), cpu_has_native_bf16())
+    return HardwareInfo(device, name, gpu_gb, cpu_cores(), round(ram_gb(), 2), cpu_has_native_bf16())
 
 
 def memory_target_gb(hw: HardwareInfo) -> float:

@@ -4,8 +4,9 @@ A speed measurement taken while other processes compete for the CPU says little 
 speed the machine will have for the rest of a run (measured on 2 cores: one competing process
 made torch training eight times slower). :func:`snapshot` records the machine's busy CPU
 seconds and those of this process and its descendants (augmentation workers); between two
-snapshots, the difference is what other processes used, in cores. Linux only; elsewhere the
-functions return None and callers treat the load as unknown.
+snapshots, the difference is what other processes used, in cores, counted on the CPUs this
+process may use (inside a Slurm cpuset, other jobs' cores are not load). Linux only; elsewhere
+the functions return None and callers treat the load as unknown.
 """
 
 from __future__ import annotations
@@ -27,10 +28,28 @@ class CpuSnapshot:
     own: float           # CPU seconds of this process and its descendants
 
 
-def _machine_busy() -> float:
-    fields = [float(v) for v in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+def allowed_cpus() -> frozenset[int] | None:
+    """The CPUs this process may run on (its affinity: a Slurm job's cpuset, not the whole node);
+    None where the platform does not say."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _machine_busy(cpus: frozenset[int] | None) -> float:
+    """Busy CPU seconds of ``cpus`` (None: every CPU), from /proc/stat's per-CPU lines: on a
+    shared node, other jobs' cores are not this process's load."""
+    total = 0.0
+    for line in (PROC / "stat").read_text().splitlines()[1:]:
+        name, *values = line.split()
+        if not name.startswith("cpu"):
+            break
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        user, nice, system, idle, iowait, irq, softirq, steal = (float(v) for v in values[:8])
+        total += user + nice + system + irq + softirq + steal
+    return total / CLOCK_TICKS
 
 
 def _own_tree() -> float:
@@ -61,7 +80,7 @@ def _own_tree() -> float:
 def snapshot() -> CpuSnapshot | None:
     """The machine's and this process tree's CPU time now (None where ``/proc`` is not Linux's)."""
     try:
-        return CpuSnapshot(time.monotonic(), _machine_busy(), _own_tree())
+        return CpuSnapshot(time.monotonic(), _machine_busy(allowed_cpus()), _own_tree())
     except (OSError, ValueError, IndexError):
         return None
 

@@ -162,6 +162,11 @@ class PreprocessedCase:
         return self.data, self.seg, self.locations, self.meta
 
 
+def report_lock(folder: Path) -> Path:
+    """Held while a process writes the report in ``folder`` (:mod:`autounet.locks`)."""
+    return Path(folder) / ".report.lock"
+
+
 def case_predictions_file(folder: Path, mirrored: bool = True) -> Path:
     """A case-level prediction CSV in ``folder`` (a fold's validation folder, or a prediction
     output folder): with test-time mirroring (``predictions.csv``) or without."""
@@ -186,6 +191,7 @@ class FoldPaths:
                           "learning minimum.")
     validation = _Under("root", "validation", doc="The fold's validation cases, predicted in their original geometry.")
     validation_summary = _Under("root", "validation", "summary.json", doc="Dice per validation case and class.")
+    lock = _Under("root", ".fold.lock", doc="Held while a process trains the fold (:mod:`autounet.locks`).")
 
     @property
     def fold(self) -> str:
@@ -221,6 +227,7 @@ class ResultsPaths:
                             doc="What an exported model holds (configurations, folds, checkpoint).")
     report = _Under("root", "report", doc="The HTML report's default folder.")
     run_record = _Under("root", "run.json", doc="``autounet run``'s budget accounting and chosen configurations.")
+    run_lock = _Under("root", ".run.lock", doc="Held while ``autounet run`` works on the dataset.")
 
     def configuration(self, configuration: str) -> Path:
         return self.root / checked_name(configuration, "configuration")
@@ -269,6 +276,8 @@ class DatasetPaths:
     splits = _Under("preprocessed", "splits.json")
     references = _Under("preprocessed", "gt_segmentations",
                         doc="A copy of every training label map: what later stages evaluate against.")
+    preprocessing_lock = _Under("preprocessed", ".preprocess.lock",
+                                doc="Held while a process plans or preprocesses the dataset.")
 
     @property
     def raw_files(self) -> RawPaths:

@@ -6,7 +6,9 @@ SIGKILLed part-way and started again.
 Each (dataset, mode) gets a fresh workspace and an empty calibration cache, as a new user's
 first run would. Datasets: ``isbi`` (a copy of ``../shared/datasets/Dataset901_ISBI2012EM``, 2D),
 ``example3d`` (``make_example_dataset --dims 3 --cases 20 --seed 0``, as bench_budget.py) and
-``demo`` (the main job's: anisotropic 16x48x48 volumes, 20 training and 5 test cases).
+``demo`` (the main job's: anisotropic 16x48x48 volumes, 20 training and 5 test cases), ``echo``
+(echocardiography-like 2D+time videos, 100 frames, two labelled) and ``mri`` (200 training and 60
+test volumes of about 36x50x35, two classes: closer to a real MRI set).
 Mode ``full`` runs once; ``busy`` runs once while another process keeps one core busy (a laptop
 doing other work); ``killed`` sends SIGKILL to the whole process group at ``--kill-at`` of the
 budget, then runs the same command again: its total is the sum of both sessions' wall times.
@@ -33,7 +35,10 @@ SHARED = (REPO.parent / "shared" / "datasets").resolve()
 DATASETS = {"isbi": ("Dataset901_ISBI2012EM", {"copy_from": SHARED / "Dataset901_ISBI2012EM"}),
             "example3d": ("Dataset980_Budget3D", {"make": ["--dims", "3", "--cases", "20", "--seed", "0"]}),
             "demo": ("Dataset900_Example", {"make": ["--dims", "3", "--cases", "20", "--test-cases", "5", "--anisotropic",
-                                                     "--shape", "16", "48", "48"]})}
+                                                     "--shape", "16", "48", "48"]}),
+            "echo": ("Dataset982_Echo", {"make": ["--video", "100"]}),
+            "mri": ("Dataset983_MRILike", {"make": ["--dims", "3", "--cases", "200", "--test-cases", "60",
+                                                    "--shape", "36", "50", "35"]})}
 
 
 def _autounet(*args: str) -> list[str]:
@@ -130,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "run")
     parser.add_argument("--budget", default="20m")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=["isbi", "example3d", "demo"], choices=list(DATASETS))
     parser.add_argument("--modes", nargs="+", default=["full", "killed"], choices=["full", "busy", "killed"])
     parser.add_argument("--no-amp", action="store_true", help="float32 training and prediction")
     parser.add_argument("--kill-at", type=float, default=0.5, help="share of the budget after which to SIGKILL")

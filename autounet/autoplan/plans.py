@@ -231,6 +231,12 @@ class Plans(_JsonDataclass):
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str | None = None) -> "Plans":
         d = _versioned(d, PLANS_SCHEMA_VERSION, "plans", path)
+        wrong = [f"'{key}' must be {what}, not {type(d.get(key)).__name__}"
+                 for key, kind, what in (("labels", dict, "an object"), ("configurations", dict, "an object"),
+                                         ("normalization", (list, tuple), "a list"))
+                 if not isinstance(d.get(key), kind)]
+        if wrong:  # a hand-edited or hostile file: an error naming it, not an AttributeError later
+            raise ValueError(f"{path or 'plans'}: {'; '.join(wrong)}")
         d["labels"] = {k: v for k, v in d["labels"].items()}
         d["normalization"] = tuple(ChannelNormalization(**n) for n in d["normalization"])
         if d.get("case_task") is not None:

@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except (AutounetError, ValueError) as e:
         print(f"autounet {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except OSError as e:  # unreadable input, unwritable output, full disk: the path and the reason
         where = f"{e.filename}: " if e.filename else ""
         print(f"autounet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)

@@ -50,7 +50,7 @@ def plan_and_preprocess(a: argparse.Namespace) -> int:
     for dataset in a.datasets:
         api.plan_and_preprocess(dataset, root=a.root, processes=a.processes, gpu_memory_gb=a.gpu_memory_gb,
                                 configurations=a.configurations, force=a.force, seed=a.seed, splits_file=a.splits,
-                                preprocess=not a.plan_only, network=a.network, device=a.device)
+                                preprocess=not a.plan_only, network=a.network, device=a.device, wait=a.wait)
     return 0
 
 
@@ -63,7 +63,7 @@ def _run_options(a: argparse.Namespace, **overrides) -> api.RunOptions:
     return api.RunOptions(time_budget_s=budget, device=a.device, processes=a.processes, schedule=schedule,
                           configurations=tuple(a.configurations) if a.configurations else None,
                           gpu_memory_gb=a.gpu_memory_gb, network=a.network, seed=a.seed, dry_run=a.dry_run,
-                          amp=a.amp, **overrides)
+                          amp=a.amp, wait=getattr(a, "wait", False), **overrides)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def train(a: argparse.Namespace) -> int:
     folds = api.check_folds(a.dataset, a.configuration, a.fold, a.root)  # every fold checked before any trains
     for fold in folds:
         api.train(a.dataset, a.configuration, fold, root=a.root, config=config, device=a.device, resume=a.resume,
-                  variant=a.variant)
+                  variant=a.variant, wait=a.wait)
     return 0
 
 
@@ -101,7 +101,7 @@ def predict(a: argparse.Namespace) -> int:
                                    backend=a.backend)
     report = api.predict(a.input, a.output, dataset=a.dataset, model=a.model, configurations=a.configurations,
                          folds=a.folds, checkpoint=a.checkpoint, settings=settings, postprocessing=a.postprocessing,
-                         root=a.root)
+                         root=a.root, overwrite=a.overwrite)
     for reason in report.failed.values():
         print(f"autounet predict: failed: {reason}", file=sys.stderr)
     return 1 if report.failed else 0

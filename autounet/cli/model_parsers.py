@@ -9,7 +9,7 @@ from autounet.cli import commands
 from autounet.cli.nnunet import add_unsupported
 from autounet.cli.types import (COUNT, POSITIVE, POSITIVE_INT, add_checkpoint, add_command, add_configurations,
                                 add_dataset, add_device, add_folds, add_output, add_overwrite, add_processes,
-                                add_time_budget, fold, number)
+                                add_time_budget, add_wait, fold, number)
 
 
 def add_train(sub) -> None:
@@ -53,6 +53,7 @@ def add_train(sub) -> None:
                    help="no test-time mirroring in the final validation")
     p.add_argument("--save-probabilities", "--npz", dest="save_probabilities", action="store_true", default=None,
                    help="also write the validation probabilities (.npz), needed for ensembling")
+    add_wait(p, "training the same fold")
     add_unsupported(p, "-p", "-tr", "-num_gpus", "-pretrained_weights", "--val", "--val_best",
                     "--disable_checkpointing", "--use_compressed")
 
@@ -89,6 +90,8 @@ def add_predict(sub) -> None:
                         "'autounet[onnx]' / 'autounet[openvino]'); default torch for checkpoints, for a .onnx model "
                         "openvino if installed, else onnxruntime")
     add_processes(p, 1, "preprocessing worker processes", ("-npp",))
+    add_overwrite(p, "replace outputs that exist already (default: such a case fails, naming its file, and the others "
+                     "are predicted)")
     add_unsupported(p, "-tr", "-nps", "-prev_stage_predictions", "-num_parts", "-part_id", "--continue_prediction",
                     "--disable_progress_bar")
 

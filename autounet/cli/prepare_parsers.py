@@ -7,7 +7,7 @@ from pathlib import Path
 from autounet.cli import commands
 from autounet.cli.nnunet import add_unsupported
 from autounet.cli.types import (COUNT, MEMORY_GB, POSITIVE_INT, add_command, add_configurations, add_dataset,
-                                add_device, add_overwrite, add_processes, add_time_budget, number)
+                                add_device, add_overwrite, add_processes, add_time_budget, add_wait, number)
 
 
 def add_example_dataset(sub) -> None:
@@ -43,7 +43,8 @@ def add_convert_msd(sub) -> None:
     p.add_argument("--dataset-id", "-overwrite_id", dest="dataset_id", type=number(int, 0, "0 or more"), default=None,
                    help="the new dataset's id (default: the task's number)")
     add_processes(p, None, "worker processes", ("-np",))
-    add_overwrite(p, "replace a dataset with the same id")
+    add_overwrite(p, "replace the dataset folder this conversion writes (another name with the same id is never "
+                  "replaced)")
 
 
 def add_convert_medmnist(sub) -> None:
@@ -95,6 +96,7 @@ def add_plan(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for intensity sampling, splits and sampling locations")
     p.add_argument("--verify_dataset_integrity", action="store_true",
                    help="accepted for nnU-Net users; autounet always verifies")
+    add_wait(p, "planning or preprocessing the dataset")
     add_unsupported(p, "-pl", "-overwrite_plans_name", "-preprocessor_name", "-overwrite_target_spacing", "-npfp")
 
 
@@ -130,6 +132,7 @@ def add_run(sub) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="plan (verify, fingerprint, plans and splits only), print the run as per-fold commands, "
                         "train nothing")
+    add_wait(p, "running this dataset, preprocessing it or training one of its folds")
     _add_precision(p)
     _add_schedule(p)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 from typing import Callable
@@ -15,12 +16,15 @@ NNUNET_CHECKPOINT = r"(?:checkpoint_)?(final|best)(?:\.pth?)?"  # nnU-Net's file
 
 
 def number(kind: type, low: float, what: str) -> Callable[[str], float]:
-    """An argparse type: a ``kind`` number of at least ``low`` (else a usage error, exit code 2)."""
+    """An argparse type: a finite ``kind`` number of at least ``low`` (else a usage error, exit
+    code 2): ``nan`` passes every comparison and ``inf`` no setting means, so both are refused."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number ({what}), got {text}")
         if value < low:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
         return value
@@ -74,6 +78,12 @@ def add_processes(p: argparse.ArgumentParser, default: int | None = None, what: 
 
 def add_device(p: argparse.ArgumentParser, help: str = "default: CUDA, then MPS, then the CPU") -> None:
     p.add_argument("--device", "-device", default="auto", choices=DEVICES, help=help)
+
+
+def add_wait(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--wait", action="store_true",
+                   help=f"when another autounet process is {what}, wait for it to end (default: stop at once with "
+                        "exit code 75, saying which process it is)")
 
 
 def add_overwrite(p: argparse.ArgumentParser, what: str) -> None:

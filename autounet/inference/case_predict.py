@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from autounet.autoplan.plans import CaseTaskPlan, StagePlan
+from autounet.errors import WorkspaceError
 from autounet.hardware import autocast_for, resolve_device
 from autounet.inference.case_outputs import to_outputs
 from autounet.inference.cases import ImageCase, check_input
@@ -108,11 +109,17 @@ def csv_output(output: Path) -> Path:
     return output if output.suffix.lower() == ".csv" else output / "predictions.csv"
 
 
-def predict_to_csv(source, cases: Sequence[ImageCase], settings: PredictSettings, output: Path) -> dict[str, str]:
+def predict_to_csv(source, cases: Sequence[ImageCase], settings: PredictSettings, output: Path,
+                   overwrite: bool = False) -> dict[str, str]:
     """Predict new cases with a case-level ``source`` (:class:`autounet.inference.source.ModelSource`)
-    and write the predictions CSV; returns the cases that failed."""
+    and write the predictions CSV; returns the cases that failed. An existing CSV (``-o
+    labelsTs.csv``: the reference table) is replaced only with ``overwrite``."""
     from autounet.inference.case_outputs import write_predictions
     from autounet.model.trained import load_trained_model
+
+    if csv_output(output).exists() and not overwrite:
+        raise WorkspaceError(f"{csv_output(output)}: exists already; predict does not replace it (pass --overwrite, "
+                             "or choose another -o)")
 
     models = [load_trained_model(source.results, c, source.folds, source.checkpoint) for c in source.configurations]
     mirror = list(source.mirror) if source.mirror is not None and settings.mirror else None

@@ -128,9 +128,11 @@ def find_inputs(folder: Path, output_folder: Path) -> tuple[list[ImageCase], dic
     return cases, problems
 
 
-def find_cases(inputs: Path, output: Path) -> tuple[list[ImageCase], dict[str, str]]:
+def find_cases(inputs: Path, output: Path, overwrite: bool = False) -> tuple[list[ImageCase], dict[str, str]]:
     """The cases of an input folder (masks into the folder ``output``), or the one case of an
-    input file (its mask to the file ``output``, or into the folder ``output``)."""
+    input file (its mask to the file ``output``, or into the folder ``output``). A case whose
+    mask exists already is refused (a problem naming the file) unless ``overwrite``: ``-o
+    labelsTs`` must not replace the ground truth."""
     inputs, output = Path(inputs), Path(output)
     if inputs.resolve() == output.resolve():
         raise ValueError(f"{output}: the output is the input {'file' if inputs.is_file() else 'folder'}; the masks "
@@ -147,4 +149,10 @@ def find_cases(inputs: Path, output: Path) -> tuple[list[ImageCase], dict[str, s
         raise FileNotFoundError(f"{inputs}: no such file or folder")
     if not cases:
         raise ValueError(f"{inputs}: no input images named CASE_XXXX.ext found")
-    return cases, problems
+    existing = [] if overwrite else [c for c in cases if c.output.exists()]
+    if existing and len(existing) == len(cases):
+        raise ValueError(f"{output}: the output of every case exists already ({len(existing)}, e.g. "
+                         f"{existing[0].output.name}); predict replaces none: pass --overwrite, or choose another -o")
+    problems.update({c.case_id: f"{c.output}: exists already; not replaced (pass --overwrite to replace it)"
+                     for c in existing})
+    return [c for c in cases if c not in existing], problems

@@ -79,10 +79,15 @@ def read_manifest(path: Path):
     """An ONNX model's graph (``onnx.ModelProto``) and its :class:`OnnxManifest`; AutounetError
     naming the file when it is not a readable autounet ONNX model."""
     onnx = require("onnx")
-    try:
-        graph = onnx.load(str(path))
+    try:  # autounet never writes external data: following a file's external-data paths could read anywhere
+        graph = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 -- protobuf raises its own errors for damaged files
         raise AutounetError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e})") from e
+    external = [t.name for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise AutounetError(f"{path}: tensors stored outside the file ({', '.join(external[:3])}"
+                            f"{', ...' if len(external) > 3 else ''}); autounet's ONNX models hold every weight "
+                            "inside, so this file was not written by autounet export_model")
     meta = {p.key: p.value for p in graph.metadata_props}
     try:
         manifest = OnnxManifest.from_json(json.loads(meta.get(METADATA_KEY, "null")), str(path))

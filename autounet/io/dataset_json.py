@@ -122,7 +122,20 @@ def _case_level_label_problems(labels: dict[str, Any], task: str, path: Path) ->
                 f"(each once), found {labels}"]
     if task == "classification" and len(labels) < 2:
         return [f"{path}: classification needs at least 2 classes in 'labels', found {labels}"]
+    misleading = [n for n, v in labels.items() if _number(n) is not None and _number(n) != v]
+    if task == "classification" and misleading:  # labelsTr.csv's "1" is class value 1, never the class named "1"
+        return [f"{path}: class name(s) {', '.join(repr(n) for n in misleading)} look like class values they are not "
+                f"({labels}): in the targets table a number is always a class value, so a row '1' would mean "
+                f"{next((n for n, v in labels.items() if v == _number(misleading[0])), 'no class')!r}. Rename "
+                "the classes (e.g. 'grade_1') or give each numeric name its own value"]
     return []
+
+
+def _number(name: str) -> float | None:
+    try:
+        return float(name)
+    except ValueError:
+        return None
 
 
 def _parse_labels(raw: Any, path: Path, problems: list[str]) -> dict[str, int | tuple[int, ...]]:

@@ -88,3 +88,17 @@ class Geometry:
             crop_box=None if crop is None else tuple((int(a), int(b)) for a, b in crop),
             transpose=tuple(int(t) for t in d.get("transpose", (0, 1, 2))),
         )
+
+
+def geometry_mismatches(geo: Geometry, ref: Geometry) -> list[str]:
+    """Human-readable differences in shape, spacing, origin or direction (with tolerances)."""
+    out = []
+    if tuple(geo.shape) != tuple(ref.shape):
+        out.append(f"shape {geo.shape} != {ref.shape}")
+    if not np.allclose(geo.spacing, ref.spacing, rtol=1e-4, atol=1e-6):
+        out.append(f"spacing {geo.spacing} != {ref.spacing}")
+    if len(geo.origin) != len(ref.origin) or not np.allclose(geo.origin, ref.origin, rtol=0, atol=1e-3):
+        out.append(f"origin {geo.origin} != {ref.origin}")
+    if len(geo.direction) != len(ref.direction) or not np.allclose(geo.direction, ref.direction, atol=1e-4):
+        out.append(f"direction {geo.direction} != {ref.direction}")
+    return out

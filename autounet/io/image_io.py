@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from autounet.io.atomic import atomic_path
-from autounet.io.geometry import FLAT_AXIS_SPACING, Geometry
+from autounet.io.geometry import FLAT_AXIS_SPACING, Geometry, geometry_mismatches
 
 SITK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 NATURAL_ENDINGS = (".png", ".bmp", ".tif", ".tiff")
@@ -183,9 +183,10 @@ def read_image(path: Path, reader: str) -> tuple[np.ndarray, Geometry]:
 def read_channels(paths: list[Path], reader: str) -> tuple[np.ndarray, Geometry]:
     """Read a case's channel files into one float32 array (C, Z, Y, X).
 
-    The geometry is the first file's; callers that need every mismatch reported use
-    :func:`autounet.io.verify.verify_dataset` first. A file holding NaN or Inf raises
-    ImageReadError: no network output for such voxels would mean anything.
+    The geometry is the first file's; a file whose shape, spacing, origin or direction differs
+    from it raises ImageReadError (verification reports every such file of a training set). A
+    file holding NaN or Inf raises ImageReadError: no network output for such voxels would mean
+    anything.
     """
     arrays, geometry = [], None
     for p in paths:
@@ -195,15 +196,20 @@ def read_channels(paths: list[Path], reader: str) -> tuple[np.ndarray, Geometry]
                                  "them (e.g. by the background value) before predicting")
         if geometry is None:
             geometry = geo
-        elif arr.shape[1:] != tuple(geometry.shape):
-            raise ImageReadError(f"{p}: shape {arr.shape[1:]} differs from {paths[0]} {geometry.shape}")
+        elif mismatches := geometry_mismatches(geo, geometry):  # as verification refuses it in training data
+            raise ImageReadError(f"{p}: {'; '.join(mismatches)} (mismatch with {paths[0].name}); a case's channels "
+                                 "must share one geometry: resample them onto the first channel's grid")
         arrays.append(arr.astype(np.float32, copy=False))
     assert geometry is not None, "read_channels needs at least one path"
     return np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0], geometry
 
 
+LABEL_DTYPES = (np.int8, np.int16, np.int32, np.int64)
+
+
 def read_segmentation(path: Path, reader: str) -> tuple[np.ndarray, Geometry]:
-    """Read a label map as an integer array (Z, Y, X); non-integer values raise ImageReadError."""
+    """Read a label map as an integer array (Z, Y, X) of the smallest signed type that holds its
+    values as they are in the file; non-integer values raise ImageReadError."""
     arr, geo = read_image(path, reader)
     if arr.shape[0] != 1:
         raise ImageReadError(f"{path}: a label map must have one channel, found {arr.shape[0]}")
@@ -213,7 +219,11 @@ def read_segmentation(path: Path, reader: str) -> tuple[np.ndarray, Geometry]:
         if not np.array_equal(rounded, seg):
             raise ImageReadError(f"{path}: label map holds non-integer values (dtype {seg.dtype})")
         seg = rounded
-    return seg.astype(np.int16 if seg.max(initial=0) > 127 or seg.min(initial=0) < -128 else np.int8), geo
+    low, high = seg.min(initial=0), seg.max(initial=0)
+    for dtype in LABEL_DTYPES:  # the smallest that holds every value: a 16-bit mask's 65535 stays 65535
+        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
+            return seg.astype(dtype), geo
+    raise ImageReadError(f"{path}: label values from {low} to {high} do not fit a 64-bit integer")
 
 
 def file_ending(path: Path) -> str:

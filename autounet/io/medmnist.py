@@ -19,6 +19,7 @@ interrupted or failed conversion leaves nothing under the final name.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from autounet.errors import DatasetError, WorkspaceError
+from autounet.hardware import ram_gb
 from autounet.io.atomic import atomic_folder, check_writable
 from autounet.io.dataset_json import write_dataset_json
 from autounet.io.geometry import FLAT_AXIS_SPACING, Geometry
@@ -45,6 +47,8 @@ DATASET_NAME = re.compile(r"Dataset(\d{3,})_(.+)")
 CHUNK = 256  # images per job: enough to amortise a job's overhead, small enough for a live progress bar
 GRAY_CHANNELS = ["image"]  # a neutral name: the planner z-scores it
 RGB_CHANNELS = ["R", "G", "B"]
+MAX_CLASSES = 1000  # MedMNIST has at most 11; a larger value is a damaged or hostile file (one dict entry per class)
+MEMORY_SHARE = 0.5  # a file is converted only while its arrays fit in this share of the machine's memory
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,10 @@ def _check_headers(npz: Path, headers: dict, holdout: str) -> list[str]:
         problems.append(f"{npz}: the splits' labels differ in width: {widths}")
     if holdout not in ("none", "test") and holdout not in present:
         problems.append(f"{npz}: holdout split {holdout!r} is not in the file")
+    needed = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values()) / 1024**3
+    if needed > MEMORY_SHARE * ram_gb():
+        problems.append(f"{npz}: its arrays need {needed:.1f} GB in memory, more than {MEMORY_SHARE:.0%} of this "
+                        f"machine's {ram_gb():.1f} GB; split the file or convert on a larger machine")
     if problems:
         raise DatasetError("\n".join(problems))
     return present
@@ -159,6 +167,9 @@ def _task(npz: Path, splits: list[_Split], class_names: Sequence[str] | None) ->
     if task == "multilabel" and not np.isin(values, (0, 1)).all():
         raise DatasetError(f"{npz}: multi-label labels (shape (N, {k})) must be 0 or 1, found {np.unique(values)}")
     n = k if task == "multilabel" else int(values.max(initial=0)) + 1
+    if n > MAX_CLASSES:
+        raise DatasetError(f"{npz}: {'label columns' if task == 'multilabel' else 'class values'} up to {n - 1}: "
+                           f"more than {MAX_CLASSES} classes is not a MedMNIST file (MedMNIST has at most 11)")
     if class_names is None:
         return task, {f"class_{i}": i for i in range(n)}
     names = list(class_names)

@@ -281,19 +281,21 @@ def _write_dataset(out: Path, task: MsdTask, processes: int) -> None:
 
 
 def _targets(raw_root: Path, dataset_id: int, name: str, overwrite: bool) -> tuple[Path, list[Path]]:
-    """The dataset folder to write, and the existing folders it replaces (itself, or another
-    folder with the same id); refused unless ``overwrite``."""
+    """The dataset folder to write, and the existing folder it replaces (itself, only with
+    ``overwrite``). Another folder with the same id is never touched: it may be another
+    dataset, someone else's; the conversion is refused and says so."""
     target = raw_root / checked_name(f"Dataset{dataset_id:03d}_{name}", "dataset name")
     same_id = sorted(raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
     others = [p for p in same_id if p != target]
     if target.exists() and not target.is_dir():
         raise WorkspaceError(f"{target}: exists and is not a folder; move it away first")
+    if others:
+        raise WorkspaceError(f"{raw_root}: {', '.join(p.name for p in others)} already use(s) dataset id "
+                             f"{dataset_id}; choose another dataset id (--dataset-id), or move that folder away "
+                             f"yourself (--overwrite replaces only {target.name})")
     if target.exists() and not overwrite:
         raise WorkspaceError(f"{target}: exists; pass overwrite (--overwrite) to replace it as a whole")
-    if others and not overwrite:
-        raise WorkspaceError(f"{raw_root}: {', '.join(p.name for p in others)} already use(s) dataset id "
-                             f"{dataset_id}; choose another dataset id, or pass overwrite (--overwrite) to replace it")
-    return target, [p for p in (target, *others) if p.exists()]
+    return target, [target] if target.exists() else []
 
 
 def _move_aside(path: Path) -> Path:
@@ -308,7 +310,8 @@ def convert_msd(task_folder: Path, raw_root: Path, dataset_id: int | None = None
     """Convert an MSD task folder (e.g. ``Task04_Hippocampus``) into ``raw_root/DatasetNNN_Name``.
 
     dataset_id : NNN; default the task number. overwrite : replace an existing folder of that
-    name or id (as a whole, once the new one is complete). processes : worker processes over
+    name (as a whole, once the new one is complete); a folder of another name with the same id
+    is never replaced. processes : worker processes over
     cases. Returns the dataset folder. Raises DatasetError naming every file that is missing or
     cannot be converted, WorkspaceError for names that cannot be used or an existing target.
     """
@@ -322,6 +325,8 @@ def convert_msd(task_folder: Path, raw_root: Path, dataset_id: int | None = None
     raw_root = Path(raw_root).resolve()
     target, replaced = _targets(raw_root, dataset_id, name, overwrite)
     check_writable(raw_root)
+    for path in replaced:
+        log.warning("--overwrite: %s will be replaced as a whole once the new dataset is complete", path)
     aside: list[Path] = []
     try:
         with atomic_folder(target) as tmp:

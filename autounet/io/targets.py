@@ -3,7 +3,8 @@
 The file (``RawPaths.targets``) is UTF-8 text, comma-separated, with a header row:
 
 - classification: ``case,label``; ``label`` holds the class value (an integer of dataset.json's
-  ``labels``; the class name is accepted too);
+  ``labels``; the class name is accepted too, where it is not a number: a number is always the
+  class value, and dataset.json may not name a class with a number other than its value);
 - multilabel: ``case,<target 0>,<target 1>,...`` in the order of the labels' column indices,
   each value 0 or 1;
 - regression: ``case,<target 0>,...``, finite numbers.

@@ -10,7 +10,7 @@ import numpy as np
 
 from autounet.errors import DatasetError, DatasetVerificationError
 from autounet.io.dataset_json import CaseFiles, DatasetSpec, load_dataset_json
-from autounet.io.geometry import Geometry
+from autounet.io.geometry import Geometry, geometry_mismatches
 from autounet.io.image_io import NATURAL_ENDINGS, ImageReadError, read_image, read_segmentation
 from autounet.io.layout import discover_training_cases
 from autounet.workspace import RawPaths
@@ -30,22 +30,9 @@ class LoadedCase:
     geometry: Geometry
 
 
-def geometry_mismatches(geo: Geometry, ref: Geometry) -> list[str]:
-    """Human-readable differences in shape, spacing, origin or direction (with tolerances)."""
-    out = []
-    if tuple(geo.shape) != tuple(ref.shape):
-        out.append(f"shape {geo.shape} != {ref.shape}")
-    if not np.allclose(geo.spacing, ref.spacing, rtol=1e-4, atol=1e-6):
-        out.append(f"spacing {geo.spacing} != {ref.spacing}")
-    if len(geo.origin) != len(ref.origin) or not np.allclose(geo.origin, ref.origin, rtol=0, atol=1e-3):
-        out.append(f"origin {geo.origin} != {ref.origin}")
-    if len(geo.direction) != len(ref.direction) or not np.allclose(geo.direction, ref.direction, atol=1e-4):
-        out.append(f"direction {geo.direction} != {ref.direction}")
-    return out
-
-
 def _label_values(seg: np.ndarray) -> np.ndarray:
-    if seg.size and seg.min() >= 0:
+    """The values a label map holds, as they are in the file (a count per value while they are small)."""
+    if seg.size and 0 <= seg.min() and seg.max() < 2**16:
         return np.flatnonzero(np.bincount(seg.ravel().astype(np.intp)))
     return np.unique(seg)
 

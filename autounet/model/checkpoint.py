@@ -9,7 +9,9 @@ Where checkpoints live is :class:`autounet.workspace.FoldPaths`'s business.
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,18 @@ from autounet.io.atomic import atomic_path, fsync_file
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Write a checkpoint atomically: a kill at any moment leaves the previous one intact."""
+    """Write a checkpoint atomically: a kill at any moment leaves the previous one intact. A
+    failed write (a full disk: torch says only "PytorchStreamWriter failed writing file") is an
+    OSError naming the checkpoint and the free space left."""
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        try:
+            torch.save(checkpoint, tmp)
+        except RuntimeError as e:
+            free = shutil.disk_usage(Path(path).parent).free
+            reason = "disk full" if free < 64 * 2**20 else "the write failed"
+            raise OSError(errno.ENOSPC if reason == "disk full" else errno.EIO,
+                          f"{reason} while writing this checkpoint ({free / 2**20:.0f} MB free there; {e}); the "
+                          "previous checkpoint is intact", str(path)) from e
         fsync_file(tmp)
 
 

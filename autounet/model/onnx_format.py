@@ -81,6 +81,8 @@ class OnnxManifest:
             stage = plans[s].configurations.get(s)
             if stage is None or (stage.previous_stage and stage.previous_stage not in stages):
                 problems.append(f"the plans of {s} lack it or its previous stage")
+        if not problems:
+            problems += _cycles(plans, stages)
         if problems or not configurations or not folds:
             raise AutounetError(f"{source}: {'; '.join(problems) or 'no configurations or folds'}")
         return cls(configurations, stages, folds, plans, d.get("postprocessing"), d.get("dataset"),
@@ -88,3 +90,18 @@ class OnnxManifest:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1)
+
+
+def _cycles(plans: dict[str, Plans], stages: tuple[str, ...]) -> list[str]:
+    """Stages whose chain of previous stages comes back to itself (a hostile file's; a cascade
+    has one previous stage, which has none)."""
+    problems = []
+    for s in stages:
+        seen, current = [s], plans[s].configurations[s].previous_stage
+        while current:
+            if current in seen:
+                problems.append(f"the previous stages of {s} form a cycle ({' -> '.join(seen + [current])})")
+                break
+            seen.append(current)
+            current = plans[current].configurations[current].previous_stage
+    return problems

@@ -22,7 +22,7 @@ import numpy as np
 from autounet.errors import AutounetError
 from autounet.io.atomic import check_writable, read_json, write_json, write_text
 from autounet.io.image_io import SUPPORTED_ENDINGS, file_ending, read_segmentation, reader_for
-from autounet.io.verify import geometry_mismatches
+from autounet.io.geometry import geometry_mismatches
 from autounet.parallel import map_parallel
 from autounet.postprocess.metrics import (
     DEFAULT_NSD_TOLERANCE_MM, METRICS, Class, absent_class_metrics, case_metrics, class_name, summarize,

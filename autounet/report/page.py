@@ -10,6 +10,7 @@ from pathlib import Path
 from autounet import __version__
 from autounet.autoplan.plans import Plans, load_plans
 from autounet.io.atomic import write_text
+from autounet.locks import locked
 from autounet.postprocess.metrics import class_names
 from autounet.report.figures import FIGURES, Figures
 from autounet.report.markup import READ_ERRORS, bullets, esc, num
@@ -18,7 +19,7 @@ from autounet.report.plan import TrainedStage, plan_section, trained_stages
 from autounet.report.spending import run_spending, spending_section
 from autounet.report.selection import cross_validation_section, load_cross_validation
 from autounet.report.training import training_section
-from autounet.workspace import DatasetPaths
+from autounet.workspace import DatasetPaths, report_lock
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,11 @@ def write_report(paths: DatasetPaths, output: Path | None = None, max_overlays: 
     section whose inputs do not exist yet shows a one-line note. Returns the path of ``index.html``.
     """
     output = Path(output) if output is not None else paths.trained.report
+    with locked(report_lock(output), f"the report in {output}", wait=True):  # one writer: it removes temporaries
+        return _write_report(paths, output, max_overlays)
+
+
+def _write_report(paths: DatasetPaths, output: Path, max_overlays: int) -> Path:
     figures = Figures(output / FIGURES)
     figures.folder.mkdir(parents=True, exist_ok=True)
     plans, plan_problem = _read_plans(paths)

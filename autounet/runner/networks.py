@@ -17,7 +17,7 @@ from typing import Sequence
 from autounet.autoplan.variants import network_variants
 from autounet.hardware import resolve_device
 from autounet.runner.share import ConfigurationCost, plan_configurations
-from autounet.training.budget import Calibration, NetworkChoice, VariantChoice
+from autounet.training.budget import MEASUREMENT_SHARE, Calibration, NetworkChoice, VariantChoice
 from autounet.training.config import TrainingConfig
 from autounet.training.schedule import calibrate, validation_cases
 from autounet.training.setup import prepare_fold
@@ -27,10 +27,12 @@ from autounet.workspace import DatasetPaths
 log = logging.getLogger("autounet")
 
 
-def measure_cost(paths: DatasetPaths, configuration: str, config: TrainingConfig, device: str) -> ConfigurationCost:
-    """One configuration's variants and its planned network's speed, measured on fold 0's data."""
+def measure_cost(paths: DatasetPaths, configuration: str, config: TrainingConfig, device: str,
+                 max_s: float | None = None) -> ConfigurationCost:
+    """One configuration's variants and its planned network's speed, measured on fold 0's data
+    (``max_s``: the timed steps stop after that long)."""
     setup = prepare_fold(paths, configuration, 0)
-    planned = calibrate(setup, config, resolve_device(device))
+    planned = calibrate(setup, config, resolve_device(device), max_s=max_s)
     return ConfigurationCost(configuration, tuple(network_variants(setup.stage)), planned,
                              validation_cases(setup, config))
 
@@ -39,7 +41,8 @@ def decide_networks(paths: DatasetPaths, candidates: Sequence[str], config: Trai
                     training_s: float, folds: int, keep_all: bool) -> tuple[dict[str, NetworkChoice], list[str]]:
     """The configurations to train among ``candidates`` (in their order), each one's network, and
     the decision in plain words (logged)."""
-    costs = [measure_cost(paths, c, config, device) for c in candidates]
+    cap = MEASUREMENT_SHARE * training_s / max(1, len(candidates))
+    costs = [measure_cost(paths, c, config, device, cap) for c in candidates]
     plan = plan_configurations(costs, training_s, folds, config.validation.mirror, keep_all)
     lines = explain(plan, [c.configuration for c in costs], training_s, folds)
     for line in lines:

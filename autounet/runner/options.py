@@ -25,6 +25,7 @@ class RunOptions:
     after_training_s: float | None = None     # kept after training (default: the share module's rule)
     dry_run: bool = False                     # plan, print the per-fold commands, train nothing
     amp: bool = True                          # mixed precision where the device has it; False: float32
+    wait: bool = False                        # another process working on the dataset: wait, not an error
 
 
 def resolve_budget(options: RunOptions, hardware: HardwareInfo) -> tuple[float | None, str]:

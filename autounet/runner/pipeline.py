@@ -8,6 +8,7 @@ import logging
 import shlex
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +16,7 @@ from autounet.autoplan.plans import Plans
 from autounet.errors import WorkspaceError
 from autounet.hardware import HardwareInfo, detect_hardware
 from autounet.io.atomic import check_writable, read_json
+from autounet.locks import locked
 from autounet.parallel import default_processes
 from autounet.postprocess.find_best import describe_choice, find_best_configuration, format_table
 from autounet.preprocess.prepare import check_planned, plan_dataset, preprocess_planned
@@ -28,6 +30,7 @@ from autounet.runner.share import CASCADE, after_training_s, worth_training
 from autounet.training.budget import NetworkChoice, describe_seconds
 from autounet.training.spending import read_spending
 from autounet.training.config import TrainingConfig
+from autounet.training.fold import train_fold
 from autounet.workspace import DatasetPaths
 
 log = logging.getLogger("autounet")
@@ -73,7 +76,8 @@ def _train(paths: DatasetPaths, jobs: list, options: RunOptions, hardware: Hardw
         log.info("run: %d GPUs, one fold on each at a time", len(gpus))
         schedule = options.schedule
         extra = ([] if schedule is None else ["--epochs", str(schedule.epochs), "--iterations-per-epoch",
-                                              str(schedule.iterations_per_epoch)]) + ([] if options.amp else ["--no-amp"])
+                                              str(schedule.iterations_per_epoch)])
+        extra += ([] if options.amp else ["--no-amp"]) + (["--wait"] if options.wait else [])
         variants = {c: n["variant"] for c, n in networks.items()}
         train_concurrently(pending(paths, jobs), gpus, launcher(str(paths.raw), root, extra, variants), time_left)
         return
@@ -91,8 +95,8 @@ def _train(paths: DatasetPaths, jobs: list, options: RunOptions, hardware: Hardw
         if job[0] in networks:
             networks[job[0]] = refined(network(job[0]), read_spending(paths.trained.fold(*job))).to_json()
 
-    train_sequentially(paths, jobs, _train_config(options), options.device, time_left, networks=network,
-                       finished=finished)
+    train_sequentially(paths, jobs, _train_config(options), options.device, time_left,
+                       partial(train_fold, wait=options.wait), network, finished)
 
 
 def _decide(paths: DatasetPaths, ledger: Ledger, candidates: list[str], options: RunOptions, training_s: float | None,
@@ -134,24 +138,32 @@ def dry_run_commands(paths: DatasetPaths, configurations: Sequence[str], folds: 
 
 def run_dataset(paths: DatasetPaths, options: RunOptions = RunOptions(), root: Path | None = None) -> dict:
     """The whole pipeline on one dataset (see the module docstring); returns the selection's
-    result with the report's path, the configurations trained and the wall time used."""
+    result with the report's path, the configurations trained and the wall time used. One run
+    of a dataset at a time: the run holds its lock (:mod:`autounet.locks`)."""
+    check_writable(paths.results)
+    if options.dry_run:
+        return _run(paths, options, root)
+    with locked(paths.trained.run_lock, f"the run of {paths.name}", options.wait):
+        return _run(paths, options, root)
+
+
+def _run(paths: DatasetPaths, options: RunOptions, root: Path | None) -> dict:
     hardware = detect_hardware(options.device)
     budget, statement = resolve_budget(options, hardware)
     log.info("autounet run %s: %s", paths.name, statement)
-    check_writable(paths.results)
     ledger = None if options.dry_run else open_ledger(paths.trained.run_record, budget)
     after_s = options.after_training_s if options.after_training_s is not None else (
         after_training_s(budget) if budget is not None else 0.0)
     processes = options.processes or default_processes()
     with heartbeat(ledger) if ledger is not None else nullcontext():
         planned = plan_dataset(paths, processes, options.gpu_memory_gb, options.seed, network=options.network,
-                               device=options.device)
+                               device=options.device, wait=options.wait)
         folds = len(read_json(paths.splits))
         left = None if budget is None else (ledger.left_s(after_s) if ledger else budget - after_s)
         candidates = _choose(ledger, planned.plans, options, left, folds)
         if ledger is None:
             return {"commands": dry_run_commands(paths, candidates, folds, left, root)}
-        preprocess_planned(paths, planned, candidates, processes, seed=options.seed)
+        preprocess_planned(paths, planned, candidates, processes, seed=options.seed, wait=options.wait)
         spent = ledger.record.spending
         spent.setdefault("preparation_s", round(ledger.used_s(), 1))
         configurations = _decide(paths, ledger, candidates, options, ledger.left_s(after_s), folds)

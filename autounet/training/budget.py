@@ -9,8 +9,8 @@ The rules, in order:
 2. With the measured seconds per iteration (data loading included), choose iterations per epoch
    so that there are about ``TARGET_EPOCHS`` epochs, none shorter than ``MIN_EPOCH_S`` (measured
    on a 2-core CPU: about 0.7 s of overhead per epoch, so 20 epochs of a 50-second fold spent
-   a quarter of it between epochs), one validation iteration per 5 training iterations (at most
-   50), and as many epochs as fit; then the epochs are stretched to fill the time left (whole
+   a quarter of it between epochs), one validation iteration per 10 training iterations (at
+   most 50), and as many epochs as fit; then the epochs are stretched to fill the time left (whole
    epochs of a 50-second fold left up to 8 s of it unused).
 3. A network learns when it sees ``MIN_LEARNING_SAMPLES`` patches in at least
    ``MIN_LEARNING_ITERATIONS`` steps (``learning_iterations``; measured: 150 CPU iterations of
@@ -22,9 +22,11 @@ The rules, in order:
    minimum and the half-patch variant gets further (:func:`choose_variant`): context outweighs
    iterations (half the patch: test Dice 0.61 against 0.79 on a real MRI set) until the full
    patch barely trains (one fold of 60 s on the 3D example: the full patch at 14% of its minimum
-   reached a foreground Dice of 0.40, half the patch at 86% reached 0.56). One measurement of the planned network gives every variant's
-   speed (:func:`estimate`). ``autounet run`` makes this choice once per configuration, before
-   its folds; ``autounet train --time-budget`` alone makes it for its fold.
+   reached a foreground Dice of 0.40, half the patch at 86% reached 0.56). One measurement of
+   the planned network gives every variant's speed (:func:`estimate`); its timed steps stop
+   after ``MEASUREMENT_SHARE`` of the budget (at least one: on the 2D EM set, 5.4 s a step,
+   measuring in full took 46 s of a 5-minute run). ``autounet run`` makes this choice once per
+   configuration, before its folds; ``autounet train --time-budget`` alone makes it for its fold.
 4. While training, after every epoch, the number of epochs is re-planned from the measured wall
    time of the last epochs (``epochs_that_fit``): a machine that turns out faster or slower than
    its calibration (other jobs starting or stopping, a warmed-up cache) still ends on time. The
@@ -60,6 +62,7 @@ MIN_LEARNING_SAMPLES = 2000       # patches a network must see to learn (1000 it
 MIN_LEARNING_ITERATIONS = 100     # ... in at least this many optimiser steps
 CONTEXT_FLOOR = 0.25             # below this share of its minimum, a full-patch network yields to half the patch
 VALIDATION_SHARE = 0.05          # mirrored final validation only while it costs at most this share of the budget
+MEASUREMENT_SHARE = 0.02         # a speed measurement's timed steps stop after this share of the budget
 VALIDATION_OVERHEAD = 1.3        # export, resampling and writing on top of the network's forwards
 FINISH_S = 2.0                   # final checkpoint and shutdown after the last epoch
 REPLAN_WINDOW = 3                # the last epochs whose wall time predicts the next ones
@@ -214,8 +217,9 @@ def schedule_for(budget_s: float, calibration: Calibration, reserve_s: float) ->
 
 
 def _val_iterations(per_epoch: int) -> int:
-    """Validation iterations of an epoch: one per 5 training iterations, at most 50."""
-    return max(1, min(50, per_epoch // 5))
+    """Validation iterations of a budgeted epoch (the pseudo Dice): one per 10 training
+    iterations, at most 50 (one per 5, as without a budget, took 5% of a 5-minute run's epochs)."""
+    return max(1, min(50, per_epoch // 10))
 
 
 def estimate(planned: Calibration, variant: Variant) -> Calibration:

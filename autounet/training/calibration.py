@@ -73,21 +73,34 @@ def store(key: str, calibration: Calibration) -> None:
         log.warning("could not cache the calibration in %s: %s", path, e)
 
 
-def measure(run_steps, run_forwards) -> Calibration:
+def measure(run_steps, run_forwards, max_s: float | None = None) -> Calibration:
     """Time ``run_steps(1)`` (a training step) ``MEASURED_STEPS`` times and ``run_forwards(n)``
-    after a warm-up, watching the load of the machine meanwhile."""
+    after a warm-up, watching the load of the machine meanwhile. ``max_s``: the timed steps stop
+    once they took that long (at least one is timed; a warm-up longer than ``max_s`` is itself
+    the estimate), and one forward is timed without its own warm-up: a network of several
+    seconds a step (a 512x448 patch on a 2-core CPU: 5.4 s) took 46 s of a 5-minute run to
+    measure in full."""
+    before = snapshot()  # the load over the warm-up too: it may be the only step timed
+    start = time.perf_counter()
     run_steps(WARMUP_STEPS)
-    before = snapshot()
-    steps = []
-    for _ in range(MEASURED_STEPS):
+    warmup = (time.perf_counter() - start) / WARMUP_STEPS
+    # a warm-up as long as the whole allowance: its time is the (upper) estimate, nothing more is timed
+    steps: list[float] = [warmup] if max_s is not None and warmup >= max_s else []
+    while len(steps) < MEASURED_STEPS and (max_s is None or not steps or sum(steps) < max_s):
         start = time.perf_counter()
         run_steps(1)
         steps.append(time.perf_counter() - start)
     others = other_cores(before, snapshot())
-    run_forwards(1)
+    short = max_s is not None and sum(steps) >= max_s
+    if short and len(steps) < MEASURED_STEPS:
+        log.info("calibration: %d step(s) timed (%.1f s each), enough for %.0f s of measuring", len(steps),
+                 statistics.median(steps), max_s)
+    if not short:
+        run_forwards(1)
+    forwards = 1 if short else MEASURED_FORWARDS
     start = time.perf_counter()
-    run_forwards(MEASURED_FORWARDS)
-    forward = (time.perf_counter() - start) / MEASURED_FORWARDS
+    run_forwards(forwards)
+    forward = (time.perf_counter() - start) / forwards
     spread = max(steps) / max(min(steps), 1e-9)
     loaded = (others is not None and others > BUSY_CORES) or spread > SPREAD_LIMIT
     return Calibration(seconds_per_iteration=statistics.median(steps), seconds_per_val_iteration=forward,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +20,7 @@ import torch
 
 from autounet.errors import WorkspaceError
 from autounet.hardware import resolve_device
+from autounet.locks import locked
 from autounet.model.checkpoint import load_checkpoint, save_checkpoint
 from autounet.training.config import TrainingConfig
 from autounet.training.distributed import DistInfo, barrier, check_replicas_identical, init_distributed
@@ -37,16 +38,21 @@ log = logging.getLogger("autounet.training")
 
 
 def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config: TrainingConfig = TrainingConfig(),
-               device: str = "auto", resume: bool = False, network: NetworkChoice | None = None) -> Path:
+               device: str = "auto", resume: bool = False, network: NetworkChoice | None = None,
+               wait: bool = False) -> Path:
     """Train (or resume) one fold and validate it; returns the fold's output folder.
 
     network : the network variant (and, with a time budget, its speed estimate) decided by
     ``autounet run`` for every fold of the configuration; None: the planned network, or with a
-    time budget the variant this fold chooses for itself."""
+    time budget the variant this fold chooses for itself. The fold is locked while it trains
+    (:mod:`autounet.locks`): another process training it raises LockedError, or with ``wait``
+    this one waits for it."""
     started = time.monotonic()
     setup = prepare_fold(paths, configuration, fold)
     dev, dist = _devices(device)
-    with _fold_log(setup.output, dist.is_main), threads_restored():
+    lock = locked(setup.output.lock, f"fold {fold} of {configuration} of {paths.name}", wait) if dist.is_main \
+        else nullcontext()  # the other ranks of a distributed fold train it with rank 0
+    with lock, _fold_log(setup.output, dist.is_main), threads_restored():
         source = _checkpoint_to_resume(setup.output, resume)
         state = _load_resume_state(setup.output, source, dev) if source is not None else None
         setup, config, budget = fit_schedule(setup, config, dev, dist, state, started, network)

@@ -22,7 +22,7 @@ from autounet.training.steps import train_epoch, validation_epoch
 from autounet.training.threads import adapt_threads, fit_threads_to_load
 
 log = logging.getLogger("autounet.training")
-PLOT_INTERVAL_S = 30.0  # progress.png is redrawn at most this often (drawing takes ~0.5 s), and at the end
+PLOT_INTERVAL_S = 60.0  # progress.png is redrawn at most this often (drawing takes ~0.5 s), and at the end
 
 
 def _precision_note(run: Run) -> str:

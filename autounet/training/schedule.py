@@ -24,10 +24,11 @@ from autounet.autoplan.plans import Plans, StagePlan
 from autounet.autoplan.variants import network_variants, variant
 from autounet.hardware import autocast_for
 from autounet.training.batches import make_inputs, to_device
-from autounet.training.budget import (FINISH_S, REPLAN_WINDOW, SPEED_MISMATCH, SPEED_MISMATCH_UNDER_LOAD, BudgetDecision,
-                                      Calibration, NetworkChoice, VariantChoice, choose_variant, decide,
-                                      epochs_that_fit, final_validation_seconds, speed_ratio)
-from autounet.training.calibration import MEASURED_STEPS, cached, calibration_key, measure, store
+from autounet.training.budget import (FINISH_S, MEASUREMENT_SHARE, REPLAN_WINDOW, SPEED_MISMATCH,
+                                      SPEED_MISMATCH_UNDER_LOAD, BudgetDecision, Calibration, NetworkChoice,
+                                      VariantChoice, choose_variant, decide, epochs_that_fit,
+                                      final_validation_seconds, speed_ratio)
+from autounet.training.calibration import cached, calibration_key, measure, store
 from autounet.training.config import TrainingConfig
 from autounet.training.distributed import DistInfo
 from autounet.training.setup import FoldSetup
@@ -45,9 +46,11 @@ def network_text(stage: StagePlan) -> str:
             f"features {'-'.join(map(str, stage.network.features_per_stage))}")
 
 
-def calibrate(setup: FoldSetup, config: TrainingConfig, device: torch.device, use_cache: bool = True) -> Calibration:
+def calibrate(setup: FoldSetup, config: TrainingConfig, device: torch.device, use_cache: bool = True,
+              max_s: float | None = None) -> Calibration:
     """Seconds per training iteration (data loading included) and per forward pass of a batch,
-    measured with the real pipeline, or read from the per-machine cache (``use_cache``)."""
+    measured with the real pipeline, or read from the per-machine cache (``use_cache``);
+    ``max_s`` bounds the timed steps (:func:`autounet.training.calibration.measure`)."""
     inputs = make_inputs(setup, config, device)
     key = calibration_key(setup.stage, device, config.amp, inputs.workers, config.augmentation)
     hit = cached(key) if use_cache else None
@@ -67,11 +70,11 @@ def calibrate(setup: FoldSetup, config: TrainingConfig, device: torch.device, us
                 run.network(x)
 
     try:
-        calibration = measure(lambda n: train_epoch(run, batches, n, False), forwards)
+        calibration = measure(lambda n: train_epoch(run, batches, n, False), forwards, max_s)
     finally:
         stop()
-    log.info("calibration: %.3f s/iteration (median of %d steps), %.3f s/forward for %s",
-             calibration.seconds_per_iteration, MEASURED_STEPS, calibration.seconds_per_val_iteration,
+    log.info("calibration: %.3f s/iteration (median of the timed steps), %.3f s/forward for %s",
+             calibration.seconds_per_iteration, calibration.seconds_per_val_iteration,
              network_text(setup.stage))
     if calibration.under_load:
         busy = "" if calibration.other_cores is None else f"other processes kept {calibration.other_cores:.1f} cores busy, "
@@ -90,7 +93,7 @@ def validation_cases(setup: FoldSetup, config: TrainingConfig) -> int:
 def own_choice(setup: FoldSetup, config: TrainingConfig, device: torch.device, budget_s: float) -> VariantChoice:
     """``autounet train --time-budget`` alone: the planned network measured once, the variant
     for a fold of ``budget_s`` chosen by the rule ``autounet run`` uses for its folds."""
-    planned = calibrate(setup, config, device)
+    planned = calibrate(setup, config, device, max_s=MEASUREMENT_SHARE * budget_s)
     return choose_variant(network_variants(setup.stage), planned, budget_s, validation_cases(setup, config),
                           config.validation.mirror)
 

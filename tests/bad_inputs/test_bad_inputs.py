@@ -39,6 +39,47 @@ ELSEWHERE = [
     ("Inf in a float TIFF (or NIfTI) to predict", "tests/io/test_image_io.py::test_non_finite_voxels_of_an_input_are_refused"),
     ("files written by an atomic write: the umask's permissions, not 0600",
      "tests/io/test_atomic.py::test_files_get_the_permissions_of_the_umask"),
+    ("`train` of a fold another process is training (a second terminal, a retried job): exit 75 naming the "
+     "holder's pid, host, command and start, nothing written; `--wait` waits",
+     "tests/test_locks.py::test_train_refuses_a_fold_another_process_trains_and_writes_nothing"),
+    ("two `train` processes of one fold started together: one trains, the other stops with exit 75",
+     "tests/test_locks.py::test_two_trainers_of_one_fold_one_trains_the_other_stops"),
+    ("`run` of a dataset another `run` is working on: exit 75 naming the holder, run.json untouched",
+     "tests/test_locks.py::test_run_refuses_while_another_run_holds_the_dataset"),
+    ("`plan_and_preprocess` while another process preprocesses the dataset: exit 75, or with `--wait` it waits "
+     "and goes on", "tests/test_locks.py::test_preprocessing_refuses_or_waits_for_another_preprocessor"),
+    ("`nan` or `inf` for a number option (`--gpu-memory-gb nan`, `--initial-lr nan`): a usage error, exit 2",
+     "tests/cli/test_nnunet_spellings.py::test_nan_and_inf_are_usage_errors"),
+    ("a full disk while a checkpoint is written: `PATH: disk full while writing this checkpoint (N MB free there; "
+     "...)`, exit 2, not a traceback; the previous checkpoint intact",
+     "tests/model/test_checkpoint.py::test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one"),
+    ("a case to predict whose second channel has another spacing, origin or direction than the first: that case "
+     "fails naming the file and the difference (as verification refuses it in training data)",
+     "tests/io/test_image_io.py::test_channels_of_another_geometry_are_refused_at_prediction"),
+    ("training inside a Slurm cpuset on a busy node: the load is measured on the CPUs this process may use, not "
+     "the whole node's", "tests/training/test_busy_machine.py::test_load_counts_only_the_cpus_this_process_may_use"),
+    ("a MedMNIST file with a class value of 2e9: refused naming the file and the value, before any memory goes "
+     "to it", "tests/io/test_convert_medmnist.py::test_a_huge_class_value_is_refused_before_any_memory_goes_to_it"),
+    ("a MedMNIST file whose arrays need more than half the machine's memory: refused from the array headers, "
+     "before loading", "tests/io/test_convert_medmnist.py::test_a_file_larger_than_memory_allows_is_refused_from_its_headers"),
+    ("a label map with values beyond int16 (a 16-bit mask's 65535, an int32 65537, -40000): reported as "
+     "undeclared with the value as it is in the file, not wrapped to -1 or 1",
+     "tests/io/test_verify.py::test_undeclared_label_values_are_reported_as_they_are_in_the_file"),
+    ("an ONNX model whose tensors point to external data (`../weights.bin`): refused without reading outside the "
+     "file (autounet never writes external data; onnx>=1.16)", "tests/inference/test_onnx.py::test_external_data_is_never_followed"),
+    ("an ONNX model's metadata with `\"labels\": []` or a previous stage that leads back to itself: an error "
+     "naming the file, not an AttributeError or RecursionError",
+     "tests/inference/test_onnx.py::test_hostile_metadata_is_a_clear_error"),
+    ("`convert_msd TaskNN --overwrite` while another dataset (another name) uses the id: refused, naming it; only "
+     "the folder the conversion writes is ever replaced, and it is named before",
+     "tests/io/test_convert_msd.py::test_another_folder_with_the_same_id_is_never_replaced"),
+    ("a classification dataset.json whose class names look like other classes' values (`{\"1\": 0, \"2\": 1}`): "
+     "refused, saying what a row `1` would mean (in labelsTr.csv a number is always the class value)",
+     "tests/io/test_case_dataset.py::test_numeric_class_names_that_are_not_their_values_are_refused"),
+    ("`predict -o` into a folder holding a case's output already (`-o raw/X/labelsTs`: the ground truth): that "
+     "case fails naming the file, which is kept; the others are predicted; every output existing: exit 2; "
+     "`--overwrite` replaces them (a case-level model's `-o labelsTs.csv` likewise)",
+     "tests/inference/test_predict.py::test_existing_outputs_are_refused_per_case_unless_overwrite"),
 ]
 
 
@@ -72,8 +113,9 @@ def render() -> str:
     lines = ["# Bad inputs autounet handles", "",
              "Each row is a test: `python -m pytest tests/bad_inputs` runs the first table (the command as a "
              "user types it, in a tiny trained workspace), the second table names the test of each row. "
-             "Exit code 2: refused before any work; 1: some inputs failed, the others were done; 0: done, with "
-             "what the row says. Issue column: the point of issue 13 the row answers.", "",
+             "Exit code 2: refused before any work; 1: some inputs failed, the others were done; 75: another "
+             "autounet process holds the work (`autounet/locks.py`), try again later or pass `--wait`; 0: done, "
+             "with what the row says. Issue column: the point of issue 13 the row answers.", "",
              "| # | issue | bad input | command | the user reads | exit | on disk | test |",
              "|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(ROWS, 1):

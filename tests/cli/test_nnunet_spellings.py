@@ -234,3 +234,12 @@ def test_run_is_listed_first(capsys):
     assert stopped.value.code == 0
     listed = capsys.readouterr().out.split("COMMAND\n", 1)[1]
     assert listed.split()[0] == "run"
+
+
+@pytest.mark.parametrize("argv", [["plan_and_preprocess", "4", "--gpu-memory-gb", "nan"],
+                                  ["plan_and_preprocess", "4", "--gpu-memory-gb", "inf"],
+                                  ["train", "4", "2d", "0", "--initial-lr", "nan"],
+                                  ["train", "4", "2d", "0", "--weight-decay", "inf"]])
+def test_nan_and_inf_are_usage_errors(argv, capsys):
+    """NaN passes every comparison and reached the planner ("cannot convert float NaN to integer")."""
+    assert "must be a finite number" in _usage_error(argv, capsys)

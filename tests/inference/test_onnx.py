@@ -126,6 +126,37 @@ def test_a_file_that_is_not_an_autounet_onnx_model_is_named(exported, tmp_path):
     assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").iterdir())
 
 
+def test_external_data_is_never_followed(exported, tmp_path):
+    """onnx.load follows a file's external-data paths (CVE-2024-27318 in onnx 1.15 escaped the
+    model's folder); autounet never writes external data, so a file that has some is refused."""
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load(str(exported["model"]))
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location="../weights.bin", size_threshold=0)
+    hostile = tmp_path / "sub" / "hostile.onnx"
+    hostile.parent.mkdir()
+    hostile.write_bytes(model.SerializeToString())  # the tensors now point outside; the data is not even there
+    with pytest.raises(AutounetError, match="hostile.onnx: tensors stored outside the file"):
+        api.predict(exported["inputs"], tmp_path / "out", model=hostile, settings=PredictSettings(**FP32))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: m["plans"]["3d_fullres"].update(labels=[]), "'labels' must be an object"),
+    (lambda m: m["plans"]["3d_fullres"]["configurations"]["3d_fullres"].update(previous_stage="3d_fullres"),
+     "the previous stages of 3d_fullres form a cycle")], ids=["labels-list", "previous-stage-cycle"])
+def test_hostile_metadata_is_a_clear_error(exported, tmp_path, damage, message):
+    """"labels": [] was an AttributeError, a previous_stage cycle a RecursionError."""
+    model = onnx.load(str(exported["model"]))
+    meta = {p.key: p for p in model.metadata_props}["autounet"]
+    manifest = json.loads(meta.value)
+    damage(manifest)
+    meta.value = json.dumps(manifest)
+    onnx.save(model, str(tmp_path / "hostile.onnx"))
+    with pytest.raises(AutounetError, match=message):
+        api.predict(exported["inputs"], tmp_path / "out", model=tmp_path / "hostile.onnx",
+                    settings=PredictSettings(**FP32))
+
+
 def test_a_missing_runtime_says_how_to_install_it(exported, tmp_path, monkeypatch):
     import importlib
 

@@ -147,6 +147,30 @@ def test_corrupt_file_is_reported_and_the_others_written(trained_3d, tmp_path):
     assert written == [f"{c}.nii.gz" for c in good] and good
 
 
+def test_existing_outputs_are_refused_per_case_unless_overwrite(trained_3d, tmp_path):
+    """`predict -i raw/X/imagesTs -o raw/X/labelsTs` replaced the ground truth, exit code 0."""
+    raw, root = trained_3d
+    truth = tmp_path / "labelsTs"
+    shutil.copytree(raw / "labelsTs", truth)
+    first, *others = sorted(truth.iterdir())
+    for other in others:
+        other.unlink()  # one reference left: its case is refused, the others predicted
+    before = first.read_bytes()
+
+    def predict(*extra):
+        return subprocess.run([sys.executable, "-m", "autounet.cli", "predict", "-i", str(raw / "imagesTs"),
+                               "-o", str(truth), "-d", str(raw), "-c", "3d_fullres", "--root", str(root),
+                               "--device", "cpu", "--no-tta", *extra], capture_output=True, text=True)
+
+    proc = predict()
+    assert proc.returncode == 1 and f"{first}: exists already; not replaced" in proc.stderr, proc.stderr
+    assert first.read_bytes() == before
+    assert sorted(p.name for p in truth.iterdir()) == sorted(p.name for p in (raw / "labelsTs").iterdir())
+    proc = predict()  # now every output exists: nothing to do, said at once
+    assert proc.returncode == 2 and "the output of every case exists already" in proc.stderr, proc.stderr
+    assert predict("--overwrite").returncode == 0 and first.read_bytes() != before
+
+
 def test_wrong_dimensionality_is_rejected(trained_3d, tmp_path):
     raw, root = trained_3d
     inputs = tmp_path / "in"

@@ -113,6 +113,17 @@ def test_a_classification_dataset_with_one_class_is_refused(classification: Path
     assert any("at least 2 classes" in p for p in info.value.problems), info.value.problems
 
 
+def test_numeric_class_names_that_are_not_their_values_are_refused(classification: Path):
+    """With labels {"1": 0, "2": 1}, a labelsTr.csv row '1' was read as class "2"."""
+    _edit_json(classification, labels={"1": 0, "2": 1})
+    with pytest.raises(DatasetError) as info:
+        load_dataset_json(classification)
+    assert "dataset.json" in str(info.value) and "'1', '2' look like class values" in str(info.value)
+    assert "would mean '2'" in str(info.value), str(info.value)
+    _edit_json(classification, labels={"0": 0, "1": 1})  # each numeric name its own value: one reading
+    assert load_dataset_json(classification).labels == {"0": 0, "1": 1}
+
+
 def test_an_unknown_task_is_refused(classification: Path):
     _edit_json(classification, task="detection")
     with pytest.raises(DatasetVerificationError) as info:

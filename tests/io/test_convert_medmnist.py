@@ -178,3 +178,21 @@ def test_case_ids_widen_past_five_digits():
     assert medmnist.case_ids("train", 3) == ["train_00000", "train_00001", "train_00002"]
     assert medmnist.case_ids("val", 100001)[-1] == "val_100000"
     assert medmnist.case_ids("val", 100000)[-1] == "val_99999"
+
+
+def test_a_huge_class_value_is_refused_before_any_memory_goes_to_it(tmp_path: Path):
+    """One label value of 2e9 built a dict with 2e9 entries (MemoryError, or the OOM killer)."""
+    arrays = make_npz(tmp_path / "in.npz")
+    arrays["train_labels"][0, 0] = 2_000_000_000
+    np.savez_compressed(tmp_path / "in.npz", **arrays)
+    with pytest.raises(DatasetError, match=r"in.npz: class values up to 2000000000: more than 1000 classes"):
+        convert_medmnist(tmp_path / "in.npz", tmp_path / "raw" / "Dataset201_X")
+    assert not (tmp_path / "raw" / "Dataset201_X").exists()
+
+
+def test_a_file_larger_than_memory_allows_is_refused_from_its_headers(tmp_path: Path, monkeypatch):
+    make_npz(tmp_path / "in.npz")
+    monkeypatch.setattr(medmnist, "ram_gb", lambda: 1e-9)  # a 1-byte machine: the file's arrays do not fit
+    with pytest.raises(DatasetError, match=r"in.npz: its arrays need .* GB in memory, more than 50% of this machine"):
+        convert_medmnist(tmp_path / "in.npz", tmp_path / "raw" / "Dataset201_X")
+    assert not (tmp_path / "raw" / "Dataset201_X").exists()

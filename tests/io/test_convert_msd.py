@@ -211,15 +211,19 @@ def test_an_existing_target_is_refused_unless_overwrite(tmp_path: Path):
     assert [p.name for p in (tmp_path / "raw").iterdir()] == ["Dataset007_Tiny"]
 
 
-def test_another_folder_with_the_same_id_is_refused_unless_overwrite(tmp_path: Path):
+def test_another_folder_with_the_same_id_is_never_replaced(tmp_path: Path):
+    """--overwrite deleted every DatasetNNN_* with the id, another user's dataset included."""
     task = make_task(tmp_path / "msd")
     other = tmp_path / "raw" / "Dataset007_Other"
     other.mkdir(parents=True)
-    with pytest.raises(WorkspaceError, match="Dataset007_Other already use"):
-        convert_msd(task, tmp_path / "raw")
+    (other / "dataset.json").write_text("{}")
+    for overwrite in (False, True):
+        with pytest.raises(WorkspaceError, match="Dataset007_Other already use.*--overwrite replaces only "
+                                                 "Dataset007_Tiny"):
+            convert_msd(task, tmp_path / "raw", overwrite=overwrite)
+    assert (other / "dataset.json").read_text() == "{}"
     assert convert_msd(task, tmp_path / "raw", dataset_id=8).name == "Dataset008_Tiny"
-    assert convert_msd(task, tmp_path / "raw", overwrite=True).name == "Dataset007_Tiny"
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["Dataset007_Tiny", "Dataset008_Tiny"]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["Dataset007_Other", "Dataset008_Tiny"]
 
 
 @pytest.mark.parametrize("name,error", [("Hippocampus", DatasetError), ("Task_Hippocampus", DatasetError),

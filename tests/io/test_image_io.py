@@ -174,3 +174,23 @@ def test_non_finite_voxels_of_an_input_are_refused(tmp_path: Path, name: str):
         sitk.WriteImage(sitk.GetImageFromArray(arr[None]), str(path))
     with pytest.raises(ImageReadError, match=rf"{name}: 1 NaN or Inf voxel"):
         read_channels([path], reader_for(name[name.index("."):]))
+
+
+@pytest.mark.parametrize("change, keyword", [(lambda img: img.SetSpacing((1.0, 1.0, 2.5)), "spacing"),
+                                             (lambda img: img.SetOrigin((0.0, 0.0, 7.0)), "origin"),
+                                             (lambda img: img.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, 1)), "direction")],
+                         ids=["spacing", "origin", "direction"])
+def test_channels_of_another_geometry_are_refused_at_prediction(tmp_path: Path, change, keyword: str):
+    """Training data with such a channel fails verification; prediction stacked it silently."""
+    from autounet.io.image_io import read_channels
+
+    arr = np.random.default_rng(0).normal(size=(4, 5, 6)).astype(np.float32)
+    first, second = tmp_path / "case_0000.nii.gz", tmp_path / "case_0001.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(first))
+    other = sitk.GetImageFromArray(arr)
+    change(other)
+    sitk.WriteImage(other, str(second))
+    with pytest.raises(ImageReadError, match=rf"case_0001.nii.gz: {keyword} .*mismatch with case_0000.nii.gz"):
+        read_channels([first, second], reader_for(".nii.gz"))
+    images, _ = read_channels([first, first], reader_for(".nii.gz"))  # one geometry: stacked
+    assert images.shape == (2, 4, 5, 6)

@@ -150,6 +150,21 @@ def test_undeclared_label_value(tiny_3d: Path, tmp_path: Path):
     assert "[7]" in problem
 
 
+@pytest.mark.parametrize("value, dtype", [(65535, np.uint16), (65537, np.int32), (-40000, np.int32)],
+                         ids=["uint16-65535", "int32-65537", "int32-negative"])
+def test_undeclared_label_values_are_reported_as_they_are_in_the_file(tiny_3d: Path, tmp_path: Path, value, dtype):
+    """Labels were cast to int16: a 16-bit mask's 65535 was reported as -1 and 65537 became 1, silently."""
+    def put(img: sitk.Image) -> sitk.Image:
+        arr = sitk.GetArrayFromImage(img).astype(dtype)
+        arr[1, 2, 3] = value
+        return with_array(img, arr)
+
+    rewrite(tiny_3d / "labelsTr" / "case_003.nii.gz", put)
+    err = plan_fails(tiny_3d, tmp_path)
+    problem = assert_reported(err, "case_003.nii.gz", "not declared")
+    assert f"[{value}]" in problem
+
+
 def _smaller(img: sitk.Image) -> sitk.Image:
     return with_array(img, sitk.GetArrayFromImage(img)[:, :-1])
 

@@ -31,3 +31,30 @@ def test_a_truncated_checkpoint_names_the_file(tmp_path: Path):
     path.write_bytes(b"PK\x03\x04 half a checkpoint")
     with pytest.raises(ValueError, match="checkpoint_latest.pt: not a readable autounet checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path: Path, monkeypatch):
+    """torch.save on a full disk raises RuntimeError("PytorchStreamWriter failed writing file"),
+    which escaped the command line as a traceback."""
+    import errno
+    import shutil
+
+    import torch
+
+    from autounet.model.checkpoint import save_checkpoint
+
+    path = tmp_path / "checkpoint_latest.pt"
+    save_checkpoint(path, {"network": {"w": torch.ones(2)}, "plans": "{}"})
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100, 100, 0))
+    with pytest.raises(OSError) as e:
+        save_checkpoint(path, {"network": {"w": torch.zeros(2)}, "plans": "{}"})
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path) and "disk full" in str(e.value)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["network"]["w"], torch.ones(2))  # the previous one, intact
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left

@@ -72,6 +72,32 @@ def test_measure_reports_load_and_takes_the_median(monkeypatch, steps, others, l
     assert c.under_load is loaded and c.other_cores == others
 
 
+def test_a_slow_network_is_measured_within_its_share_of_the_budget(monkeypatch):
+    """5.4 s a step (a 512x448 patch): five timed steps and three forwards took 46 s of a 5-minute
+    run; capped, the timed steps stop once they took max_s, and one forward is timed."""
+    run_steps, clock = fake_steps([5.0] * 10)
+    forwards = []
+    monkeypatch.setattr(cal.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(cal, "snapshot", lambda: None)
+
+    def run_forwards(n):
+        forwards.append(n)
+        clock["t"] += 1.5 * n
+    c = cal.measure(run_steps, run_forwards, max_s=6.0)
+    assert clock["t"] == pytest.approx(5.0 + 2 * 5.0 + 1.5)  # warm-up, two timed steps, one forward
+    assert c.seconds_per_iteration == pytest.approx(5.0) and c.seconds_per_val_iteration == pytest.approx(1.5)
+    assert forwards == [1]
+    run_steps, clock = fake_steps([0.5] * 10)  # a fast network: the cap changes nothing
+    monkeypatch.setattr(cal.time, "perf_counter", lambda: clock["t"])
+    forwards.clear()
+    cal.measure(run_steps, run_forwards, max_s=6.0)
+    assert clock["t"] == pytest.approx(0.5 + 5 * 0.5 + 1.5 * 3) and forwards == [1, cal.MEASURED_FORWARDS]
+    run_steps, clock = fake_steps([10.0] * 10)  # the warm-up alone exceeds the allowance: it is the estimate
+    monkeypatch.setattr(cal.time, "perf_counter", lambda: clock["t"])
+    c = cal.measure(run_steps, run_forwards, max_s=6.0)
+    assert clock["t"] == pytest.approx(10.0 + 1.5) and c.seconds_per_iteration == pytest.approx(10.0)
+
+
 BUSY_LOOP = "import time\nt = time.time() + {s}\nwhile time.time() < t: pass"
 
 
@@ -103,6 +129,19 @@ def test_other_cores_from_snapshots():
     assert load.other_cores(a, b) == pytest.approx(1.0)
     assert load.other_cores(a, None) is None and load.other_cores(b, a) is None
 
+
+
+def test_load_counts_only_the_cpus_this_process_may_use(tmp_path, monkeypatch):
+    """Inside a Slurm cpuset on a busy node, other jobs' cores were counted as load and training
+    dropped to one thread: /proc/stat's first line is the whole node."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  4000 0 0 0 0 0 0 0 0 0\n"
+                    "cpu0 100 0 0 900 0 0 0 0 0 0\ncpu1 200 0 0 800 0 0 0 0 0 0\n"
+                    "cpu2 1000 0 0 0 0 0 0 0 0 0\ncpu3 2700 0 0 0 0 0 0 0 0 0\n"
+                    "intr 12345 0 0\nctxt 999\n")
+    monkeypatch.setattr(load, "PROC", tmp_path)
+    assert load._machine_busy(frozenset({0, 1})) == pytest.approx(300 / load.CLOCK_TICKS)
+    assert load._machine_busy(None) == pytest.approx(4000 / load.CLOCK_TICKS)
 
 # ---------------------------------------------------------------- the first epoch against the calibration
 
