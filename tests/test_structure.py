@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "autounet"
 
 # Modules below every stage: any module may import them; they import only each other.
-FOUNDATION = {"autounet", "errors", "workspace", "hardware", "load", "locks", "parallel", "progress"}
+FOUNDATION = {"autounet", "errors", "workspace", "hardware", "load", "locks", "parallel", "progress", "stopping"}
 STAGES = {"io", "autoplan", "preprocess", "model", "inference", "postprocess", "training", "example_data"}
 # The data flow: fingerprint -> plan -> preprocessed arrays -> trained folds -> predictions -> postprocessing.
 ALLOWED = {

@@ -17,6 +17,7 @@ from autounet import __version__
 from autounet.cli import model_parsers as model
 from autounet.cli import prepare_parsers as prepare
 from autounet.errors import AutounetError
+from autounet.stopping import Stopped, stop_on_signals
 
 QUIET_LOGGERS = ("numexpr",)  # "NumExpr defaulting to 2 threads." on every start
 
@@ -71,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with stop_on_signals():
+            return func(args)
     except (AutounetError, ValueError) as e:
         print(f"autounet {args.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
@@ -83,3 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autounet {args.command}: interrupted; finished work is kept, run the command again to resume",
               file=sys.stderr)
         return 130
+    except Stopped as e:  # a scheduler's SIGTERM (or the signal it was told to send): a clean stop
+        again = "the same command with --continue" if args.command == "train" else "the same command again"
+        print(f"autounet {args.command}: {e}; finished work is kept (a fold keeps its last finished epoch), "
+              f"run {again} to resume", file=sys.stderr)
+        return e.exit_code

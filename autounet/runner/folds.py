@@ -1,14 +1,20 @@
 """Training a run's folds: one after the other on one device, or one per GPU at once.
 
 Either way each fold gets its share of the time left when it starts (:mod:`autounet.runner.share`),
-finished folds are skipped, and a started fold resumes from its checkpoint.
+finished folds are skipped, and a started fold resumes from its checkpoint. Fold processes never
+outlive the run: when it stops (an error, Ctrl-C, a scheduler's SIGTERM) it sends each one
+SIGTERM, so that it stops cleanly too, and kills what is still running after ``STOP_GRACE_S``;
+on Linux a fold process also receives SIGTERM when the run dies without a chance to do so
+(SIGKILL, an out-of-memory kill).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +32,8 @@ log = logging.getLogger("autounet")
 Job = tuple[str, int]
 NEEDS = {"3d_cascade_fullres": "3d_lowres"}  # a configuration that trains on another's CV predictions
 POLL_S = 5.0
+STOP_GRACE_S = 30.0  # a stopped fold process leaves within this, or is killed
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process receives when its parent dies
 
 
 def fold_finished(paths: DatasetPaths, configuration: str, fold: int | str) -> bool:
@@ -75,6 +83,38 @@ def train_sequentially(paths: DatasetPaths, jobs: Sequence[Job], config: Trainin
 
 class Process(Protocol):
     def poll(self) -> int | None: ...
+    def send_signal(self, signum: int) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+
+
+def stop_processes(processes: Sequence[Process], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM to every process still running, then SIGKILL to those not gone after ``grace_s``."""
+    alive = [p for p in processes if p.poll() is None]
+    for p in alive:
+        p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in alive:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("run: a fold process (pid %s) did not stop within %.0f s of SIGTERM; killing it",
+                        getattr(p, "pid", "?"), grace_s)
+            p.kill()
+            p.wait()
+
+
+def _die_with_parent() -> None:
+    """In a child before it runs its program (Linux): SIGTERM when the parent dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's clean stop still stops its children
+        pass
+
+
+def start_child(command: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A child process of the run that does not outlive it (SIGTERM when the run dies, on Linux)."""
+    return subprocess.Popen(list(command), env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def _ready(job: Job, waiting: Sequence[Job], running: Sequence[Job]) -> bool:
@@ -88,6 +128,15 @@ def train_concurrently(jobs: Sequence[Job], devices: Sequence[str], launch: Call
     every fold they depend on). ``launch(job, device, budget_s)`` starts one. A failed fold stops
     new launches; the running ones finish, then the failure is raised."""
     waiting, running, failed = list(jobs), {}, []
+    try:
+        _train_concurrently(waiting, running, failed, devices, launch, time_left, sleep)
+    finally:  # an error or a stop signal here: the fold processes stop too, cleanly
+        stop_processes([proc for _, proc in running.values()])
+
+
+def _train_concurrently(waiting: list[Job], running: dict[str, tuple[Job, Process]], failed: list[str],
+                        devices: Sequence[str], launch: Callable[[Job, str, float | None], Process],
+                        time_left: Callable[[], float | None], sleep: Callable[[float], None]) -> None:
     while waiting or running:
         for device, (job, proc) in list(running.items()):
             code = proc.poll()
@@ -129,6 +178,6 @@ def launcher(dataset: str, root: Path | None, extra: Sequence[str] = (),
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=device.split(":")[-1])
         command = [*fold_command(dataset, job, budget_s, root, (sys.executable, "-m", "autounet"),
                                  (variants or {}).get(job[0])), "--device", "cuda", *extra]
-        return subprocess.Popen(command, env=env)
+        return start_child(command, env)
 
     return launch

@@ -80,6 +80,16 @@ ELSEWHERE = [
      "case fails naming the file, which is kept; the others are predicted; every output existing: exit 2; "
      "`--overwrite` replaces them (a case-level model's `-o labelsTs.csv` likewise)",
      "tests/inference/test_predict.py::test_existing_outputs_are_refused_per_case_unless_overwrite"),
+    ("SIGTERM (a scheduler's preemption or time limit) to `train` with augmentation workers: exit 143 saying "
+     "how to resume, no process left, the lock released, the last finished epoch's checkpoint intact; "
+     "`--continue` finishes", "tests/test_stopping.py::test_sigterm_stops_train_cleanly_and_continue_finishes"),
+    ("SIGTERM in the middle of a training step: the fold resumed with `--continue` ends as the uninterrupted "
+     "one (same losses and weights)",
+     "tests/test_stopping.py::test_a_fold_stopped_by_sigterm_resumes_to_the_uninterrupted_result"),
+    ("`run` stopped while fold processes train on several GPUs: each gets SIGTERM and stops cleanly; one that "
+     "ignores it is killed after a grace period", "tests/test_stopping.py::test_a_stopped_run_stops_its_fold_processes"),
+    ("`run` killed without warning (SIGKILL, out of memory) while fold processes train: they stop too (Linux)",
+     "tests/test_stopping.py::test_a_fold_process_does_not_outlive_a_killed_run"),
 ]
 
 
@@ -114,7 +124,8 @@ def render() -> str:
              "Each row is a test: `python -m pytest tests/bad_inputs` runs the first table (the command as a "
              "user types it, in a tiny trained workspace), the second table names the test of each row. "
              "Exit code 2: refused before any work; 1: some inputs failed, the others were done; 75: another "
-             "autounet process holds the work (`autounet/locks.py`), try again later or pass `--wait`; 0: done, "
+             "autounet process holds the work (`autounet/locks.py`), try again later or pass `--wait`; 128 + a "
+             "signal's number (143: SIGTERM): stopped by that signal, cleanly (`autounet/stopping.py`); 0: done, "
              "with what the row says. Issue column: the point of issue 13 the row answers.", "",
              "| # | issue | bad input | command | the user reads | exit | on disk | test |",
              "|---|---|---|---|---|---|---|---|"]

@@ -92,10 +92,12 @@ def test_a_slow_network_is_measured_within_its_share_of_the_budget(monkeypatch):
     forwards.clear()
     cal.measure(run_steps, run_forwards, max_s=6.0)
     assert clock["t"] == pytest.approx(0.5 + 5 * 0.5 + 1.5 * 3) and forwards == [1, cal.MEASURED_FORWARDS]
-    run_steps, clock = fake_steps([10.0] * 10)  # the warm-up alone exceeds the allowance: it is the estimate
+    # the warm-up alone exceeds the allowance: it is still not the estimate (a first step carries
+    # one-time costs; on an echocardiography-like set 5.4 s against 3.8 s), one more step is timed
+    run_steps, clock = fake_steps([10.0] + [4.0] * 10)
     monkeypatch.setattr(cal.time, "perf_counter", lambda: clock["t"])
-    c = cal.measure(run_steps, run_forwards, max_s=6.0)
-    assert clock["t"] == pytest.approx(10.0 + 1.5) and c.seconds_per_iteration == pytest.approx(10.0)
+    c = cal.measure(run_steps, run_forwards, max_s=3.0)
+    assert clock["t"] == pytest.approx(10.0 + 4.0 + 1.5) and c.seconds_per_iteration == pytest.approx(4.0)
 
 
 BUSY_LOOP = "import time\nt = time.time() + {s}\nwhile time.time() < t: pass"
