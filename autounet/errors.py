@@ -26,3 +26,7 @@ class DatasetVerificationError(DatasetError):
 
 class WorkspaceError(AutounetError):
     """A dataset, plan or result could not be found where it should be."""
+
+
+class TrainingFailed(AutounetError):
+    """A fold process of a run failed; its training log says why. The run's finished folds are kept."""

@@ -192,6 +192,8 @@ class FoldPaths:
     validation = _Under("root", "validation", doc="The fold's validation cases, predicted in their original geometry.")
     validation_summary = _Under("root", "validation", "summary.json", doc="Dice per validation case and class.")
     lock = _Under("root", ".fold.lock", doc="Held while a process trains the fold (:mod:`autounet.locks`).")
+    inputs = _Under("root", "inputs.json", doc="What the fold trains on: digests of its plan, split and cases "
+                                               "(:mod:`autounet.io.provenance`).")
 
     @property
     def fold(self) -> str:
@@ -234,6 +236,11 @@ class ResultsPaths:
 
     def fold(self, configuration: str, fold: int | str) -> FoldPaths:
         return FoldPaths(self.configuration(configuration) / f"{FOLD_PREFIX}{checked_name(str(fold), 'fold')}")
+
+    def stale_fold(self, configuration: str, fold: int | str) -> Path:
+        """Where ``autounet run`` moves a fold trained on data that has changed since, before it
+        trains the fold again (one such copy per fold: the last one)."""
+        return self.configuration(configuration) / f"stale_{FOLD_PREFIX}{checked_name(str(fold), 'fold')}"
 
     def folds(self, configuration: str) -> list[FoldPaths]:
         """Every fold folder of a configuration, numbered folds first, in order."""

@@ -18,7 +18,7 @@ import torch
 from autounet import api
 from autounet.model import checkpoint as ckpt
 from autounet.runner.folds import start_child, stop_processes, train_concurrently
-from autounet.stopping import Stopped, stop_on_signals
+from autounet.stopping import Stopped
 
 TRAIN = ["--device", "cpu", "--iterations-per-epoch", "3", "--val-iterations-per-epoch", "1", "--no-validation"]
 
@@ -136,7 +136,8 @@ def test_a_fold_stopped_by_sigterm_resumes_to_the_uninterrupted_result(prepared_
 _PARENT = textwrap.dedent("""
     import sys, time
     from autounet.runner.folds import start_child
-    child = start_child([sys.executable, "-c", "import time; time.sleep(120)"])
+    child = start_child([sys.executable, "-c", "import time; from autounet.stopping import stop_with_parent; "
+                                               "stop_with_parent(); time.sleep(120)"])  # as `autounet train` does
     print(child.pid, flush=True)
     time.sleep(120)
 """)
@@ -193,21 +194,41 @@ def test_stop_processes_kills_what_ignores_sigterm(tmp_path):
     assert proc.poll() == -signal.SIGKILL
 
 
-def test_stop_on_signals_raises_once_and_restores_the_handlers():
+_HANDLERS = textwrap.dedent("""
+    import os, signal, time
+    from autounet.stopping import Stopped, deferred_stop, stop_on_signals, stop_point
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Stopped) as caught:
+    try:
         with stop_on_signals():
             try:
                 os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(1)
+                time.sleep(5)
+                print("not stopped")
             finally:  # a second signal during the clean-up does not interrupt it
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(0.05)
-    assert caught.value.exit_code == 143
-    assert signal.getsignal(signal.SIGTERM) is before
-    ignored = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        with stop_on_signals():  # nohup's SIGHUP stays ignored
-            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGHUP, ignored)
+                print("clean-up finished")
+    except Stopped as e:
+        print("stopped", e.exit_code)
+    print("restored", signal.getsignal(signal.SIGTERM) is before)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with stop_on_signals():  # nohup's SIGHUP stays ignored
+        print("SIGHUP ignored", signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)
+        try:  # during a training epoch the signal waits for the end of the current step
+            with deferred_stop():
+                os.kill(os.getpid(), signal.SIGUSR1)
+                time.sleep(0.05)
+                print("step finished")
+                stop_point()
+                print("not stopped")
+        except Stopped as e:
+            print("stopped at the stop point", e.exit_code)
+""")
+
+
+def test_stop_on_signals_raises_once_and_restores_the_handlers():
+    """In a process of its own: a signal to the test process would reach pytest's threads too."""
+    out = subprocess.run([sys.executable, "-c", _HANDLERS], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split("\n")[:-1] == ["clean-up finished", "stopped 143", "restored True", "SIGHUP ignored True",
+                                           "step finished", "stopped at the stop point 138"], out.stdout + out.stderr
+    assert "SIGTERM again: still stopping cleanly" in out.stderr

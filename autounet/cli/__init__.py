@@ -17,7 +17,7 @@ from autounet import __version__
 from autounet.cli import model_parsers as model
 from autounet.cli import prepare_parsers as prepare
 from autounet.errors import AutounetError
-from autounet.stopping import Stopped, stop_on_signals
+from autounet.stopping import Stopped, stop_on_signals, stop_with_parent
 
 QUIET_LOGGERS = ("numexpr",)  # "NumExpr defaulting to 2 threads." on every start
 
@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         with stop_on_signals():
+            stop_with_parent()  # a fold process of `autounet run` stops when the run dies
             return func(args)
     except (AutounetError, ValueError) as e:
         print(f"autounet {args.command}: error: {e}", file=sys.stderr)

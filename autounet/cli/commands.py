@@ -63,7 +63,8 @@ def _run_options(a: argparse.Namespace, **overrides) -> api.RunOptions:
     return api.RunOptions(time_budget_s=budget, device=a.device, processes=a.processes, schedule=schedule,
                           configurations=tuple(a.configurations) if a.configurations else None,
                           gpu_memory_gb=a.gpu_memory_gb, network=a.network, seed=a.seed, dry_run=a.dry_run,
-                          amp=a.amp, wait=getattr(a, "wait", False), **overrides)
+                          amp=a.amp, wait=getattr(a, "wait", False),
+                          keep_stale=getattr(a, "keep_stale", False), **overrides)
 
 
 def run(a: argparse.Namespace) -> int:

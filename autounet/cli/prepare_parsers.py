@@ -133,6 +133,10 @@ def add_run(sub) -> None:
                    help="plan (verify, fingerprint, plans and splits only), print the run as per-fold commands, "
                         "train nothing")
     add_wait(p, "running this dataset, preprocessing it or training one of its folds")
+    p.add_argument("--keep-stale", action="store_true",
+                   help="keep folds trained on other data than the dataset's now (an edited label, a new plan or "
+                        "split), with a warning; by default they are moved to CONFIGURATION/stale_fold_K and trained "
+                        "again")
     _add_precision(p)
     _add_schedule(p)
 

@@ -17,6 +17,7 @@ from autounet.inference.runtimes import open_session
 from autounet.inference.settings import ONNX_BACKENDS, PredictSettings
 from autounet.inference.stage_model import StageModel
 from autounet.io.atomic import read_json
+from autounet.io.provenance import stale_folds
 from autounet.model.archive import unpacked_model
 from autounet.model.checkpoint import peek_checkpoint, plans_of
 from autounet.model.trained import TrainedModel, load_trained_model
@@ -61,7 +62,7 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     folds = tuple(str(f) for f in folds) if folds else None
     if configurations:
         _check_trained(paths, configurations, checkpoint)
-        return ModelSource(paths.trained, tuple(configurations), folds, checkpoint)
+        return _warn_stale(paths, ModelSource(paths.trained, tuple(configurations), folds, checkpoint))
     best = paths.trained.best_configuration
     if not best.is_file():
         trained = [c for c in paths.trained.configurations_with_folds() if paths.trained.trained_folds(c, checkpoint)]
@@ -74,8 +75,17 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     problems = [name_problem(c, "configuration") for c in chosen.get("configurations") or [None]]
     if any(problems):
         raise WorkspaceError(f"{best}: {'; '.join(p for p in problems if p)}")
-    return ModelSource(paths.trained, tuple(chosen["configurations"]), folds, checkpoint,
-                       _existing(paths.trained.postprocessing), *case_level_choice(chosen))
+    return _warn_stale(paths, ModelSource(paths.trained, tuple(chosen["configurations"]), folds, checkpoint,
+                                          _existing(paths.trained.postprocessing), *case_level_choice(chosen)))
+
+
+def _warn_stale(paths: DatasetPaths, source: ModelSource) -> ModelSource:
+    """Warn about each fold of the model trained on other data than the dataset's now."""
+    for c in source.configurations:
+        for line in stale_folds(paths, [c], source.folds or paths.trained.trained_folds(c, source.checkpoint)):
+            log.warning("WARNING: %s; this model predicts as it learnt from the old data: `autounet run %s` trains "
+                        "it again", line, paths.name)
+    return source
 
 
 def case_level_choice(chosen: dict) -> tuple[tuple[bool, ...] | None, tuple[float, ...] | None]:

@@ -27,6 +27,7 @@ from autounet.inference.probabilities import probabilities_to_labels
 from autounet.io.atomic import copy_file, read_json, write_json
 from autounet.io.geometry import Geometry
 from autounet.io.image_io import read_segmentation, write_segmentation
+from autounet.io.provenance import stale_folds
 from autounet.postprocess.metrics import dice_per_class, foreground_mean, mean_per_class
 from autounet.workspace import DatasetPaths
 
@@ -128,6 +129,9 @@ def find_best_configuration(paths: DatasetPaths, configurations: Sequence[str] |
 
     plans = load_plans(paths.plans)
     splits = read_json(paths.splits)
+    for line in stale_folds(paths, configurations or paths.trained.configurations_with_folds(), range(len(splits))):
+        log.warning("WARNING: %s; its validation predictions come from a model of the old data: train it again "
+                    "(autounet run does) before trusting this choice", line)
     if plans.case_task is not None:
         from autounet.postprocess.case_selection import find_best_case_level
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import ctypes
 import os
 import signal
 import subprocess
@@ -21,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from autounet.errors import TrainingFailed
 from autounet.runner.share import fold_share
+from autounet.stopping import child_environment
 from autounet.training.budget import BudgetTooSmall, NetworkChoice
 from autounet.training.config import TrainingConfig
 from autounet.training.fold import train_fold
@@ -33,7 +34,6 @@ Job = tuple[str, int]
 NEEDS = {"3d_cascade_fullres": "3d_lowres"}  # a configuration that trains on another's CV predictions
 POLL_S = 5.0
 STOP_GRACE_S = 30.0  # a stopped fold process leaves within this, or is killed
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process receives when its parent dies
 
 
 def fold_finished(paths: DatasetPaths, configuration: str, fold: int | str) -> bool:
@@ -104,17 +104,10 @@ def stop_processes(processes: Sequence[Process], grace_s: float = STOP_GRACE_S) 
             p.wait()
 
 
-def _die_with_parent() -> None:
-    """In a child before it runs its program (Linux): SIGTERM when the parent dies."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the parent's clean stop still stops its children
-        pass
-
-
 def start_child(command: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A child process of the run that does not outlive it (SIGTERM when the run dies, on Linux)."""
-    return subprocess.Popen(list(command), env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    """A child process of the run that does not outlive it: an ``autounet`` command stops when
+    the run dies (:func:`autounet.stopping.stop_with_parent`)."""
+    return subprocess.Popen(list(command), env=child_environment(env))
 
 
 def _ready(job: Job, waiting: Sequence[Job], running: Sequence[Job]) -> bool:
@@ -154,7 +147,8 @@ def _train_concurrently(waiting: list[Job], running: dict[str, tuple[Job, Proces
             log.info("run: %s fold %s on %s%s", job[0], job[1], device, "" if share is None else f", {share:.0f} s")
             running[device] = (job, launch(job, device, share))
         if failed and not running:
-            raise RuntimeError(f"training failed: {', '.join(failed)}; see the folds' training logs, then run again")
+            raise TrainingFailed(f"training failed: {', '.join(failed)}; see the folds' training logs, then run "
+                                 "again (finished folds are kept)")
         if running:
             sleep(POLL_S)
 

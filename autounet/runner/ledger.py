@@ -68,6 +68,13 @@ class Ledger:
             return None
         return self.record.budget_s - self.used_s() - after_s
 
+    def restart(self) -> None:
+        """The run starts afresh (the data its folds were trained on changed): earlier sessions'
+        time no longer counts, the configurations and their networks are decided again."""
+        self.earlier_s = 0.0
+        self.record.used_s, self.record.configurations, self.record.networks = 0.0, [], {}
+        self.record.spending, self.record.decision, self.budget_changed = {}, [], False
+
     def save(self) -> None:
         """Write the record with the time used so far (atomic)."""
         with self._lock:

@@ -26,6 +26,7 @@ class RunOptions:
     dry_run: bool = False                     # plan, print the per-fold commands, train nothing
     amp: bool = True                          # mixed precision where the device has it; False: float32
     wait: bool = False                        # another process working on the dataset: wait, not an error
+    keep_stale: bool = False                  # keep folds trained on other data than the dataset's now (warn)
 
 
 def resolve_budget(options: RunOptions, hardware: HardwareInfo) -> tuple[float | None, str]:

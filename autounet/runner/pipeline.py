@@ -26,6 +26,7 @@ from autounet.runner.folds import NEEDS, fold_command, launcher, pending, train_
 from autounet.runner.ledger import Ledger, heartbeat, open_ledger
 from autounet.runner.options import RunOptions, resolve_budget
 from autounet.runner.networks import decide_networks, refined
+from autounet.runner.stale import set_aside_stale
 from autounet.runner.share import CASCADE, after_training_s, worth_training
 from autounet.training.budget import NetworkChoice, describe_seconds
 from autounet.training.spending import read_spending
@@ -164,6 +165,12 @@ def _run(paths: DatasetPaths, options: RunOptions, root: Path | None) -> dict:
         if ledger is None:
             return {"commands": dry_run_commands(paths, candidates, folds, left, root)}
         preprocess_planned(paths, planned, candidates, processes, seed=options.seed, wait=options.wait)
+        if set_aside_stale(paths, candidates, folds, options.keep_stale, options.wait) and not options.keep_stale:
+            log.info("run: the data changed since the run was made; it starts afresh (%s)",
+                     "no time budget" if budget is None else f"{describe_seconds(budget)} from now")
+            ledger.restart()
+            candidates = _choose(ledger, planned.plans, options, ledger.left_s(after_s), folds)
+            preprocess_planned(paths, planned, candidates, processes, seed=options.seed, wait=options.wait)
         spent = ledger.record.spending
         spent.setdefault("preparation_s", round(ledger.used_s(), 1))
         configurations = _decide(paths, ledger, candidates, options, ledger.left_s(after_s), folds)

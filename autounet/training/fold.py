@@ -21,6 +21,7 @@ import torch
 from autounet.errors import WorkspaceError
 from autounet.hardware import resolve_device
 from autounet.locks import locked
+from autounet.io.provenance import describe_stale, fold_inputs, record_inputs, stale_reasons
 from autounet.model.checkpoint import load_checkpoint, save_checkpoint
 from autounet.training.config import TrainingConfig
 from autounet.training.distributed import DistInfo, barrier, check_replicas_identical, init_distributed
@@ -54,6 +55,8 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
         else nullcontext()  # the other ranks of a distributed fold train it with rank 0
     with lock, _fold_log(setup.output, dist.is_main), threads_restored():
         source = _checkpoint_to_resume(setup.output, resume)
+        if dist.is_main:
+            _check_inputs(paths, setup, fresh=source is None)
         state = _load_resume_state(setup.output, source, dev) if source is not None else None
         setup, config, budget = fit_schedule(setup, config, dev, dist, state, started, network)
         run = _start(setup, config, dev, dist, budget, started)
@@ -73,6 +76,18 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
                      time.monotonic() - started)
         barrier(dist)
     return setup.output.root
+
+
+def _check_inputs(paths: DatasetPaths, setup, fresh: bool) -> None:
+    """A fold starting afresh records what it trains on; one resuming warns when that changed."""
+    if fresh:
+        record_inputs(setup.output, fold_inputs(paths, setup.configuration, setup.fold))
+        return
+    reasons = stale_reasons(paths, setup.configuration, setup.fold)
+    if reasons:
+        log.warning("WARNING: %s; --continue goes on training the same model, so it will have seen both; to train "
+                    "it on the data as it is now, move %s away (autounet run does that itself)",
+                    describe_stale(setup.configuration, setup.fold, reasons), setup.output.root)
 
 
 def _start(setup, config: TrainingConfig, device: torch.device, dist: DistInfo, budget: dict | None,

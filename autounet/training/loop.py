@@ -20,6 +20,7 @@ from autounet.training.schedule import check_speed, replan
 from autounet.training.state import Run, checkpoint_state
 from autounet.training.steps import train_epoch, validation_epoch
 from autounet.training.threads import adapt_threads, fit_threads_to_load
+from autounet.stopping import deferred_stop
 
 log = logging.getLogger("autounet.training")
 PLOT_INTERVAL_S = 60.0  # progress.png is redrawn at most this often (drawing takes ~0.5 s), and at the end
@@ -95,18 +96,30 @@ def train_epochs(run: Run, check_first: bool = False) -> None:
     last_plot = -math.inf
     epoch_walls: list[float] = []
     fit_threads_to_load(run.device)
-    on_cpu = run.device.type == "cpu"
     epoch_end = time.monotonic()
     while run.epoch < run.config.epochs:
-        before = snapshot() if on_cpu else None  # the load over the epoch sets the next one's threads
-        _one_epoch(run, inputs, seed)
-        if on_cpu:
-            adapt_threads(run.device, other_cores(before, snapshot()))
-        if run.budget is not None:  # wall time since the previous epoch ended: last epoch's checkpoint included
-            epoch_walls.append(time.monotonic() - epoch_end)
-            epoch_end = time.monotonic()
-            if check_first and len(epoch_walls) == 1 and run.epoch == 1:
-                check_speed(run, epoch_walls[0], inputs.workers)
-            replan(run, epoch_walls)
-        if run.dist.is_main:
-            last_plot = _save_progress(run, last_plot)
+        # a stop signal (autounet.stopping) ends the epoch after its current training step, the
+        # epoch dropped; one arriving after the training steps waits until the epoch is saved
+        with deferred_stop():
+            last_plot, epoch_end = _epoch(run, inputs, seed, check_first, epoch_walls, (last_plot, epoch_end))
+
+
+def _epoch(run: Run, inputs: Inputs, seed: int, check_first: bool, epoch_walls: list[float],
+           clocks: tuple[float, float]) -> tuple[float, float]:
+    """One epoch, the threads and (with a budget) the schedule adapted to it, its checkpoints;
+    returns when the plot was last drawn and when the epoch ended."""
+    last_plot, epoch_end = clocks
+    on_cpu = run.device.type == "cpu"
+    before = snapshot() if on_cpu else None  # the load over the epoch sets the next one's threads
+    _one_epoch(run, inputs, seed)
+    if on_cpu:
+        adapt_threads(run.device, other_cores(before, snapshot()))
+    if run.budget is not None:  # wall time since the previous epoch ended: last epoch's checkpoint included
+        epoch_walls.append(time.monotonic() - epoch_end)
+        epoch_end = time.monotonic()
+        if check_first and len(epoch_walls) == 1 and run.epoch == 1:
+            check_speed(run, epoch_walls[0], inputs.workers)
+        replan(run, epoch_walls)
+    if run.dist.is_main:
+        last_plot = _save_progress(run, last_plot)
+    return last_plot, epoch_end

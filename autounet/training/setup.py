@@ -10,6 +10,7 @@ from pathlib import Path
 from autounet.autoplan.plans import Plans, StagePlan, load_plans
 from autounet.errors import WorkspaceError
 from autounet.io.atomic import read_json
+from autounet.io.provenance import split_ids
 from autounet.workspace import DatasetPaths, FoldPaths, PreprocessedCase, preprocessed_case_ids
 
 
@@ -67,13 +68,9 @@ class FoldSetup:
 
 def _split(paths: DatasetPaths, fold: int | str) -> tuple[list[dict], list[str], list[str]]:
     splits = read_json(paths.splits)
-    if str(fold) == "all":
-        every = sorted({c for s in splits for c in s["train"] + s["val"]})
-        return splits, every, every
-    k = int(fold)
-    if not 0 <= k < len(splits):
+    if str(fold) != "all" and not 0 <= int(fold) < len(splits):
         raise WorkspaceError(f"fold {fold} does not exist: {paths.splits} has folds 0..{len(splits) - 1}")
-    return splits, list(splits[k]["train"]), list(splits[k]["val"])
+    return (splits, *split_ids(splits, fold))
 
 
 def _check_previous_stage(paths: DatasetPaths, configuration: str, stage: StagePlan, splits: list[dict],

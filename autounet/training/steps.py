@@ -9,6 +9,7 @@ import torch
 from autounet.progress import progress
 
 from autounet.autoplan.plans import Plans
+from autounet.stopping import stop_point
 from autounet.hardware import autocast_for
 from autounet.postprocess.metrics import dice_from_counts
 from autounet.training.batches import to_device
@@ -34,6 +35,7 @@ def train_epoch(run: Run, batches: Iterator, iterations: int, show_bar: bool) ->
         run.scaler.update()
         losses.append(loss.detach().item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        stop_point()  # a scheduler's SIGTERM during the step: the step is finished, then the fold stops
     return float(np.mean(losses))
 
 

@@ -90,6 +90,14 @@ ELSEWHERE = [
      "ignores it is killed after a grace period", "tests/test_stopping.py::test_a_stopped_run_stops_its_fold_processes"),
     ("`run` killed without warning (SIGKILL, out of memory) while fold processes train: they stop too (Linux)",
      "tests/test_stopping.py::test_a_fold_process_does_not_outlive_a_killed_run"),
+    ("a label edited after a finished `run`, then `run` again: each fold trained on the old label is named, moved "
+     "to `stale_fold_K` and trained again, the budget starts afresh",
+     "tests/runner/test_stale.py::test_an_edited_label_makes_run_train_the_folds_again"),
+    ("the same with `--keep-stale`: the folds are kept with a warning, and `find_best_configuration`, `predict` and "
+     "`train --continue` each warn that the model is stale",
+     "tests/runner/test_stale.py::test_keep_stale_keeps_the_folds_and_every_consumer_warns"),
+    ("a new split makes its folds stale; a damaged `inputs.json` is an error naming it",
+     "tests/runner/test_stale.py::test_a_new_split_makes_the_folds_stale_and_a_damaged_record_is_named"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from autounet.errors import TrainingFailed
 from autounet.runner import folds as run_folds
 from autounet.runner.folds import train_concurrently, train_sequentially
 from autounet.runner.ledger import heartbeat, open_ledger
@@ -150,7 +151,7 @@ def test_a_failed_fold_stops_new_launches_and_is_reported():
     def sleep(seconds):
         clock.now += seconds
 
-    with pytest.raises(RuntimeError, match="2d fold 0 .exit code 1"):
+    with pytest.raises(TrainingFailed, match="2d fold 0 .exit code 1"):  # a message at the command line, exit 2
         train_concurrently([("2d", f) for f in range(5)], ["cuda:0", "cuda:1"], launch, lambda: None, sleep)
     assert launched == [("2d", 0), ("2d", 1)]
 
