@@ -139,11 +139,19 @@ def stop_with_parent() -> None:
     """In a process started with :func:`child_environment` (Linux): SIGTERM when the parent dies,
     also by SIGKILL or the out-of-memory killer; at once when it has died already. Elsewhere nothing."""
     parent = os.environ.pop(PARENT_ENV, "")  # not passed on to this process's own children
-    if not parent.isdigit() or not sys.platform.startswith("linux"):
+    if parent.isdigit():
+        stop_with(int(parent))
+
+
+def stop_with(parent: int) -> None:
+    """This process (a child of ``parent``: a forked augmentation worker, a fold process) receives
+    SIGTERM when ``parent`` dies, however it dies (Linux; elsewhere nothing): a parent killed
+    without warning leaves no worker behind."""
+    if not sys.platform.startswith("linux"):
         return
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() != int(parent):  # the parent died before the request was in place
+    if os.getppid() != parent:  # the parent died before the request was in place
         os.kill(os.getpid(), signal.SIGTERM)

@@ -130,7 +130,7 @@ def test_a_fold_stopped_by_sigterm_resumes_to_the_uninterrupted_result(prepared_
     b = ckpt.load_checkpoint(other / "results" / raw.name / "2d" / "fold_0" / "checkpoint_final.pt")
     assert a["log"]["train_loss"] == pytest.approx(b["log"]["train_loss"], rel=1e-5)
     for name, tensor in b["network"].items():
-        assert torch.allclose(a["network"][name].float(), tensor.float(), rtol=1e-4, atol=1e-6), name
+        assert torch.allclose(a["network"][name].float(), tensor.float(), rtol=1e-3, atol=1e-5), name
 
 
 _PARENT = textwrap.dedent("""

@@ -13,6 +13,7 @@ has one, so that padding never counts as background).
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from autounet.errors import WorkspaceError
+from autounet.stopping import stop_with
 from autounet.workspace import PreprocessedCase
 
 
@@ -152,9 +154,13 @@ class BatchStream:
         self.sampler = sampler
         self.seed, self.epoch = seed, epoch
         self.rng = np.random.default_rng([seed, epoch, 0])
+        self.owner = os.getpid()
 
     def set_thread_id(self, thread_id: int) -> None:
+        """Called in each augmentation worker as it starts (batchgenerators forks them)."""
         self.rng = np.random.default_rng([self.seed, self.epoch, thread_id])
+        if os.getpid() != self.owner:  # a worker ends with the training process, even one SIGKILLed
+            stop_with(self.owner)
 
     def __iter__(self) -> "BatchStream":
         return self

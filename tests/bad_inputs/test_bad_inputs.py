@@ -98,6 +98,12 @@ ELSEWHERE = [
      "tests/runner/test_stale.py::test_keep_stale_keeps_the_folds_and_every_consumer_warns"),
     ("a new split makes its folds stale; a damaged `inputs.json` is an error naming it",
      "tests/runner/test_stale.py::test_a_new_split_makes_the_folds_stale_and_a_damaged_record_is_named"),
+    ("`run` stopped by SIGKILL or SIGTERM at any of 20 points (preprocessing, training steps, checkpoints, "
+     "validation outputs, run.json, selection, postprocessing rules, report), then run again: the same chosen "
+     "configuration and final checkpoints as an uninterrupted run, no process and no temporary file left",
+     "tests/test_fault_injection.py::test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_result"),
+    ("two `run`s of one dataset started together with `--wait`: one works, the other waits, then finds the work "
+     "done; the result is the single run's", "tests/test_fault_injection.py::test_two_runs_started_together_one_works_the_other_waits"),
 ]
 
 
