@@ -10,8 +10,8 @@ A fold writes ``inputs.json`` when its training starts (:class:`FoldInputs`): di
   case ids, changes it;
 - for a cascade stage, the records of the previous stage's folds, whose predictions it trains on.
 
-Only small JSON files are read, never the arrays: checking a fold costs a millisecond or so a
-case. A fold is stale when a digest differs from the one recorded; ``autounet run`` then trains
+Only small JSON files are read, never the arrays: checking the five folds of a 200-case dataset
+took 0.06-0.08 s (warm file cache, 2-core CPU). A fold is stale when a digest differs from the one recorded; ``autounet run`` then trains
 it again (unless ``--keep-stale``), and ``train``, ``find_best_configuration`` and ``predict``
 warn (:func:`stale_reasons`). A fold trained before records existed has none: nothing is known,
 nothing is said.
