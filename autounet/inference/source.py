@@ -82,7 +82,7 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
 def _warn_stale(paths: DatasetPaths, source: ModelSource) -> ModelSource:
     """Warn about each fold of the model trained on other data than the dataset's now."""
     for c in source.configurations:
-        for line in stale_folds(paths, [c], source.folds or paths.trained.trained_folds(c, source.checkpoint)):
+        for _, _, line in stale_folds(paths, [c], source.folds or paths.trained.trained_folds(c, source.checkpoint)):
             log.warning("WARNING: %s; this model predicts as it learnt from the old data: `autounet run %s` trains "
                         "it again", line, paths.name)
     return source

@@ -11,9 +11,9 @@ A fold writes ``inputs.json`` when its training starts (:class:`FoldInputs`): di
 - for a cascade stage, the records of the previous stage's folds, whose predictions it trains on.
 
 Only small JSON files are read, never the arrays: checking the five folds of a 200-case dataset
-took 0.06-0.08 s (warm file cache, 2-core CPU). A fold is stale when a digest differs from the one recorded; ``autounet run`` then trains
-it again (unless ``--keep-stale``), and ``train``, ``find_best_configuration`` and ``predict``
-warn (:func:`stale_reasons`). A fold trained before records existed has none: nothing is known,
+took 0.06-0.08 s (warm file cache, 2-core CPU). A fold is stale when a digest differs from the
+one recorded; ``autounet run`` then trains it again (unless ``--keep-stale``), and ``train``,
+``find_best_configuration`` and ``predict`` warn (:func:`stale_folds`). A fold trained before records existed has none: nothing is known,
 nothing is said.
 """
 
@@ -143,10 +143,12 @@ def describe_stale(configuration: str, fold: int | str, reasons: Sequence[str]) 
     return f"fold {fold} of {configuration}: trained on other data than the dataset's now ({'; '.join(reasons)})"
 
 
-def stale_folds(paths: DatasetPaths, configurations: Sequence[str], folds: Sequence[int | str]) -> list[str]:
-    """One line (:func:`describe_stale`) per fold of ``configurations`` whose model no longer
-    matches the dataset, or whose record is damaged (a warning, where ``run`` stops on it)."""
-    lines = []
+def stale_folds(paths: DatasetPaths, configurations: Sequence[str], folds: Sequence[int | str],
+                strict: bool = False) -> list[tuple[str, int | str, str]]:
+    """(configuration, fold, one line of :func:`describe_stale`) for each existing fold of
+    ``configurations`` whose model no longer matches the dataset. A damaged record raises
+    ValueError naming it when ``strict``, else is reported as such a line."""
+    found = []
     for c in configurations:
         for f in folds:
             if not paths.trained.fold(c, f).root.is_dir():
@@ -154,7 +156,9 @@ def stale_folds(paths: DatasetPaths, configurations: Sequence[str], folds: Seque
             try:
                 reasons = stale_reasons(paths, c, f)
             except ValueError as e:
+                if strict:
+                    raise
                 reasons = [str(e)]
             if reasons:
-                lines.append(describe_stale(c, f, reasons))
-    return lines
+                found.append((c, f, describe_stale(c, f, reasons)))
+    return found

@@ -129,7 +129,8 @@ def find_best_configuration(paths: DatasetPaths, configurations: Sequence[str] |
 
     plans = load_plans(paths.plans)
     splits = read_json(paths.splits)
-    for line in stale_folds(paths, configurations or paths.trained.configurations_with_folds(), range(len(splits))):
+    for _, _, line in stale_folds(paths, configurations or paths.trained.configurations_with_folds(),
+                                  range(len(splits))):
         log.warning("WARNING: %s; its validation predictions come from a model of the old data: train it again "
                     "(autounet run does) before trusting this choice", line)
     if plans.case_task is not None:

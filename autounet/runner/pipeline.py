@@ -169,8 +169,10 @@ def _run(paths: DatasetPaths, options: RunOptions, root: Path | None) -> dict:
             log.info("run: the data changed since the run was made; it starts afresh (%s)",
                      "no time budget" if budget is None else f"{describe_seconds(budget)} from now")
             ledger.restart()
-            candidates = _choose(ledger, planned.plans, options, ledger.left_s(after_s), folds)
-            preprocess_planned(paths, planned, candidates, processes, seed=options.seed, wait=options.wait)
+            chosen = _choose(ledger, planned.plans, options, ledger.left_s(after_s), folds)
+            if set(chosen) - set(candidates):  # decided anew: a configuration the earlier run had left out
+                preprocess_planned(paths, planned, chosen, processes, seed=options.seed, wait=options.wait)
+            candidates = chosen
         spent = ledger.record.spending
         spent.setdefault("preparation_s", round(ledger.used_s(), 1))
         configurations = _decide(paths, ledger, candidates, options, ledger.left_s(after_s), folds)

@@ -11,7 +11,7 @@ import os
 import shutil
 from typing import Sequence
 
-from autounet.io.provenance import describe_stale, stale_reasons
+from autounet.io.provenance import stale_folds
 from autounet.locks import locked
 from autounet.workspace import DatasetPaths
 
@@ -22,23 +22,16 @@ def set_aside_stale(paths: DatasetPaths, configurations: Sequence[str], folds: i
                     wait: bool = False) -> list[str]:
     """Move the stale folds of ``configurations`` aside (their training starts again), or with
     ``keep`` only warn; returns one line per stale fold."""
-    found = []
-    for configuration in configurations:
-        for fold in range(folds):
-            folder = paths.trained.fold(configuration, fold)
-            reasons = stale_reasons(paths, configuration, fold) if folder.root.is_dir() else []
-            if not reasons:
-                continue
-            text = describe_stale(configuration, fold, reasons)
-            found.append(text)
-            if keep:
-                log.warning("WARNING: %s; kept (--keep-stale)", text)
-                continue
-            target = paths.trained.stale_fold(configuration, fold)
-            with locked(folder.lock, f"fold {fold} of {configuration} of {paths.name}", wait):
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(folder.root, target)
-            (target / folder.lock.name).unlink(missing_ok=True)
-            log.info("run: %s; training it again (the old fold is now %s)", text, target)
-    return found
+    found = stale_folds(paths, configurations, range(folds), strict=True)
+    for configuration, fold, text in found:
+        if keep:
+            log.warning("WARNING: %s; kept (--keep-stale)", text)
+            continue
+        folder, target = paths.trained.fold(configuration, fold), paths.trained.stale_fold(configuration, fold)
+        with locked(folder.lock, f"fold {fold} of {configuration} of {paths.name}", wait):
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(folder.root, target)
+        (target / folder.lock.name).unlink(missing_ok=True)
+        log.info("run: %s; training it again (the old fold is now %s)", text, target)
+    return [text for _, _, text in found]
