@@ -7,10 +7,14 @@ file, never a half-written one.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,12 +22,22 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 
+TEMPORARY = re.compile(r"\.(?P<pid>\d+)@(?P<host>[0-9a-f]{6})-[0-9a-f]{8}\.tmp")  # the writer in a temporary's name
+FOREIGN_STALE_S = 24 * 3600  # another host's temporary is left over after this long (no write lasts a day)
+
+
+def _writer() -> str:
+    """This process as temporaries name it: pid and a digest of the host (workspaces may be shared)."""
+    return f"{os.getpid()}@{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]}"
+
+
 def _new_temporary(path: Path, ending: str = "", folder: bool = False) -> Path:
     """Create an empty, unused temporary file (or folder) beside ``path`` with the permissions a
     plain ``open`` (``mkdir``) would give: 0666 (0777) less the umask. mkstemp's and mkdtemp's
-    would be private to the user, unreadable to a lab's shared workspace."""
+    would be private to the user, unreadable to a lab's shared workspace. Its name holds the
+    writer (:func:`remove_stale_temporaries` leaves a live writer's alone)."""
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{ending}")
+        tmp = path.with_name(f".{path.name}.{_writer()}-{secrets.token_hex(4)}.tmp{ending}")
         try:
             if folder:
                 os.mkdir(tmp, 0o777)
@@ -134,10 +148,37 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
 
 
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temporaries left by a killed writer in ``folder``; returns how many were removed."""
+def remove_stale_temporaries(folder: Path, recursive: bool = False) -> int:
+    """Delete the temporaries (files or folders) that killed writers left in ``folder`` (and below
+    it, ``recursive``); returns how many were removed. A live writer's are kept, so this is safe
+    while other processes write there: a temporary is left over when its writer (in its name) is
+    a process of this host that no longer runs, when another host's is a day old, or when its
+    name is an older autounet's."""
     n = 0
-    for p in Path(folder).glob(".*.tmp*"):
-        p.unlink(missing_ok=True)
+    for p in Path(folder).rglob(".*.tmp*") if recursive else Path(folder).glob(".*.tmp*"):
+        if not _left_over(p):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+def _left_over(tmp: Path) -> bool:
+    match = TEMPORARY.search(tmp.name)
+    if match is None:
+        return True
+    if match.group("host") != _writer().split("@")[1]:
+        try:
+            return time.time() - tmp.lstat().st_mtime > FOREIGN_STALE_S
+        except OSError:
+            return False
+    try:
+        os.kill(int(match.group("pid")), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False

@@ -15,7 +15,7 @@ from typing import Sequence
 from autounet.autoplan.plans import Plans
 from autounet.errors import WorkspaceError
 from autounet.hardware import HardwareInfo, detect_hardware
-from autounet.io.atomic import check_writable, read_json
+from autounet.io.atomic import check_writable, read_json, remove_stale_temporaries
 from autounet.locks import locked
 from autounet.parallel import default_processes
 from autounet.postprocess.find_best import describe_choice, find_best_configuration, format_table
@@ -145,6 +145,8 @@ def run_dataset(paths: DatasetPaths, options: RunOptions = RunOptions(), root: P
     if options.dry_run:
         return _run(paths, options, root)
     with locked(paths.trained.run_lock, f"the run of {paths.name}", options.wait):
+        if paths.trained.root.is_dir():  # what killed writers left (a live writer's temporaries are kept)
+            remove_stale_temporaries(paths.trained.root, recursive=True)
         return _run(paths, options, root)
 
 

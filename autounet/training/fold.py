@@ -21,6 +21,7 @@ import torch
 from autounet.errors import WorkspaceError
 from autounet.hardware import resolve_device
 from autounet.locks import locked
+from autounet.io.atomic import remove_stale_temporaries
 from autounet.io.provenance import describe_stale, fold_inputs, record_inputs, stale_reasons
 from autounet.model.checkpoint import load_checkpoint, save_checkpoint
 from autounet.training.config import TrainingConfig
@@ -56,6 +57,7 @@ def train_fold(paths: DatasetPaths, configuration: str, fold: int | str, config:
     with lock, _fold_log(setup.output, dist.is_main), threads_restored():
         source = _checkpoint_to_resume(setup.output, resume)
         if dist.is_main:
+            remove_stale_temporaries(setup.output.root, recursive=True)  # a killed writer's, in this fold
             _check_inputs(paths, setup, fresh=source is None)
         state = _load_resume_state(setup.output, source, dev) if source is not None else None
         setup, config, budget = fit_schedule(setup, config, dev, dist, state, started, network)

@@ -43,3 +43,25 @@ def test_check_writable_writes_nothing_and_names_the_blocking_path(tmp_path: Pat
     with pytest.raises(NotADirectoryError) as info:
         check_writable(tmp_path / "file" / "below")
     assert info.value.filename == str(tmp_path / "file")
+
+
+def test_only_temporaries_of_writers_that_are_gone_are_removed(tmp_path: Path):
+    """Safe while others write: a live process's temporary stays, a killed one's goes (files and
+    folders, below the folder too), an older autounet's goes."""
+    import subprocess
+    import sys
+
+    from autounet.io.atomic import _new_temporary, remove_stale_temporaries
+
+    live = _new_temporary(tmp_path / "summary.json")                      # this process: still writing
+    (tmp_path / "sub").mkdir()
+    gone = subprocess.run([sys.executable, "-c", "from pathlib import Path; from autounet.io.atomic import "
+                           f"_new_temporary; print(_new_temporary(Path({str(tmp_path / 'sub' / 'a.npz')!r})))"],
+                          capture_output=True, text=True, check=True)  # its writer has ended
+    folder = _new_temporary(tmp_path / "dataset", folder=True)
+    (folder / "x").write_text("half")
+    old = tmp_path / ".plans.json.deadbeef.tmp"
+    old.write_text("half")
+    assert remove_stale_temporaries(tmp_path) == 1 and not old.exists() and live.exists() and folder.exists()
+    assert remove_stale_temporaries(tmp_path, recursive=True) == 1
+    assert not Path(gone.stdout.strip()).exists() and live.exists()
