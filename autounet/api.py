@@ -29,8 +29,9 @@ from autounet.workspace import ROOT_ENV, DatasetPaths, dataset_paths, default_ro
 if TYPE_CHECKING:
     from autounet.autoplan.plans import Plans
     from autounet.inference.settings import PredictionReport
+    from autounet.postprocess.selections import Selection
 
-__all__ = ["run", "make_example_dataset", "make_case_dataset", "make_video_dataset", "convert_msd", "convert_medmnist",
+__all__ = ["run", "make_example_dataset", "make_case_dataset", "make_instance_dataset", "make_video_dataset", "convert_msd", "convert_medmnist",
            "verify_dataset", "check_folds", "plan_and_preprocess", "train", "predict", "ensemble", "export_model",
            "import_model", "find_best_configuration", "evaluate", "apply_postprocessing", "report", "demo",
            "TrainingConfig", "PredictSettings", "RunOptions", "parse_duration"]
@@ -56,6 +57,15 @@ def make_case_dataset(out_dir: str | Path, task: str = "classification", dims: i
 
     return make(Path(out_dir), task, dims, cases, classes, class_shares=class_shares, test_cases=test_cases,
                 seed=seed, overwrite=overwrite)
+
+
+def make_instance_dataset(out_dir: str | Path, dims: int = 2, cases: int = 12, shape: Sequence[int] | None = None,
+                          test_cases: int = 2, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a synthetic instance dataset of touching objects (see
+    :func:`autounet.example_data.make_instance_dataset`)."""
+    from autounet.example_data import make_instance_dataset as make
+
+    return make(Path(out_dir), dims, cases, shape, test_cases=test_cases, seed=seed, overwrite=overwrite)
 
 
 def make_video_dataset(out_dir: str | Path, cases: int = 20, frames: int = 100, size: Sequence[int] = (64, 64),
@@ -190,26 +200,14 @@ def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None =
     return report
 
 
-def _postprocessor(rules):
-    """The function applying postprocessing rules to a mask, or None when they change nothing."""
-    from autounet.postprocess.components import apply_rules
-
-    return (lambda seg: apply_rules(seg, rules)) if rules is not None and not rules.is_identity else None
-
-
 def _predict_onnx(model: Path, cases, settings: PredictSettings, postprocessing: bool):
     """predict() with an exported .onnx model: no torch is imported on this path."""
-    from autounet.errors import WorkspaceError
     from autounet.inference.portable import load_onnx_model
     from autounet.inference.run import predict as run_prediction
-    from autounet.postprocess.components import PostprocessingRules
+    from autounet.postprocess.tasks import postprocessor_for
 
     models, manifest = load_onnx_model(model, settings)
-    try:
-        rules = PostprocessingRules.from_json(manifest.postprocessing) if manifest.postprocessing else None
-    except ValueError as e:
-        raise WorkspaceError(f"{model}: its postprocessing rules are damaged ({e})") from e
-    post = _postprocessor(rules) if postprocessing else None
+    post = postprocessor_for(models[0].plans, manifest.postprocessing if postprocessing else None, model)
     return run_prediction(models, cases, settings, post), manifest.configurations, post
 
 
@@ -218,21 +216,18 @@ def _predict_checkpoints(cases, output: Path, dataset, model, configurations, fo
     """predict() with trained checkpoints: a dataset's, or those of an exported model zip."""
     from contextlib import nullcontext
 
-    from autounet.inference.run import predict as run_prediction
-    from autounet.inference.settings import PredictionReport
-    from autounet.inference.source import archived_model, dataset_model, load_models
-    from autounet.postprocess.selection import load_rules
+    from autounet.inference.source import archived_model, dataset_model
+    from autounet.inference.tasks import task_for
+    from autounet.postprocess.selection import rules_in
+    from autounet.postprocess.tasks import postprocessor_for
 
     with (archived_model(model, configurations, folds, checkpoint) if model is not None else
           nullcontext(dataset_model(resolve_dataset(dataset, root), configurations, folds, checkpoint))) as source:
-        if source.case_level():
-            from autounet.inference.case_predict import csv_output, predict_to_csv
-
-            failed = predict_to_csv(source, cases, settings, output, overwrite)
-            report = PredictionReport(written=[csv_output(output)] if len(failed) < len(cases) else [], failed=failed)
-            return report, source.configurations, None
-        post = _postprocessor(load_rules(source.postprocessing) if postprocessing and source.postprocessing else None)
-        return run_prediction(load_models(source, settings), cases, settings, post), source.configurations, post
+        plans = source.plans()
+        rules = rules_in(source.postprocessing) if postprocessing and source.postprocessing else None
+        post = postprocessor_for(plans, rules, source.postprocessing)
+        report = task_for(plans).predict(source, cases, settings, output, overwrite, post)
+        return report, source.configurations, post
 
 
 def ensemble(inputs: Sequence[Path], output: Path, save_probabilities: bool = False) -> list[Path]:
@@ -289,32 +284,36 @@ def import_model(archive: Path, output: Path, overwrite: bool = False) -> dict:
 
 
 def find_best_configuration(dataset: str | Path, root: Path | None = None, configurations: Sequence[str] | None = None,
-                            ensembles: bool = True, processes: int | None = None) -> dict:
-    """Pick the best configuration or pair ensemble on the cross-validation and its postprocessing;
-    writes results/DATASET/{cross_validation,best_configuration,postprocessing}.json."""
+                            ensembles: bool = True, processes: int | None = None) -> "Selection":
+    """Pick the best configuration or pair ensemble on the cross-validation (and a segmentation's
+    postprocessing); writes results/DATASET/{cross_validation,best_configuration,postprocessing}.json.
+    Returns the typed result (``to_json()``, ``table()``, ``describe()``)."""
     from autounet.io.atomic import check_writable
-    from autounet.postprocess.components import describe_rules
-    from autounet.postprocess.find_best import describe_choice, find_best_configuration as find, format_table
+    from autounet.postprocess.find_best import find_best_configuration as find
 
     paths = resolve_dataset(dataset, root)
     check_writable(paths.results)
     result = find(paths, configurations, ensembles, processes or default_processes())
-    log.info("cross-validation (%s):\n%s", paths.name, format_table(result))
-    log.info("best: %s%s", describe_choice(result), "" if "task" in result else
-             ":\n  " + "\n  ".join(describe_rules(result["postprocessing"]["rules"])))
-    log.info("predict with: %s", result["predict_command"])
+    log.info("cross-validation (%s):\n%s", paths.name, result.table())
+    details = result.details()
+    log.info("best: %s%s", result.describe(), ":\n  " + "\n  ".join(details) if details else "")
+    log.info("predict with: %s", result.predict_command)
     return result
 
 
 def evaluate(reference: str | Path, prediction: str | Path, output: Path | None = None,
              nsd_tolerance: float = 1.0, processes: int | None = None) -> dict:
-    """Per-case, per-class metrics of a prediction folder against a reference folder; or, for a
+    """Per-case, per-class metrics of a prediction folder against a reference folder (instance
+    metrics where the references' dataset.json says ``"task": "instance"``); or, for a
     predictions CSV (a case-level task), its metrics against a labels CSV."""
     from autounet.postprocess.case_evaluate import evaluate_case_files, is_case_level
     from autounet.postprocess.evaluate import evaluate_folders
+    from autounet.postprocess.instance_evaluate import evaluate_instance_folders, instance_dataset
 
     if is_case_level(Path(prediction)):
         return evaluate_case_files(Path(reference), Path(prediction), output)
+    if instance_dataset(Path(reference)):
+        return evaluate_instance_folders(Path(reference), Path(prediction), processes or default_processes(), output)
     return evaluate_folders(Path(reference), Path(prediction), nsd_tolerance=nsd_tolerance,
                             processes=processes or default_processes(), output=output)
 
@@ -365,8 +364,6 @@ def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: 
     machine shortens training, not the wait). ``epochs`` / ``iterations_per_epoch``: a fixed
     schedule instead. The workspace is ``root``, else ``$AUTOUNET_ROOT``, else ./autounet_demo.
     """
-    from autounet.postprocess.components import describe_rules
-
     started = time.monotonic()
     # the workspace: root, else $AUTOUNET_ROOT, else ./autounet_demo (the main job's)
     root = Path(root) if root is not None else default_root() if os.environ.get(ROOT_ENV) else Path(DEMO_ROOT).resolve()
@@ -385,7 +382,7 @@ def demo(root: Path | None = None, time_budget_s: float | None = 300.0, epochs: 
     best = result["cross_validation"]
     log.info("\n=== autounet demo finished in %.0f s ===\nchosen: %s, postprocessing: %s\n"
              "test Dice (held-out cases): %s, foreground mean %.4f\nreport: %s", time.monotonic() - started,
-             best["best"], " ".join(describe_rules(best["postprocessing"]["rules"])),
+             best.best, " ".join(best.details()),
              {c: round(m.get("dice", float("nan")), 4) for c, m in test["mean"].items()},
              test["foreground_mean"].get("dice", float("nan")), result["report"])
     return {**result, "test": test}

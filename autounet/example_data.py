@@ -282,3 +282,59 @@ def make_case_dataset(out_dir: Path, task: str = "classification", dims: int = 2
     write_dataset_json(out, ["image"], labels, cases, ending, out.name, task=task,
                        description=f"autounet synthetic {task} example ({dims}D, seed {seed})")
     return out
+
+
+def synth_objects(rng: np.random.Generator, shape: tuple[int, ...], radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Discs (2D) or spheres (3D) in pairs that touch: an image (each object its own brightness,
+    noise) and the instance map (0 background, objects 1..N, a touching pair split along the
+    plane between their centres)."""
+    coords = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), -1)
+    ids = np.zeros(shape, np.uint16)
+    nearest = np.full(shape, np.inf, np.float32)
+    n = 0
+    for _ in range(max(1, int(np.prod(shape) / (6 * (2 * radius) ** len(shape))))):
+        centre = rng.uniform(radius, np.array(shape) - radius)
+        direction = rng.normal(size=len(shape))
+        partner = centre + 1.8 * radius * direction / np.linalg.norm(direction)  # overlapping: they touch
+        earlier = n  # objects of earlier pairs are never overlapped
+        for c in (centre, np.clip(partner, radius, np.array(shape) - radius)):
+            d = np.linalg.norm(coords - c, axis=-1) / (radius * rng.uniform(0.85, 1.15))
+            if np.any((d <= 1) & (ids > 0) & (ids <= earlier)):
+                continue
+            n += 1
+            inside = (d <= 1) & (d < nearest)
+            ids[inside], nearest[inside] = n, d[inside]
+    brightness = np.concatenate([[20.0], rng.uniform(120, 230, n)])
+    image = brightness[ids] + rng.normal(0, 12, shape)
+    return np.clip(image, 0, 255).astype(np.float32), ids
+
+
+def make_instance_dataset(out_dir: Path, dims: int = 2, cases: int = 12, shape: Sequence[int] | None = None,
+                          radius: float = 6.0, test_cases: int = 2, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a synthetic instance dataset (``"task": "instance"``): touching discs (2D PNG) or
+    spheres (3D NIfTI) whose label maps hold one id per object, so that only a method that
+    separates touching objects counts them right."""
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
+    out = Path(out_dir)
+    _clear(out, overwrite)
+    check_writable(out)
+    size = tuple(shape or ((64, 64) if dims == 2 else (24, 40, 40)))
+    ending = ".png" if dims == 2 else ".nii.gz"
+    for split, n in (("Tr", cases), ("Ts", test_cases)):
+        for i in range(n):
+            case_id = f"case{'_ts' if split == 'Ts' else ''}_{i:03d}"
+            image, ids = synth_objects(np.random.default_rng([seed, i, split == "Ts"]), size, radius)
+            if dims == 2:
+                geo = Geometry(spacing=(FLAT_AXIS_SPACING, 1.0, 1.0), origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0),
+                               shape=(1,) + size, file_dims=2)
+                image, ids = image[None].round().astype(np.uint8), ids[None]
+            else:
+                geo = Geometry(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()),
+                               shape=size, file_dims=3)
+                image = image.round().astype(np.int16)
+            write_image(image, geo, RawPaths(out).image_file(case_id, 0, ending, split))
+            write_segmentation(ids, geo, RawPaths(out).label_file(case_id, ending, split))
+    write_dataset_json(out, ["gray" if dims == 2 else "CT"], {"background": 0, "object": 1}, cases, ending, out.name,
+                       task="instance", description=f"autounet synthetic touching objects ({dims}D, seed {seed})")
+    return out

@@ -15,6 +15,7 @@ import pytest
 
 from autounet import api
 from autounet.autoplan.plans import load_plans
+from autounet.errors import WorkspaceError
 from autounet.example_data import make_case_dataset
 from autounet.inference.case_outputs import write_predictions
 from autounet.io.atomic import read_json
@@ -99,6 +100,13 @@ def test_a_case_level_run_chooses_a_configuration_predicts_and_evaluates(finishe
     assert ("predicted against true" if task == "regression" else "ROC") in report
 
     predictions = root / "test_predictions.csv"
+    with pytest.raises(WorkspaceError, match="--backend onnxruntime: a case-level model runs with torch"):
+        api.predict(RawPaths(raw).images("Ts"), predictions, raw, root=root,
+                    settings=api.PredictSettings(backend="onnxruntime"))
+    assert not predictions.exists()
+    chosen = api.find_best_configuration(raw, root=root)  # the typed result, the files as the run wrote them
+    assert chosen.to_json() == cv and chosen.best == config and chosen.prediction_output == "predictions.csv"
+    assert chosen.describe().startswith(config) and all(k in chosen.table() for k in keys)
     report_ = api.predict(RawPaths(raw).images("Ts"), predictions, raw, root=root)
     assert report_.failed == {} and report_.written == [predictions]
     rows = read_csv(predictions)

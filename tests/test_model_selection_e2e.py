@@ -67,7 +67,7 @@ def test_find_best_then_predict_uses_the_choice(cross_validated, tmp_path):
 
 
 def test_ties_go_to_the_simpler_choice():
-    from autounet.postprocess.find_best import pick_best
+    from autounet.postprocess.segmentation_selection import pick_best
 
     entries = {"3d_fullres": {"members": ["3d_fullres"], "foreground_mean_dice": 0.80},
                "2d": {"members": ["2d"], "foreground_mean_dice": 0.80},

@@ -134,7 +134,7 @@ def test_killed_preprocessing_resumes_without_redoing_finished_cases(tiny_3d: Pa
     assert list(folder.glob(".*.tmp"))  # the kill left a temporary behind
     plans = load_plans(root / "preprocessed" / tiny_3d.name / "plans.json")
     from autounet.io.verify import check_layout
-    from autounet.preprocess.pipeline import preprocess_dataset
+    from autounet.preprocess.pipeline import preprocess_segmentation as preprocess_dataset
     from autounet.workspace import resolve_dataset
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in folder.glob("case_00[01]*")}

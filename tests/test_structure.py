@@ -22,7 +22,8 @@ ALLOWED = {
     "model": {"autoplan", "io"},  # io: the shared atomic writer for checkpoints and archives
     "inference": {"model", "preprocess", "autoplan", "io"},
     "postprocess": {"inference", "autoplan", "io"},
-    "training": {"model", "inference", "postprocess.metrics", "postprocess.case_metrics", "preprocess", "autoplan", "io"},
+    "training": {"model", "inference", "postprocess.metrics", "postprocess.case_metrics", "postprocess.instances",
+                 "preprocess", "autoplan", "io"},
     "example_data": {"io"},
     "report": STAGES,
     "runner": STAGES | {"report"},
@@ -144,3 +145,67 @@ def test_modules_and_functions_are_small(module: str, path: Path):
             above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
             assert length <= MAX_FUNCTION_LINES or above.startswith("# long:"), \
                 f"{module}.{node.name}: {length} lines (or say why in a '# long:' comment above it)"
+
+
+def _runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """autounet modules a file imports when it runs (function-level imports included, those under
+    ``if TYPE_CHECKING:`` left out); ``from autounet.x import y`` counts y where it is a module."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                   for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & known
+            found |= subs if subs else {node.module}
+    return found
+
+
+def _import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circle():
+    """No two modules import each other, directly or around a circle, not even inside a function:
+    a circle closed by a function-level import is a seam that was not built."""
+    modules = dict(_modules())
+    graph = {m: _runtime_imports(p, set(modules)) - {m} for m, p in modules.items()}
+    assert not _import_circles(graph), _import_circles(graph)
+
+
+def test_the_circle_check_can_fail():
+    assert _import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _import_circles({"a": {"b"}, "b": set()}) == []

@@ -11,11 +11,12 @@ import numpy as np
 
 from autounet.autoplan.case_planner import case_level_plans
 from autounet.autoplan.memory import FIXED_OVERHEAD_BYTES, GIB, estimate_training_bytes, max_batch_size
-from autounet.autoplan.plans import ChannelNormalization, Fingerprint, NetworkTopology, Plans, StagePlan
+from autounet.autoplan.plans import (INSTANCE_CLASSES, ChannelNormalization, Fingerprint, InstanceTaskPlan, NetworkTopology,
+                                     Plans, StagePlan)
 from autounet.autoplan.topology import RESIDUAL_BLOCKS_PER_STAGE, features_per_stage, pad_to_multiple, pooling_and_kernels
 from autounet.hardware import MIN_MEMORY_TARGET_GB, HardwareInfo
 from autounet.hardware import memory_target_gb as hardware_memory_target
-from autounet.io.dataset_json import DatasetSpec
+from autounet.io.dataset_json import SEGMENTATION, DatasetSpec
 from autounet.io.geometry import FLAT_AXIS_SPACING
 
 log = logging.getLogger("autounet")
@@ -199,6 +200,13 @@ def _plan_3d(fp: Fingerprint, spacing: Sequence[float], shape: Sequence[int], tr
 
 def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings = PlannerSettings()) -> Plans:
     """The complete plan: target spacing, axis order, configurations, normalization."""
+    if spec.instances:  # a segmentation of the classes objects are told apart by
+        semantic = replace(spec, labels=dict(INSTANCE_CLASSES), task=SEGMENTATION)
+        plans = plan_dataset(fp, semantic, settings)
+        name = next(k for k, v in spec.labels.items() if v == 1)
+        return replace(plans, labels=dict(INSTANCE_CLASSES), instance_task=InstanceTaskPlan(name), notes=plans.notes + (
+            f"instances: each {name} is learnt as interior and boundary classes; objects are seeded from the "
+            "interiors after prediction",))
     s = settings
     if s.memory_target_gb < MIN_MEMORY_TARGET_GB:
         raise ValueError(
@@ -210,26 +218,8 @@ def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings =
     target = target_spacing(spacings, np.array([c.shape_after_crop for c in fp.cases]), s.anisotropy_threshold)
     transpose = coarsest_axis_first(target) if fp.file_dims == 3 else (0, 1, 2)
     backward = tuple(int(i) for i in np.argsort(transpose))
-    target_t = [float(target[t]) for t in transpose]
-    n_in = len(fp.channel_names)
-    fg = spec.foreground_labels
-    if spec.has_regions:
-        num_outputs = sum(1 for k, v in spec.labels.items() if k not in ("background", "ignore"))
-    else:
-        num_outputs = len(fg) + 1
-    n = len(fp.cases)
-    configs: dict[str, StagePlan] = {}
     notes: list[str] = []
-
-    shape_2d = _median_shape(fp, [None] + target_t[1:], transpose)
-    shape = _median_shape(fp, target_t, transpose)  # the dataset's size, also for the 2d batch cap
-    configs["2d"] = plan_stage("2d", target_t[1:], shape_2d[1:], n, math.prod(shape), s, n_in, num_outputs, True)
-    if fp.file_dims == 3:
-        configs.update(_plan_3d(fp, target_t, shape, transpose, s, n_in, num_outputs, spec.has_regions, notes))
-    for c in configs.values():
-        if c.estimated_memory_gb > s.memory_target_gb:
-            notes.append(f"{c.name}: even the smallest patch {c.patch_size} needs about {c.estimated_memory_gb:.2f} GB, "
-                         f"more than the {s.memory_target_gb:g} GB planned for")
+    configs = plan_configurations(fp, spec, [float(target[t]) for t in transpose], transpose, s, notes)
     if transpose != (0, 1, 2):
         notes.append(f"axes transposed {transpose} so the coarsest axis comes first")
     original_shape = np.median([c.shape_after_crop for c in fp.cases], axis=0)
@@ -242,9 +232,32 @@ def plan_dataset(fp: Fingerprint, spec: DatasetSpec, settings: PlannerSettings =
         original_median_spacing=tuple(float(x) for x in np.median(spacings, axis=0)),  # type: ignore[arg-type]
         original_median_shape=tuple(int(round(x)) for x in original_shape),  # type: ignore[arg-type]
         normalization=choose_normalization(fp, s), configurations=configs, memory_target_gb=s.memory_target_gb,
-        foreground_labels=fg, ignore_label=spec.ignore_label, notes=tuple(notes),
+        foreground_labels=spec.foreground_labels, ignore_label=spec.ignore_label, notes=tuple(notes),
     )
     return case_level_plans(plans, fp, spec.target_names, s) if spec.case_level else plans
+
+
+def plan_configurations(fp: Fingerprint, spec: DatasetSpec, target_t: list[float], transpose: tuple[int, int, int],
+                        s: PlannerSettings, notes: list[str]) -> dict[str, StagePlan]:
+    """The configurations (2d, and for 3D data 3d_fullres, maybe 3d_lowres and the cascade) at the
+    transposed target spacing ``target_t``; what could not fit the memory target is noted."""
+    n_in = len(fp.channel_names)
+    if spec.has_regions:
+        num_outputs = sum(1 for k, v in spec.labels.items() if k not in ("background", "ignore"))
+    else:
+        num_outputs = len(spec.foreground_labels) + 1
+    n = len(fp.cases)
+    configs: dict[str, StagePlan] = {}
+    shape_2d = _median_shape(fp, [None] + target_t[1:], transpose)
+    shape = _median_shape(fp, target_t, transpose)  # the dataset's size, also for the 2d batch cap
+    configs["2d"] = plan_stage("2d", target_t[1:], shape_2d[1:], n, math.prod(shape), s, n_in, num_outputs, True)
+    if fp.file_dims == 3:
+        configs.update(_plan_3d(fp, target_t, shape, transpose, s, n_in, num_outputs, spec.has_regions, notes))
+    for c in configs.values():
+        if c.estimated_memory_gb > s.memory_target_gb:
+            notes.append(f"{c.name}: even the smallest patch {c.patch_size} needs about {c.estimated_memory_gb:.2f} GB, "
+                         f"more than the {s.memory_target_gb:g} GB planned for")
+    return configs
 
 
 def plan_for_machine(fp: Fingerprint, spec: DatasetSpec, hw: HardwareInfo, memory_target_gb: float | None = None,

@@ -203,6 +203,22 @@ class CaseTaskPlan:
 
 
 @dataclass(frozen=True)
+class InstanceTaskPlan:
+    """How objects are learnt: each object's voxels touching another object or the background are
+    its boundary, the rest its interior (``classes``: what the network predicts), and the
+    interiors seed the objects again after prediction (:mod:`autounet.postprocess.instances`).
+
+    object_name : the dataset's name for its objects (dataset.json's label 1).
+    """
+
+    object_name: str
+    classes: dict[str, int] = field(default_factory=lambda: dict(INSTANCE_CLASSES))
+
+
+INSTANCE_CLASSES = {"background": 0, "interior": 1, "boundary": 2}
+
+
+@dataclass(frozen=True)
 class Plans(_JsonDataclass):
     """The whole plan of a dataset (``plans.json``)."""
 
@@ -226,6 +242,7 @@ class Plans(_JsonDataclass):
     notes: tuple[str, ...] = field(default_factory=tuple)
     hardware: dict[str, Any] = field(default_factory=dict)  # what was detected when planning, and the target's source
     case_task: CaseTaskPlan | None = None  # a case-level task (classification, multilabel, regression); else None
+    instance_task: InstanceTaskPlan | None = None  # objects told apart (task "instance"); else None
     schema_version: int = PLANS_SCHEMA_VERSION
 
     @classmethod
@@ -241,6 +258,8 @@ class Plans(_JsonDataclass):
         d["normalization"] = tuple(ChannelNormalization(**n) for n in d["normalization"])
         if d.get("case_task") is not None:
             d["case_task"] = CaseTaskPlan(**d["case_task"])
+        if d.get("instance_task") is not None:
+            d["instance_task"] = InstanceTaskPlan(**d["instance_task"])
         d["configurations"] = {
             k: StagePlan(**{**c, "network": NetworkTopology(**c["network"])}) for k, c in d["configurations"].items()
         }
@@ -255,8 +274,10 @@ class Plans(_JsonDataclass):
 
     @property
     def task(self) -> str:
-        """"segmentation", or the case-level task."""
-        return self.case_task.task if self.case_task is not None else "segmentation"
+        """"segmentation", "instance", or the case-level task."""
+        if self.case_task is not None:
+            return self.case_task.task
+        return "instance" if self.instance_task is not None else "segmentation"
 
     @property
     def regions(self) -> list[tuple[int, ...]] | None:
@@ -281,6 +302,8 @@ class Plans(_JsonDataclass):
         }
         if self.case_task is not None:
             key["input_size"] = self.configurations[config].patch_size
+        if self.instance_task is not None:
+            key["labels"] = "instance classes"  # the label maps are converted, not copied
         if self.ignore_label is not None:
             key["locations"] = "annotated"  # background locations are recorded too (sparse annotations)
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

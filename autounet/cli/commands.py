@@ -18,8 +18,12 @@ log = logging.getLogger("autounet")
 def make_example_dataset(a: argparse.Namespace) -> int:
     if a.video is not None and (a.dims != 3 or a.channels != 1 or a.anisotropic):
         raise ValueError("--video writes one-channel 2D+time NIfTI videos; leave out --dims, --channels, --anisotropic")
+    if a.instances and (a.video is not None or a.channels != 1 or a.anisotropic):
+        raise ValueError("--instances writes one-channel touching objects; leave out --video, --channels, --anisotropic")
     out = (api.make_video_dataset(a.out, a.cases, a.video, a.shape or (64, 64), a.seed, a.test_cases, a.overwrite)
            if a.video is not None else
+           api.make_instance_dataset(a.out, a.dims, a.cases, a.shape, test_cases=2 if a.test_cases is None else a.test_cases,
+                                     seed=a.seed, overwrite=a.overwrite) if a.instances else
            api.make_example_dataset(a.out, dims=a.dims, cases=a.cases, channels=a.channels, anisotropic=a.anisotropic,
                                     seed=a.seed, test_cases=a.test_cases, shape=a.shape, overwrite=a.overwrite))
     log.info("example dataset written to %s", out)

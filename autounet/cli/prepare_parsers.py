@@ -15,7 +15,8 @@ def add_example_dataset(sub) -> None:
                     "Write a realistic synthetic dataset in nnU-Net v2's raw layout: training and test images and "
                     "labels, and dataset.json.",
                     ("autounet make_example_dataset raw/Dataset900_Example --dims 3 --anisotropic",
-                     "autounet make_example_dataset raw/Dataset982_Echo --video 100"))
+                     "autounet make_example_dataset raw/Dataset982_Echo --video 100",
+                     "autounet make_example_dataset raw/Dataset983_Cells --dims 2 --instances"))
     p.add_argument("out", type=Path, help="output folder, e.g. raw/Dataset900_Example")
     p.add_argument("--dims", type=int, choices=(2, 3), default=3, help="3: NIfTI volumes; 2: PNG images (default 3)")
     p.add_argument("--cases", type=number(int, 2, "at least 2"), default=20, help="training cases (default 20)")
@@ -26,6 +27,8 @@ def add_example_dataset(sub) -> None:
                    help="typical case shape (Z Y X, or Y X in 2D)")
     p.add_argument("--video", type=number(int, 2, "at least 2"), default=None, metavar="FRAMES",
                    help="instead: echo-like 2D+time videos, 2 frames labelled, the rest 'ignore' (--shape: Y X)")
+    p.add_argument("--instances", action="store_true",
+                   help="instead: touching discs (--dims 2) or spheres (--dims 3), one id per object (task 'instance')")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_overwrite(p, "replace the dataset the folder holds")
 

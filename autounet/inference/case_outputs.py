@@ -1,4 +1,5 @@
-"""Outputs of case-level networks: from logits to probabilities or values, and the predictions CSV.
+"""Outputs of case-level networks as files: the predictions CSV (written and read back), and the
+labels it holds (torch-free: the ONNX path's postprocessing imports it).
 
 The CSV (``predict -o predictions.csv``) has a header row and one row per case:
 - classification: ``case,label,prob_<class>...``: the predicted class value, then the
@@ -16,26 +17,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from autounet.autoplan.plans import CaseTaskPlan
 from autounet.errors import DatasetError
 from autounet.io.atomic import write_text
 
 PROBABILITY_PREFIX = "prob_"
-
-
-def to_outputs(logits: torch.Tensor, plan: CaseTaskPlan) -> torch.Tensor:
-    """Logits (B, K) -> class probabilities (softmax), target probabilities (sigmoid) or values
-    in the targets' units (regression: the standardization undone)."""
-    logits = logits.float()
-    if plan.task == "classification":
-        return torch.softmax(logits, 1)
-    if plan.task == "multilabel":
-        return torch.sigmoid(logits)
-    mean = torch.tensor(plan.target_mean, dtype=torch.float32, device=logits.device)
-    std = torch.tensor(plan.target_std, dtype=torch.float32, device=logits.device)
-    return logits * std + mean
 
 
 def reference_values(targets: np.ndarray, task: str) -> np.ndarray:

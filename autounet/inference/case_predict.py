@@ -3,7 +3,6 @@ outputs averaged; new images read and prepared exactly as the training cases wer
 
 from __future__ import annotations
 
-import itertools
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -14,9 +13,9 @@ import torch
 from autounet.autoplan.plans import CaseTaskPlan, StagePlan
 from autounet.errors import WorkspaceError
 from autounet.hardware import autocast_for, resolve_device
-from autounet.inference.case_outputs import to_outputs
 from autounet.inference.cases import ImageCase, check_input
 from autounet.inference.settings import PredictSettings
+from autounet.inference.windows import mirror_flips
 from autounet.io.image_io import ImageReadError, read_channels, reader_for
 from autounet.model.trained import TrainedModel
 from autounet.preprocess.case_level import case_input
@@ -26,9 +25,17 @@ log = logging.getLogger("autounet.inference")
 CASE_BATCH = 64  # inputs per forward pass at prediction
 
 
-def mirrorings(axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """Every subset of the mirror axes (the empty one first): the copies test-time mirroring averages."""
-    return [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
+def to_outputs(logits: torch.Tensor, plan: CaseTaskPlan) -> torch.Tensor:
+    """Logits (B, K) -> class probabilities (softmax), target probabilities (sigmoid) or values
+    in the targets' units (regression: the standardization undone)."""
+    logits = logits.float()
+    if plan.task == "classification":
+        return torch.softmax(logits, 1)
+    if plan.task == "multilabel":
+        return torch.sigmoid(logits)
+    mean = torch.tensor(plan.target_mean, dtype=torch.float32, device=logits.device)
+    std = torch.tensor(plan.target_std, dtype=torch.float32, device=logits.device)
+    return logits * std + mean
 
 
 def network_outputs(network: torch.nn.Module, data: Sequence[np.ndarray], stage: StagePlan, plan: CaseTaskPlan,
@@ -37,13 +44,13 @@ def network_outputs(network: torch.nn.Module, data: Sequence[np.ndarray], stage:
     the mirrored copies when ``mirror``: probabilities, or values for regression."""
     network.eval()
     dims = len(stage.patch_size)
-    flips = mirrorings(stage.mirror_axes) if mirror else [()]
+    flips = mirror_flips(stage.mirror_axes) if mirror else [()]
     out = []
     with torch.no_grad(), autocast_for(device, amp):
         for start in range(0, len(data), CASE_BATCH):
             x = torch.from_numpy(np.stack([np.asarray(d, dtype=np.float32) for d in data[start:start + CASE_BATCH]]))
             x = (x[:, :, 0] if dims == 2 else x).to(device)
-            total = sum(to_outputs(network(torch.flip(x, [a + 2 for a in f]) if f else x), plan) for f in flips)
+            total = sum(to_outputs(network(torch.flip(x, f) if f else x), plan) for f in flips)
             out.append((total / len(flips)).cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 

@@ -12,7 +12,7 @@ from autounet.autoplan.plans import StagePlan
 from autounet.hardware import autocast_for
 from autounet.inference.settings import PredictSettings
 from autounet.inference.sliding_window import sliding_window_predict
-from autounet.inference.windows import window_batch
+from autounet.inference.windows import volume_or_slices, window_batch
 
 
 def cpu_bfloat16(device: torch.device, settings: PredictSettings) -> bool:
@@ -78,12 +78,9 @@ def _predict(network: torch.nn.Module, data: np.ndarray, stage: StagePlan, devic
 
     try:
         with torch.inference_mode():
-            if stage.network.dims == 3:
-                return windows(image)
-            out = torch.zeros((k,) + tuple(image.shape[1:]), dtype=torch.float32)
-            slices = progress(range(image.shape[1]), desc="slices", unit="slice", leave=False, disable=not show_progress)
-            for z in slices:
-                out[:, z] = windows(image[:, z])
-            return out
+            return volume_or_slices(windows, image, stage.network.dims, k,
+                                    lambda shape: torch.zeros(shape, dtype=torch.float32),
+                                    lambda r: progress(r, desc="slices", unit="slice", leave=False,
+                                                       disable=not show_progress))
     finally:
         network.deep_supervision = was

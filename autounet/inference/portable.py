@@ -20,7 +20,7 @@ from autounet.errors import AutounetError
 from autounet.inference.probabilities import average_probabilities, probabilities_from_logits
 from autounet.inference.runtimes import Session, available, open_session, require
 from autounet.inference.settings import ONNX_BACKENDS, PredictSettings
-from autounet.inference.windows import sliding_window_numpy, window_batch
+from autounet.inference.windows import sliding_window_numpy, volume_or_slices, window_batch
 from autounet.model.onnx_format import METADATA_KEY, OnnxManifest, input_name, output_name
 
 log = logging.getLogger("autounet.inference")
@@ -37,12 +37,7 @@ def predict_logits_numpy(session: Session, data: np.ndarray, stage: StagePlan, s
     def windows(x: np.ndarray) -> np.ndarray:
         return sliding_window_numpy(x, session, stage.patch_size, k, settings.step, batch, mirror_axes)
 
-    if stage.network.dims == 3:
-        return windows(image)
-    out = np.empty((k,) + image.shape[1:], np.float32)
-    for z in range(image.shape[1]):
-        out[:, z] = windows(image[:, z])
-    return out
+    return volume_or_slices(windows, image, stage.network.dims, k, lambda shape: np.empty(shape, np.float32))
 
 
 class PortableFolds:

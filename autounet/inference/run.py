@@ -24,7 +24,7 @@ from autounet.progress import progress
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.inference.cascade import labels_at
 from autounet.inference.cases import Case, Prepared, StageInput
-from autounet.inference.export import export_probabilities
+from autounet.inference.original_space import labels_in_original_space
 from autounet.inference.outputs import prediction_meta, write_prediction
 from autounet.inference.settings import PredictionReport, PredictSettings
 from autounet.inference.stage_model import StageModel, network_input, stage_inputs
@@ -53,7 +53,7 @@ def _write(case: Case, results: list[StageResult], geometry: Geometry, save_prob
         shape, path = case.next_stage
         probs, plans, _ = results[0]
         write_npy(path, labels_at(probs, shape, plans))
-    seg, probabilities = export_probabilities(results, geometry, save_probabilities)
+    seg, probabilities = labels_in_original_space(results, geometry, save_probabilities)
     if postprocess is not None:
         seg = postprocess(seg)
     meta = prediction_meta(case.case_id, geometry, case.ending, results[0][1]) if save_probabilities else None

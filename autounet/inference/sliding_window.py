@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from autounet.inference.windows import gaussian, mirror_flips, padding, unpadded, window_slices, window_starts
+from autounet.inference.windows import accumulate_windows, gaussian, mirror_flips, padding, unpadded, window_starts
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 __all__ = ["Predictor", "gaussian_importance", "mirrored", "sliding_window_predict", "window_starts"]
@@ -59,16 +59,7 @@ def sliding_window_predict(image: torch.Tensor, predictor: Predictor, patch_size
     acc_device = torch.device(accumulate_device) if accumulate_device is not None else image.device
     logits = torch.zeros((num_outputs, *padded), dtype=torch.float32, device=acc_device)
     weights = torch.zeros(padded, dtype=torch.float32, device=acc_device)
-    gauss = gaussian_importance(patch_size).to(acc_device)
     predict = mirrored(predictor, mirror_axes) if mirror_axes else predictor
-    windows = window_slices(padded, patch_size, step)
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
-        out = predict(torch.stack([image[(slice(None),) + sl] for sl in chunk])).to(acc_device, torch.float32)
-        for o, sl in zip(out, chunk):
-            logits[(slice(None),) + sl] += o * gauss
-            weights[sl] += gauss
-        if progress is not None:
-            progress(len(chunk))
-    logits /= weights
+    logits = accumulate_windows(image, lambda x: predict(x).to(acc_device, torch.float32), torch.stack, patch_size,
+                                step, batch_size, logits, weights, gaussian_importance(patch_size).to(acc_device), progress)
     return logits[(slice(None),) + unpadded(spatial, pads)]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from autounet.autoplan.plans import load_plans
+from autounet.autoplan.plans import Plans, load_plans
 from autounet.errors import WorkspaceError
 from autounet.inference.folds import FoldEnsemble
 from autounet.inference.portable import PortableFolds
@@ -41,14 +41,14 @@ class ModelSource:
     mirror: tuple[bool, ...] | None = None  # a case-level choice: test-time mirroring per configuration
     thresholds: tuple[float, ...] | None = None  # ... and the decision thresholds chosen on the cross-validation
 
-    def case_level(self) -> bool:
-        """Whether the model predicts one label or number per case (from one checkpoint's plans)."""
+    def plans(self) -> Plans | None:
+        """The plans the model was trained with (from one checkpoint), None without a checkpoint."""
         c = self.configurations[0]
         folds = list(self.folds or self.results.trained_folds(c, self.checkpoint))
         path = self.results.fold(c, folds[0]).checkpoint(self.checkpoint) if folds else None
         if path is None or not path.is_file():
-            return False
-        return plans_of(peek_checkpoint(path)).case_task is not None
+            return None
+        return plans_of(peek_checkpoint(path))
 
 
 def _existing(path: Path) -> Path | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -71,6 +71,39 @@ def mirror_flips(mirror_axes: Sequence[int], leading: int = 2) -> list[tuple[int
     return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
+def accumulate_windows(image: Any, predict: Callable[[Any], Any], stack: Callable[[list], Any], patch_size: Sequence[int],
+                       step: float, batch_size: int, logits: Any, weights: Any, gauss: Any,
+                       progress: Callable[[int], None] | None = None) -> Any:
+    """The one sliding-window loop of the torch and numpy paths: every window of ``image`` (C,
+    *spatial, at least a patch large), ``batch_size`` at a time through ``predict`` (after
+    ``stack``), its output weighted by ``gauss`` and summed into ``logits`` (K, *spatial) and
+    ``weights`` (*spatial), both zeros of the caller's kind; returns ``logits / weights`` (in place)."""
+    windows = window_slices(weights.shape, patch_size, step)
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i:i + batch_size]
+        out = predict(stack([image[(slice(None),) + sl] for sl in chunk]))
+        for o, sl in zip(out, chunk):
+            logits[(slice(None),) + sl] += o * gauss
+            weights[sl] += gauss
+        if progress is not None:
+            progress(len(chunk))
+    logits /= weights
+    return logits
+
+
+def volume_or_slices(predict: Callable[[Any], Any], image: Any, dims: int, num_outputs: int,
+                     empty: Callable[[tuple], Any], slices: Callable[[range], Iterable[int]] = lambda r: r) -> Any:
+    """Logits (K, Z, Y, X) of an image (C, Z, Y, X) from ``predict`` (logits of an image of the
+    network's dims): the whole volume for a 3D network, each slice for a 2D one, written into
+    ``empty(shape)`` (torch or numpy alike); ``slices`` may wrap the slice numbers (progress)."""
+    if dims == 3:
+        return predict(image)
+    out = empty((num_outputs,) + tuple(image.shape[1:]))
+    for z in slices(range(image.shape[1])):
+        out[:, z] = predict(image[:, z])
+    return out
+
+
 def mirrored_numpy(predictor: ArrayPredictor, mirror_axes: Sequence[int]) -> ArrayPredictor:
     """Test-time mirroring: the predictor averaged over every flip of ``mirror_axes``."""
     flips = mirror_flips(mirror_axes)
@@ -98,14 +131,7 @@ def sliding_window_numpy(image: np.ndarray, predictor: ArrayPredictor, patch_siz
     image = np.pad(np.asarray(image, np.float32), [(0, 0)] + pads) if any(sum(p) for p in pads) else image
     logits = np.zeros((num_outputs, *image.shape[1:]), np.float32)
     weights = np.zeros(image.shape[1:], np.float32)
-    gauss = gaussian(patch_size)
     predict = mirrored_numpy(predictor, mirror_axes) if mirror_axes else predictor
-    windows = window_slices(image.shape[1:], patch_size, step)
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
-        out = predict(np.stack([image[(slice(None),) + sl] for sl in chunk]).astype(np.float32, copy=False))
-        for o, sl in zip(out, chunk):
-            logits[(slice(None),) + sl] += o * gauss
-            weights[sl] += gauss
-    logits /= weights
+    logits = accumulate_windows(image, predict, lambda xs: np.stack(xs).astype(np.float32, copy=False), patch_size,
+                                step, batch_size, logits, weights, gaussian(patch_size))
     return logits[(slice(None),) + unpadded(spatial, pads)]

@@ -13,6 +13,7 @@ from autounet.workspace import RawPaths, name_problem
 
 IGNORE_LABEL_NAME = "ignore"
 SEGMENTATION = "segmentation"
+INSTANCE = "instance"  # label maps of object ids (0 background, 1..N one object each)
 CASE_TASKS = ("classification", "multilabel", "regression")  # one label or number per case, from a CSV
 
 
@@ -42,8 +43,9 @@ class DatasetSpec:
         case-level task, class name -> class value 0..K-1 ("classification") or target name ->
         column 0..K-1 ("multilabel", "regression").
     cases : the explicit "dataset" entries when dataset.json lists its cases, else None.
-    task : "segmentation" (label maps in labelsTr/), or one of ``CASE_TASKS`` (a row of targets
-        per case in labelsTr.csv).
+    task : "segmentation" (label maps in labelsTr/), "instance" (maps of object ids in labelsTr/,
+        one object class: ``labels`` is {"background": 0, NAME: 1}), or one of ``CASE_TASKS`` (a
+        row of targets per case in labelsTr.csv).
     """
 
     path: Path
@@ -60,7 +62,12 @@ class DatasetSpec:
     @property
     def case_level(self) -> bool:
         """A label or number per case (classification, multi-label, regression), not per voxel."""
-        return self.task != SEGMENTATION
+        return self.task in CASE_TASKS
+
+    @property
+    def instances(self) -> bool:
+        """Label maps hold object ids (any non-negative integers), not class values."""
+        return self.task == INSTANCE
 
     @property
     def target_names(self) -> tuple[str, ...]:
@@ -107,10 +114,19 @@ def _no_duplicate_keys(path: Path):
 
 def _parse_task(raw: dict[str, Any], path: Path, problems: list[str]) -> str:
     task = raw.get("task", SEGMENTATION)
-    if task not in (SEGMENTATION,) + CASE_TASKS:
-        problems.append(f"{path}: 'task' must be one of {', '.join((SEGMENTATION,) + CASE_TASKS)}, found {task!r}")
+    if task not in (SEGMENTATION, INSTANCE) + CASE_TASKS:
+        problems.append(f"{path}: 'task' must be one of {', '.join((SEGMENTATION, INSTANCE) + CASE_TASKS)}, "
+                        f"found {task!r}")
         return SEGMENTATION
     return task
+
+
+def _instance_label_problems(labels: dict[str, Any], path: Path) -> list[str]:
+    """An instance dataset names its one object class: {"background": 0, NAME: 1}."""
+    if labels.get("background") != 0 or len(labels) != 2 or sorted(labels.values()) != [0, 1]:
+        return [f"{path}: for task 'instance', 'labels' must be {{\"background\": 0, \"<object name>\": 1}} "
+                f"(one object class; each object's id is its own value in its label map), found {labels!r}"]
+    return []
 
 
 def _case_level_label_problems(labels: dict[str, Any], task: str, path: Path) -> list[str]:
@@ -277,8 +293,9 @@ def load_dataset_json(dataset_dir: Path) -> DatasetSpec:
         problems.append(f"{path}: missing required key(s) {', '.join(missing)}")
     channel_names = _parse_channels(raw, path, problems)
     task = _parse_task(raw, path, problems)
-    if task == SEGMENTATION:
+    if task in (SEGMENTATION, INSTANCE):
         labels = _parse_labels(raw.get("labels"), path, problems) if "labels" in raw else {}
+        problems += _instance_label_problems(labels, path) if task == INSTANCE and "labels" in raw else []
     else:
         labels = raw.get("labels") if isinstance(raw.get("labels"), dict) else {}
         problems += _case_level_label_problems(labels, task, path) if "labels" in raw else []

@@ -256,8 +256,9 @@ def _write(array: np.ndarray, geometry: Geometry, path: Path) -> None:
 def write_segmentation(seg: np.ndarray, geometry: Geometry, path: Path) -> None:
     """Write a label map (Z, Y, X) with the geometry it was read with, in ``path``'s format."""
     seg = np.asarray(seg)
-    small = seg.min(initial=0) >= 0 and seg.max(initial=0) < 256
-    _write(seg.astype(np.uint8 if small else np.int16), geometry, path)
+    low, high = seg.min(initial=0), seg.max(initial=0)
+    dtype = np.uint8 if low >= 0 and high < 256 else np.uint16 if low >= 0 and high < 65536 else np.int32
+    _write(seg.astype(dtype), geometry, path)  # instance maps: thousands of ids, 16 bits in a PNG
 
 
 def write_image(image: np.ndarray, geometry: Geometry, path: Path) -> None:

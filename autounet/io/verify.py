@@ -72,7 +72,10 @@ def load_case(case: CaseFiles, spec: DatasetSpec) -> tuple[LoadedCase | None, li
             if ref_geo is not None:
                 problems += [f"{case.label}: {m} (mismatch with {ref_path.name})"
                              for m in geometry_mismatches(seg_geo, ref_geo)]
-            unknown = sorted(set(_label_values(seg).tolist()) - spec.allowed_label_values)
+            values = _label_values(seg)
+            unknown = sorted(set(values.tolist()) - spec.allowed_label_values) if not spec.instances else []
+            if spec.instances and values.size and values.min() < 0:
+                problems.append(f"{case.label}: object ids must be 0 (background) or positive, found {values.min()}")
             if unknown:
                 problems.append(
                     f"{case.label}: label value(s) {unknown} are not declared in dataset.json "

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from autounet.autoplan.plans import NetworkTopology
-from autounet.model.network import _init_weights, encoder_stem
+from autounet.model.network import init_weights, encoder_stem
 
 
 class CaseNetwork(nn.Module):
@@ -27,7 +27,7 @@ class CaseNetwork(nn.Module):
         self.deep_supervision = False  # one output; kept for the interface the U-Net shares
         self.stem, self.encoder = encoder_stem(topology)
         self.head = nn.Linear(topology.features_per_stage[-1], topology.num_outputs)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

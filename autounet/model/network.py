@@ -128,7 +128,7 @@ class UNet(nn.Module):
                             for i in range(t.convs_per_stage_decoder[s])])
             for s in range(t.num_stages - 1))
         self.heads = nn.ModuleList(_conv(t.dims)(feats[s], t.num_outputs, 1) for s in range(t.num_stages - 1))
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         _check_input(x, self.topology)
@@ -158,17 +158,7 @@ def encoder_stem(t: NetworkTopology) -> tuple[nn.Module, nn.ModuleList]:
     return stem, nn.ModuleList(_encoder_stage(t, s, first_in if s == 0 else feats[s - 1]) for s in range(t.num_stages))
 
 
-def build_network(topology: NetworkTopology, deep_supervision: bool = True) -> nn.Module:
-    """The network of ``topology`` with fresh He-initialised weights: a ``UNet``, or for a pooled
-    head a :class:`autounet.model.classifier.CaseNetwork`."""
-    if topology.head == "pooled":
-        from autounet.model.classifier import CaseNetwork
-
-        return CaseNetwork(topology)
-    return UNet(topology, deep_supervision)
-
-
-def _init_weights(m: nn.Module) -> None:
+def init_weights(m: nn.Module) -> None:
     """He/Kaiming normal (a = LeakyReLU slope) for conv weights, zero biases."""
     if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         nn.init.kaiming_normal_(m.weight, a=NEGATIVE_SLOPE)

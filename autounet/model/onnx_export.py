@@ -21,7 +21,7 @@ from autounet.autoplan.plans import StagePlan
 from autounet.errors import WorkspaceError
 from autounet.io.atomic import atomic_path, read_json, write_json
 from autounet.model.archive import with_previous_stages
-from autounet.model.network import build_network
+from autounet.model.build import build_network
 from autounet.model.onnx_format import METADATA_KEY, OPSET, OnnxManifest, input_name, output_name
 from autounet.model.trained import TrainedModel, load_trained_model
 from autounet.workspace import ResultsPaths

@@ -11,7 +11,7 @@ import torch
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.errors import WorkspaceError
 from autounet.model.checkpoint import load_checkpoint
-from autounet.model.network import build_network
+from autounet.model.build import build_network
 from autounet.workspace import ResultsPaths
 
 

@@ -21,21 +21,13 @@ import numpy as np
 from autounet.autoplan.plans import Plans
 from autounet.errors import WorkspaceError
 from autounet.inference.case_outputs import predicted_labels, read_predictions, reference_values, write_predictions
-from autounet.io.atomic import read_json, write_json
+from autounet.io.atomic import read_json
 from autounet.postprocess.case_metrics import case_metrics, operating_point, validation_score
-from autounet.postprocess.find_best import TIE_TOLERANCE, _complexity, _validation_folders, trained_configurations
+from autounet.postprocess.candidates import TIE_TOLERANCE, candidates, simplest_best
+from autounet.postprocess.selections import CaseSelection
 from autounet.workspace import DatasetPaths, PreprocessedCase, case_predictions_file
 
 log = logging.getLogger("autounet")
-SUMMARY_KEYS = {"classification": ("auc", "accuracy", "balanced_accuracy"), "multilabel": ("auc", "accuracy", "f1_macro"),
-                "regression": ("mae", "rmse", "r2")}
-
-
-def summary_keys(task: str) -> tuple[str, ...]:
-    """The figures that sum a case-level task's result up (tables, logs, the report)."""
-    return SUMMARY_KEYS[task]
-
-
 def cv_outputs(paths: DatasetPaths, configuration: str, splits: list[dict], mirrored: bool) -> dict[str, np.ndarray]:
     """case id -> the cross-validation outputs of a configuration (each case from the fold that
     did not train on it)."""
@@ -106,50 +98,14 @@ def score_configurations(paths: DatasetPaths, plans: Plans, configs: Sequence[st
     return entries, outputs, ids
 
 
-def _chosen_configurations(paths: DatasetPaths, plans: Plans, splits: list[dict],
-                           configurations: Sequence[str] | None) -> list[str]:
-    if configurations:
-        for c in configurations:
-            _validation_folders(paths, c, splits)
-        return list(configurations)
-    configs, notes = trained_configurations(paths, plans, splits)
-    for note in notes:
-        log.warning("left out: %s", note)
-    if not configs:
-        raise WorkspaceError(f"no configuration of {paths.name} has all {len(splits)} folds validated; train first: "
-                             f"autounet run {paths.name}" + ("\n" + "\n".join(notes) if notes else ""))
-    return configs
-
-
-def find_best_case_level(paths: DatasetPaths, plans: Plans, splits: list[dict],
-                         configurations: Sequence[str] | None = None, ensembles: bool = True) -> dict:
-    """Score, choose, and write cross_validation.json and best_configuration.json (and the
-    winner's cross-validation predictions, for the report)."""
-    configs = _chosen_configurations(paths, plans, splits, configurations)
+def select_case_level(paths: DatasetPaths, plans: Plans, splits: list[dict],
+                      configurations: Sequence[str] | None = None, ensembles: bool = True) -> CaseSelection:
+    """Score and choose; writes the winner's cross-validation predictions (for the report)."""
+    configs = candidates(paths, plans, splits, configurations, f"autounet run {paths.name}")
     entries, outputs, ids = score_configurations(paths, plans, configs, splits, ensembles)
-    top = max(e["score"] for e in entries.values())
-    best = min((k for k, e in entries.items() if e["score"] >= top - TIE_TOLERANCE), key=lambda k: _complexity(entries[k]))
+    best = simplest_best(entries, "score")
     plan = plans.case_task
     write_predictions(case_predictions_file(paths.trained.cross_validation_predictions(best)), plan.task, plan.names,
                       ids, outputs[best], entries[best]["thresholds"])
-    command = f"autounet predict -i INPUT_FOLDER -o predictions.csv -d {paths.name}"
-    result = {"task": plan.task, "names": list(plan.names), "entries": entries, "best": best,
-              "predict_command": command}
-    write_json(paths.trained.cross_validation, result)
-    write_json(paths.trained.best_configuration, {
-        "configurations": entries[best]["members"], "folds": entries[best]["folds"], "name": best,
-        "mirror": entries[best]["mirror"], "thresholds": entries[best]["thresholds"], "task": plan.task,
-        "score": entries[best]["score"],
-        "predict_command": command})
-    return result
-
-
-def format_case_table(result: dict) -> str:
-    """The cross-validation table of a case-level task, one row per configuration or ensemble."""
-    keys = summary_keys(result["task"])
-    lines = [f"{'configuration':<28}" + "".join(f"{k:>19}" for k in keys) + "  mirroring"]
-    for name, e in result["entries"].items():
-        mark = " *" if name == result["best"] else ""
-        values = "".join(f"{e['metrics'].get(k, float('nan')):>19.4f}" for k in keys)
-        lines.append(f"{name + mark:<28}{values}  {'/'.join('on' if m else 'off' for m in e['mirror'])}")
-    return "\n".join(lines)
+    return CaseSelection(plan.task, list(plan.names), entries, best,
+                         f"autounet predict -i INPUT_FOLDER -o predictions.csv -d {paths.name}")

@@ -13,14 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from autounet.postprocess.labelling import connected_components
 from autounet.postprocess.metrics import Class, class_label, class_mask, class_name
-
-try:  # connected-components-3d, installed with acvl-utils: much faster than scipy on large volumes
-    import cc3d
-except ImportError:  # pragma: no cover - depends on the environment
-    cc3d = None
 
 SCHEMA_VERSION = 1
 
@@ -106,14 +101,6 @@ def _bounding_slices(mask: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(slice(int(np.flatnonzero(a)[0]), int(np.flatnonzero(a)[-1]) + 1) for a in along)
 
 
-def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected components with full connectivity: labels (0 background, 1..N) and N."""
-    if cc3d is not None:
-        return cc3d.connected_components(mask, connectivity=26 if mask.ndim == 3 else 8, binary_image=True,
-                                         return_N=True)
-    return ndimage.label(mask, structure=ndimage.generate_binary_structure(mask.ndim, mask.ndim))
-
-
 def keep_largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected component of a binary mask.
 
@@ -131,7 +118,7 @@ def keep_largest_component(mask: np.ndarray) -> np.ndarray:
     if box is None:
         return out
     crop = np.ascontiguousarray(mask[box])
-    labels, n = _label(crop)
+    labels, n = connected_components(crop)
     if n == 1:  # one component: the whole mask
         out[box] = crop
         return out

@@ -22,7 +22,7 @@ import numpy as np
 from autounet.errors import AutounetError
 from autounet.io.atomic import check_writable, read_json, write_json, write_text
 from autounet.io.image_io import SUPPORTED_ENDINGS, file_ending, read_segmentation, reader_for
-from autounet.io.geometry import geometry_mismatches
+from autounet.io.geometry import Geometry, geometry_mismatches
 from autounet.parallel import map_parallel
 from autounet.postprocess.metrics import (
     DEFAULT_NSD_TOLERANCE_MM, METRICS, Class, absent_class_metrics, case_metrics, class_name, summarize,
@@ -100,15 +100,22 @@ def classes_from_dataset_json(path: Path) -> tuple[list[Class], int | None]:
     return sorted(v for v in named.values() if v != 0), ignore
 
 
-def _evaluate_case(args: tuple[str, Path, Path, Sequence[Class] | None, int | None, float]) -> dict[str, Any]:
-    """Metrics of one case; with ``classes`` None, of every foreground value in either file."""
-    case_id, ref_path, pred_path, classes, ignore_label, tolerance = args
+def read_pair(ref_path: Path, pred_path: Path) -> tuple[np.ndarray, Geometry, np.ndarray, Geometry]:
+    """A reference and its prediction with their geometries; an EvaluationError names both files
+    when their shapes differ."""
     reader = reader_for(file_ending(ref_path))
     ref, ref_geo = read_segmentation(ref_path, reader)
     pred, pred_geo = read_segmentation(pred_path, reader)
     if pred.shape != ref.shape:
         raise EvaluationError(f"{pred_path}: prediction shape {pred.shape} (z, y, x) differs from "
                               f"reference {ref_path} shape {ref.shape}")
+    return ref, ref_geo, pred, pred_geo
+
+
+def _evaluate_case(args: tuple[str, Path, Path, Sequence[Class] | None, int | None, float]) -> dict[str, Any]:
+    """Metrics of one case; with ``classes`` None, of every foreground value in either file."""
+    case_id, ref_path, pred_path, classes, ignore_label, tolerance = args
+    ref, ref_geo, pred, pred_geo = read_pair(ref_path, pred_path)
     mismatches = geometry_mismatches(pred_geo, ref_geo)
     warning = None if not mismatches else (
         f"{pred_path}: its geometry differs from the reference {ref_path} ({'; '.join(mismatches)}): the two do not "

@@ -43,9 +43,11 @@ from typing import Any, Sequence, Union
 import numpy as np
 from scipy import ndimage
 
+from autounet.postprocess.lesions import LESION_METRICS, absent_lesion_metrics, lesion_metrics
+
 Class = Union[int, tuple[int, ...]]  # a label value, or the label values forming a region
 
-METRICS = ("dice", "iou", "tp", "fp", "fn", "n_pred", "n_ref", "hd95", "nsd")
+METRICS = ("dice", "iou", "tp", "fp", "fn", "n_pred", "n_ref", "hd95", "nsd") + LESION_METRICS
 DEFAULT_NSD_TOLERANCE_MM = 1.0
 
 
@@ -93,12 +95,30 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[Class],
     return out
 
 
-def mean_per_class(per_case: Sequence[dict[str, dict[str, float]]]) -> dict[str, float]:
-    """Mean Dice per class over cases (NaN cases skipped; NaN if a class is NaN everywhere)."""
+def case_scores(pred: np.ndarray, ref: np.ndarray, classes: Sequence[Class],
+                ignore_label: int | None = None) -> dict[str, dict[str, float]]:
+    """Dice, TP/FP/FN and the lesion-wise figures per class: what a validation summary and the
+    cross-validation record of each case."""
+    dice, lesions = dice_per_class(pred, ref, classes, ignore_label), lesions_per_class(pred, ref, classes, ignore_label)
+    return {c: {**dice[c], **lesions[c]} for c in dice}
+
+
+def lesions_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[Class],
+                      ignore_label: int | None = None) -> dict[str, dict[str, float]]:
+    """The lesion-wise figures per class (:mod:`autounet.postprocess.lesions`, without the
+    per-lesion list); voxels whose reference is the ignore label do not count."""
+    valid = ref != ignore_label if ignore_label is not None else np.ones(ref.shape, bool)
+    return {class_name(cls): lesion_metrics(class_mask(pred, cls) & valid, class_mask(ref, cls) & valid,
+                                            per_lesion=False) for cls in classes}
+
+
+def mean_per_class(per_case: Sequence[dict[str, dict[str, float]]], metric: str = "dice") -> dict[str, float]:
+    """Mean of ``metric`` per class over cases (NaN cases, and cases without it, skipped; NaN if
+    a class has no value anywhere)."""
     classes = list(per_case[0]) if per_case else []
     out = {}
     for c in classes:
-        values = [case[c]["dice"] for case in per_case if not np.isnan(case[c]["dice"])]
+        values = [case[c][metric] for case in per_case if not np.isnan(case[c].get(metric, np.nan))]
         out[c] = float(np.mean(values)) if values else float("nan")
     return out
 
@@ -120,7 +140,7 @@ def absent_class_metrics() -> dict[str, float]:
     """The metrics of a class absent from both prediction and reference (see the NaN rules)."""
     nan = float("nan")
     return {"dice": nan, "iou": nan, "tp": 0, "fp": 0, "fn": 0, "n_pred": 0, "n_ref": 0,
-            "hd95": nan, "nsd": nan}
+            "hd95": nan, "nsd": nan, **absent_lesion_metrics()}
 
 
 def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
@@ -176,7 +196,7 @@ def _class_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
         nsd = float(within / (d_pred.size + d_ref.size))
     return {"dice": 2 * tp / (n_pred + n_ref), "iou": tp / (n_pred + n_ref - tp),
             "tp": tp, "fp": n_pred - tp, "fn": n_ref - tp, "n_pred": n_pred, "n_ref": n_ref,
-            "hd95": hd95, "nsd": nsd}
+            "hd95": hd95, "nsd": nsd, **lesion_metrics(pred, ref, math.prod(float(s) for s in spacing))}
 
 
 def case_metrics(pred: np.ndarray, ref: np.ndarray, classes: Sequence[Class], spacing: Sequence[float],

@@ -285,12 +285,21 @@ def save_rules(path: Path, rules: PostprocessingRules, report: dict) -> None:
     write_json(path, {"rules": rules.to_json(), "report": report})
 
 
-def load_rules(path: Path) -> PostprocessingRules:
-    """Read the rules written by :func:`save_rules`; errors name the file."""
+def rules_in(path: Path) -> dict:
+    """The ``"rules"`` entry of a postprocessing.json (any task's), unparsed; errors name the file."""
     data = read_json(path)
     if not isinstance(data, dict) or "rules" not in data:
         raise ValueError(f"{path}: not a postprocessing file (no 'rules' entry)")
+    return data["rules"]
+
+
+def load_rules(path: Path) -> PostprocessingRules:
+    """Read the rules written by :func:`save_rules`; errors name the file."""
+    rules = rules_in(path)
+    if isinstance(rules, dict) and rules.get("kind") == "instances":
+        raise ValueError(f"{path}: holds an instance model's rules (objects from predicted classes); `autounet "
+                         "predict` applies them, apply_postprocessing takes connected-component rules")
     try:
-        return PostprocessingRules.from_json(data["rules"])
+        return PostprocessingRules.from_json(rules)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e

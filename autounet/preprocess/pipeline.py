@@ -19,6 +19,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from autounet.preprocess.normalize import normalize
 from autounet.preprocess.resample import resample_image, resample_labels
 from autounet.workspace import DatasetPaths, PreprocessedCase
 
+LabelTransform = Callable[[np.ndarray], np.ndarray] | None
 # Foreground coordinates kept per label: enough to sample patch centres well, small on disk.
 MAX_LOCATIONS_PER_LABEL = 10_000
 MIN_LOCATION_FRACTION = 0.01
@@ -139,14 +141,15 @@ def copy_reference(case: CaseFiles, target: Path) -> Path:
     return target
 
 
-def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder], int]) -> float:
-    case, spec, plans, folders, seed = args
+def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder], int, LabelTransform]) -> float:
+    case, spec, plans, folders, seed, label_transform = args
     start, signature = time.perf_counter(), case.signature()
     loaded, problems = load_case(case, spec)
     if loaded is None:
         raise ValueError("\n".join(problems))
     geometry = loaded.geometry
-    images, seg, box, spacing = preprocess_arrays(loaded.images, loaded.seg, geometry.spacing, plans)
+    seg = label_transform(loaded.seg) if label_transform is not None else loaded.seg
+    images, seg, box, spacing = preprocess_arrays(loaded.images, seg, geometry.spacing, plans)
     del loaded  # the raw arrays are no longer needed; keep peak memory at one case
     geometry = geometry.with_crop(box).with_transpose(plans.transpose_forward)
     # Sparsely annotated data (an ignore label) also records where background was annotated:
@@ -173,15 +176,14 @@ def _preprocess_case(args: tuple[CaseFiles, DatasetSpec, Plans, list[DataFolder]
     return time.perf_counter() - start
 
 
-def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, paths: DatasetPaths,
-                       configurations: list[str] | None = None, processes: int = 1, force: bool = False,
-                       seed: int = 0) -> dict[str, int]:
-    """Preprocess every case for the chosen configurations; returns {"done": n, "skipped": m}."""
+def preprocess_segmentation(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, paths: DatasetPaths,
+                            configurations: list[str] | None = None, processes: int = 1, force: bool = False,
+                            seed: int = 0, label_transform: LabelTransform = None) -> dict[str, int]:
+    """Preprocess every case of a segmentation dataset for the chosen configurations (images and
+    label maps, sampling locations, references); returns {"done": n, "skipped": m}.
+    ``label_transform``: what the network learns from a raw label map (a picklable function;
+    the references keep the raw labels)."""
     log = logging.getLogger(__name__)
-    if plans.case_task is not None:
-        from autounet.preprocess.case_level import preprocess_cases
-
-        return preprocess_cases(spec, cases, plans, paths, configurations, processes, force)
     folders = [DataFolder(paths.data_folder(ident), config, plans.preprocessing_hash(config))
                for ident, config in data_folders(plans, configurations).items()]
     for path in [f.path for f in folders] + [paths.references]:
@@ -195,6 +197,6 @@ def preprocess_dataset(spec: DatasetSpec, cases: list[CaseFiles], plans: Plans, 
     if len(todo) < len(cases):
         log.info("%d of %d case(s) already preprocessed for %s; skipping them (use --force to redo)",
                  len(cases) - len(todo), len(cases), names)
-    map_parallel(_preprocess_case, [(c, spec, plans, folders, seed) for c in todo], processes,
+    map_parallel(_preprocess_case, [(c, spec, plans, folders, seed, label_transform) for c in todo], processes,
                  desc=f"preprocess {names}")
     return {"done": len(todo), "skipped": len(cases) - len(todo)}

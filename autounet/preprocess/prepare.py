@@ -17,7 +17,7 @@ from autounet.io.dataset_json import CaseFiles, DatasetSpec
 from autounet.io.verify import check_layout, load_targets
 from autounet.locks import locked
 from autounet.parallel import default_processes
-from autounet.preprocess.pipeline import preprocess_dataset
+from autounet.preprocess.tasks import task_for
 from autounet.workspace import DatasetPaths
 
 log = logging.getLogger("autounet")
@@ -67,8 +67,8 @@ def preprocess_planned(paths: DatasetPaths, planned: Planned, configurations: Se
     :func:`plan_dataset` returned; resumable. Holds the preprocessing lock meanwhile."""
     plans, spec, cases = planned
     with preprocessing_locked(paths, wait):
-        stats = preprocess_dataset(spec, cases, plans, paths, list(configurations) if configurations else None,
-                                   processes, force, seed)
+        stats = task_for(plans).preprocess(spec, cases, plans, paths,
+                                           list(configurations) if configurations else None, processes, force, seed)
     log.info("preprocessed %d case(s), %d already done, into %s", stats["done"], stats["skipped"], paths.preprocessed)
 
 

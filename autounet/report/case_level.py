@@ -9,10 +9,11 @@ import numpy as np
 from autounet.autoplan.plans import Plans, load_fingerprint
 from autounet.inference.case_outputs import read_predictions, reference_values
 from autounet.postprocess.case_metrics import roc_curve
-from autounet.postprocess.case_selection import reference_targets, summary_keys
+from autounet.postprocess.case_selection import reference_targets
+from autounet.postprocess.selections import summary_keys
 from autounet.report.figures import Figures
 from autounet.report.markup import READ_ERRORS, esc, note, num, table
-from autounet.training.progress import new_figure
+from autounet.io.plots import new_figure
 from autounet.workspace import DatasetPaths, case_predictions_file
 
 

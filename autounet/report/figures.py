@@ -13,7 +13,7 @@ import numpy as np
 from autounet.io.atomic import copy_file, remove_stale_temporaries
 from autounet.postprocess.metrics import Class, class_mask
 from autounet.report.markup import esc
-from autounet.training.progress import new_figure, save_figure
+from autounet.io.plots import new_figure, save_figure
 
 FIGURES = "figures"  # the report's own subfolder, beside index.html
 DPI = 90

@@ -11,14 +11,13 @@ from autounet import __version__
 from autounet.autoplan.plans import Plans, load_plans
 from autounet.io.atomic import write_text
 from autounet.locks import locked
-from autounet.postprocess.metrics import class_names
+from autounet.postprocess.selections import Selection, selection_from_json
 from autounet.report.figures import FIGURES, Figures
-from autounet.report.markup import READ_ERRORS, bullets, esc, num
-from autounet.report.overlays import overlay_section
-from autounet.report.plan import TrainedStage, plan_section, trained_stages
+from autounet.report.markup import READ_ERRORS, bullets, esc
+from autounet.report.plan import TrainedStage, trained_stages
 from autounet.report.spending import run_spending, spending_section
-from autounet.report.selection import cross_validation_section, load_cross_validation
-from autounet.report.training import training_section
+from autounet.report.selection import load_cross_validation
+from autounet.report.tasks import ReportInputs, task_for
 from autounet.workspace import DatasetPaths, report_lock
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ nav a { margin-right: 1em; }
 """
 
 
-def _summary(plans: Plans | None, cv: dict | None, trained: dict[str, TrainedStage], warnings: list[str]) -> str:
+def _summary(plans: Plans | None, cv: Selection | None, trained: dict[str, TrainedStage], warnings: list[str]) -> str:
     """A few lines at the top: warnings, configurations, the stage as trained where it differs, the best entry."""
     items = []
     if plans is not None:
@@ -56,16 +55,9 @@ def _summary(plans: Plans | None, cv: dict | None, trained: dict[str, TrainedSta
     if trained:
         items.append(f"Trained with another network than planned (see the plan): {', '.join(trained)}.")
     if cv is not None:
-        best = cv["entries"][cv["best"]]
-        if "task" in cv:
-            figures = ", ".join(f"{k} {num(v)}" for k, v in best["metrics"].items()
-                                if k in ("auc", "accuracy", "balanced_accuracy", "mae", "rmse", "r2"))
-            items.append(f"Best on cross-validation: {cv['best']} ({figures}).")
-        else:
-            items.append(f"Best on cross-validation: {cv['best']} "
-                         f"(foreground mean Dice {num(best.get('foreground_mean_dice'))}).")
-        if cv.get("predict_command"):
-            items.append(f"Predict with: {cv['predict_command']}")
+        items.append(f"Best on cross-validation: {cv.headline()}.")
+        if cv.predict_command:
+            items.append(f"Predict with: {cv.predict_command}")
     top = "".join(f'<p class="note"><b>Warning:</b> {esc(w)}</p>' for w in warnings)
     return top + (bullets(items) if items else "")
 
@@ -126,35 +118,13 @@ def _write_report(paths: DatasetPaths, output: Path, max_overlays: int) -> Path:
     cv, cv_problem = _read_cross_validation(paths)
     trained = trained_stages(paths.trained, plans) if plans is not None else {}
     spending = run_spending(paths)
-    time_section = [("time", "0. Where the time went", spending_section(spending, cv))] if spending.folds else []
-    if plans is not None and plans.case_task is not None:
-        from autounet.report.case_level import balance_section, case_cv_section
-
-        sections = time_section + [
-            ("plan", "1. The plan", plan_section(plans, plan_problem, trained)),
-            ("balance", "2. Classes" if plans.task != "regression" else "2. Targets",
-             balance_section(paths, plans, figures)),
-            ("training", "3. Training curves", training_section(paths, plans, figures)),
-            ("cross-validation", "4. Cross-validation", case_cv_section(paths, plans, cv, cv_problem, figures)),
-        ]
-    else:
-        sections = time_section + _segmentation_sections(paths, plans, plan_problem, cv, cv_problem, trained, figures,
-                                                         max_overlays)
+    selection = selection_from_json(cv) if cv is not None else None
+    time_section = [("time", "0. Where the time went", spending_section(spending, selection))] if spending.folds else []
+    inputs = ReportInputs(paths, plans, plan_problem, cv, cv_problem, trained, figures, max_overlays)
+    sections = time_section + task_for(plans).sections(inputs)
     index = output / INDEX
-    summary = _summary(plans, cv, trained, spending.warnings(cv))
+    summary = _summary(plans, selection, trained, spending.warnings(selection))
     write_text(index, _page(f"autounet report: {paths.name}", summary, sections))
     figures.remove_stale()
     log.info("report written to %s", index)
     return index
-
-
-def _segmentation_sections(paths: DatasetPaths, plans: Plans | None, plan_problem: str | None, cv: dict | None,
-                           cv_problem: str | None, trained: dict[str, TrainedStage], figures: Figures,
-                           max_overlays: int) -> list[tuple[str, str, str]]:
-    return [
-        ("plan", "1. The plan", plan_section(plans, plan_problem, trained)),
-        ("training", "2. Training curves", training_section(paths, plans, figures)),
-        ("cross-validation", "3. Cross-validation and postprocessing",
-         cross_validation_section(cv, cv_problem, class_names(plans.labels) if plans else {})),
-        ("overlays", "4. Validation predictions", overlay_section(paths, plans, cv, figures, max_overlays)),
-    ]

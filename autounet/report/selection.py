@@ -33,19 +33,20 @@ def _score(entry: dict) -> float:
 
 
 def _entries_table(cv: dict, names: dict[str, str]) -> str:
-    """Entries sorted by foreground-mean Dice, best first and highlighted."""
+    """Entries sorted by foreground-mean Dice, best first and highlighted; the lesion-wise F1
+    (each connected component a lesion, :mod:`autounet.postprocess.lesions`) beside it."""
     entries, best = cv["entries"], cv["best"]
     classes = [str(c) for c in cv.get("classes")
                or sorted({k for e in entries.values() for k in e.get("mean_dice", {})})]
     header = (["entry", "kind", "members", "folds"] + [f"Dice {class_label(c, names)}" for c in classes]
-              + ["foreground mean"])
+              + ["foreground mean", "lesion F1"])
     rows, marks = [], []
     for name, e in sorted(entries.items(), key=lambda kv: -_score(kv[1])):
         tag = ' <span class="tag">best</span>' if name == best else ""
         rows.append([f"{esc(name)}{tag}", esc(e.get("kind", "")), esc(" + ".join(map(str, e.get("members", [])))),
                      esc(", ".join(map(str, e.get("folds", []))))]
                     + [esc(num(e.get("mean_dice", {}).get(c))) for c in classes]
-                    + [f"<b>{esc(num(e.get('foreground_mean_dice')))}</b>"])
+                    + [f"<b>{esc(num(e.get('foreground_mean_dice')))}</b>", esc(num(e.get("foreground_mean_lesion_f1")))])
         marks.append("best" if name == best else "")
     return table(header, rows, marks)
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from autounet.io.atomic import read_json
+from autounet.postprocess.selections import Selection
 from autounet.report.markup import READ_ERRORS, bullets, esc, text_table
 from autounet.training.budget import describe_seconds
 from autounet.training.spending import FoldSpending, read_spending
 from autounet.workspace import DatasetPaths
 
-NOT_LEARNED_DICE = 0.1  # a chosen model's cross-validated foreground Dice below this did not learn
 STEPS = (("preparation_s", "preparation (verify, plan, preprocess)"), ("measurement_s", "speed measurement"),
          ("selection_s", "choosing the best and postprocessing"), ("report_s", "report"))
 
@@ -55,7 +55,7 @@ class RunSpending:
                 out.setdefault(f.configuration, []).append(f)
         return out
 
-    def warnings(self, cv: dict | None) -> list[str]:
+    def warnings(self, cv: Selection | None) -> list[str]:
         """Plain-words warnings: folds below the learning minimum, a chosen model that did not learn."""
         out = []
         for configuration, folds in self.below_minimum().items():
@@ -63,12 +63,8 @@ class RunSpending:
             out.append(f"{configuration}: {len(folds)} fold(s) trained {its[0]}-{its[-1]} iterations, below the "
                        f"{folds[0].learning_iterations} a network needs to learn well; its results are unreliable. "
                        "What helps: a longer --time-budget, or fewer configurations (-c).")
-        if cv and "task" not in cv and cv.get("best") in cv.get("entries", {}):
-            dice = cv["entries"][cv["best"]].get("foreground_mean_dice")
-            if isinstance(dice, (int, float)) and dice < NOT_LEARNED_DICE:
-                out.append(f"the chosen model ({cv['best']}) did not learn: cross-validated foreground Dice "
-                           f"{dice:.3f}. Do not use its predictions; give the run more time.")
-        return out
+        warning = cv.warning() if cv is not None else None
+        return out + ([warning] if warning else [])
 
 
 def run_spending(paths: DatasetPaths, configurations: Sequence[str] | None = None,
@@ -84,7 +80,7 @@ def run_spending(paths: DatasetPaths, configurations: Sequence[str] | None = Non
     return RunSpending(record, folds)
 
 
-def spending_section(spending: RunSpending, cv: dict | None) -> str:
+def spending_section(spending: RunSpending, cv: Selection | None) -> str:
     """HTML: the warnings, the run's time and a table of folds."""
     if not spending.folds and not spending.record:
         return ""

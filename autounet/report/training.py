@@ -15,7 +15,8 @@ from autounet.autoplan.plans import Plans
 from autounet.model.checkpoint import peek_checkpoint
 from autounet.report.figures import Figures
 from autounet.report.markup import CHECKPOINTS, READ_ERRORS, esc, note, num
-from autounet.training.progress import draw_curves, metric_name, new_figure
+from autounet.io.plots import draw_curves, new_figure
+from autounet.training.tasks import SegmentationTraining, TrainingTask, task_for
 from autounet.training.spending import read_spending
 from autounet.workspace import DatasetPaths, FoldPaths, ResultsPaths
 
@@ -61,14 +62,14 @@ def _log_facts(training_log: dict[str, list], metric: str) -> list[str]:
 
 
 def _fold_caption(fold: FoldPaths, checkpoint: Path | None, training_log: dict[str, list] | None,
-                  metric: str = "pseudo Dice") -> str:
+                  task: TrainingTask) -> str:
     """HTML: the fold, its state, what its log says and its validation Dice."""
     parts = [f"<b>fold {esc(fold.fold)}</b>"]
     if checkpoint is not None:
         finished = checkpoint == fold.checkpoint("final")
         parts.append("finished" if finished else "unfinished (latest checkpoint)")
     if training_log and training_log.get("epoch"):
-        parts += [esc(p) for p in _log_facts(training_log, metric)]
+        parts += [esc(p) for p in _log_facts(training_log, task.metric)]
     spending = read_spending(fold)
     if spending is not None and not spending.learned:
         parts.append(f'<span class="warn">trained {spending.iterations} iterations, below the '
@@ -76,17 +77,14 @@ def _fold_caption(fold: FoldPaths, checkpoint: Path | None, training_log: dict[s
                      '(a longer --time-budget or fewer configurations would help)</span>')
     if fold.validation_summary.is_file():
         try:
-            summary = json.loads(fold.validation_summary.read_text())
-            if "task" in summary:  # a case-level fold: its validation score with test-time mirroring
-                parts.append(f"validation score {esc(num(summary['mirrored']['score']))}")
-            else:
-                parts.append(f"validation foreground Dice {esc(num(summary['foreground_mean_dice']))}")
+            name, value = task.summary_score(json.loads(fold.validation_summary.read_text()))
+            parts.append(f"{name} {esc(num(value))}")
         except READ_ERRORS:  # a broken summary only loses this number
             pass
     return ", ".join(parts)
 
 
-def _fold_figure(figures: Figures, fold: FoldPaths, metric: str) -> str:
+def _fold_figure(figures: Figures, fold: FoldPaths, task: TrainingTask) -> str:
     """A figure for one fold: drawn from its checkpoint's log, else its progress plot copied."""
     config, title = fold.configuration, f"{fold.configuration} fold {fold.fold}"
     checkpoint = next((p for p in map(fold.checkpoint, CHECKPOINTS) if p.is_file()), None)
@@ -96,9 +94,9 @@ def _fold_figure(figures: Figures, fold: FoldPaths, metric: str) -> str:
         try:
             training_log = load_training_log(checkpoint)
             if training_log.get("epoch"):
-                _plot_curves(figures, training_log, title, path, metric)
+                _plot_curves(figures, training_log, title, path, task.metric)
                 return figures.img(path, f"training curves of {title}",
-                                   _fold_caption(fold, checkpoint, training_log, metric))
+                                   _fold_caption(fold, checkpoint, training_log, task))
             problem = f"{checkpoint.name} has no finished epoch yet"
         except READ_ERRORS as e:
             log.warning("report: cannot read the training log of %s: %s", checkpoint, e)
@@ -106,7 +104,7 @@ def _fold_figure(figures: Figures, fold: FoldPaths, metric: str) -> str:
     plot = fold.progress_plot
     if plot.is_file():
         figures.copy(plot, path)
-        return figures.img(path, f"progress of {title}", _fold_caption(fold, None, None)
+        return figures.img(path, f"progress of {title}", _fold_caption(fold, None, None, task)
                            + esc(f" ({plot.name}{'; ' + problem if problem else ''})"))
     figures.discard(path)
     return note(f"{title}: {problem or f'no checkpoint or {plot.name} yet'}.")
@@ -118,9 +116,8 @@ def training_section(paths: DatasetPaths, plans: Plans | None, figures: Figures)
     if not configurations:
         return note(f"No trained folds yet (no fold folders in {paths.trained.root}/<configuration>/); "
                     f"train with: autounet train {paths.name} CONFIGURATION FOLD")
-    out = []
+    out, task = [], task_for(plans) if plans is not None else SegmentationTraining()
     for config in configurations:
-        metric = metric_name(plans.task if plans is not None else "segmentation")
-        folds = "".join(_fold_figure(figures, f, metric) for f in paths.trained.folds(config))
+        folds = "".join(_fold_figure(figures, f, task) for f in paths.trained.folds(config))
         out.append(f'<h3>{esc(config)}</h3>\n<div class="grid">{folds}</div>')
     return "\n".join(out)

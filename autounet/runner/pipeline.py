@@ -18,7 +18,8 @@ from autounet.hardware import HardwareInfo, detect_hardware
 from autounet.io.atomic import check_writable, read_json, remove_stale_temporaries
 from autounet.locks import locked
 from autounet.parallel import default_processes
-from autounet.postprocess.find_best import describe_choice, find_best_configuration, format_table
+from autounet.postprocess.find_best import find_best_configuration
+from autounet.postprocess.selections import Selection
 from autounet.preprocess.prepare import check_planned, plan_dataset, preprocess_planned
 from autounet.report import write_report
 from autounet.report.spending import run_spending
@@ -196,8 +197,7 @@ def _run(paths: DatasetPaths, options: RunOptions, root: Path | None) -> dict:
     return {"cross_validation": best, "report": page, "configurations": configurations, "used_s": ledger.used_s()}
 
 
-def _summary(paths: DatasetPaths, best: dict, page: Path, ledger: Ledger) -> None:
-    output = "predictions.csv" if "task" in best else "OUTPUT"
+def _summary(paths: DatasetPaths, best: Selection, page: Path, ledger: Ledger) -> None:
     spending = run_spending(paths, ledger.record.configurations, ledger.record.to_json())
     log.info("\n=== where the time went ===\n%s", "\n".join(spending.lines()))
     for warning in spending.warnings(best):
@@ -205,4 +205,4 @@ def _summary(paths: DatasetPaths, best: dict, page: Path, ledger: Ledger) -> Non
     log.info("\n=== autounet run %s finished: %s used%s ===\ncross-validation:\n%s\nchosen: %s\nreport: %s\n"
              "next: autounet predict -i IMAGES -o %s -d %s", paths.name, describe_seconds(ledger.used_s()),
              "" if ledger.record.budget_s is None else f" of {describe_seconds(ledger.record.budget_s)}",
-             format_table(best), describe_choice(best), page, output, paths.name)
+             best.table(), best.describe(), page, best.prediction_output, paths.name)

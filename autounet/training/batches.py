@@ -43,10 +43,6 @@ class Inputs:
 
 def make_inputs(setup: FoldSetup, config: TrainingConfig, device: torch.device, dist: DistInfo = DistInfo()) -> Inputs:
     """Samplers (an enlarged patch where spatial augmentation needs room) and transforms of a fold."""
-    if setup.plans.case_task is not None:
-        from autounet.training.case_batches import make_case_inputs
-
-        return make_case_inputs(setup, config, device, dist)
     stage = setup.stage
     batch = split_batch(config.batch_size or stage.batch_size, dist)
     params = augmentation_params(stage.patch_size, stage.mirror_axes)

@@ -52,6 +52,7 @@ from typing import Sequence
 
 from autounet.autoplan.plans import StagePlan
 from autounet.autoplan.variants import VARIANTS, Variant
+from autounet.inference.windows import window_starts
 
 STARTUP_S = 2.0   # measured 1-2 s in a run: opening the cases, the final checkpoint and spending.json
 EPOCH_OVERHEAD_S = 0.7           # measured: augmentation workers started and stopped, checkpoints, log line
@@ -165,7 +166,7 @@ def windows_per_case(stage: StagePlan, step: float = 0.5) -> int:
     """Sliding windows over a median case (2D: per slice, times the slices)."""
     dims = len(stage.patch_size)
     shape = stage.median_shape[-dims:]
-    n = math.prod(max(1, math.ceil((s - p) / (p * step)) + 1) if s > p else 1 for s, p in zip(shape, stage.patch_size))
+    n = math.prod(len(window_starts(s, p, step)) for s, p in zip(shape, stage.patch_size))
     return n * (max(1, stage.median_shape[0]) if dims == 2 else 1)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from autounet.hardware import autocast_for
-from autounet.inference.case_outputs import reference_values, to_outputs, write_predictions
-from autounet.inference.case_predict import network_outputs
+from autounet.inference.case_outputs import reference_values, write_predictions
+from autounet.inference.case_predict import network_outputs, to_outputs
 from autounet.io.atomic import write_json
 from autounet.postprocess.case_metrics import case_metrics, validation_score
 from autounet.training.batches import to_device

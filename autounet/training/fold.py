@@ -9,7 +9,6 @@ final checkpoint; validate the fold (:mod:`~autounet.training.validation`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from contextlib import contextmanager, nullcontext
@@ -33,7 +32,7 @@ from autounet.training.setup import prepare_fold
 from autounet.training.spending import write_spending
 from autounet.training.state import Run, budget_used, checkpoint_state, new_run, restore
 from autounet.training.threads import threads_restored
-from autounet.training.validation import validate
+from autounet.training.tasks import task_for
 from autounet.workspace import DatasetPaths, FoldPaths
 
 log = logging.getLogger("autounet.training")
@@ -95,7 +94,7 @@ def _check_inputs(paths: DatasetPaths, setup, fresh: bool) -> None:
 def _start(setup, config: TrainingConfig, device: torch.device, dist: DistInfo, budget: dict | None,
            started: float) -> Run:
     """A new run of the setup, its budget record and the time this process started."""
-    run = new_run(setup, config, device, dist)
+    run = new_run(setup, config, device, task_for(setup.plans), dist)
     run.budget, run.started = budget, started
     return run
 
@@ -189,17 +188,6 @@ def _save_final(run: Run) -> None:
 def _validate(run: Run) -> float:
     """Predict and score the fold's validation cases; returns the seconds it took."""
     started = time.monotonic()
-    if run.setup.plans.case_task is not None:
-        from autounet.training.case_steps import validate_cases
-
-        summary = validate_cases(run.setup, run.module, run.device, run.config.amp)
-        log.info("validation of fold %s: %s (%.0f s)", run.setup.fold, ", ".join(
-            f"{k} {summary['mirrored'][k]:.4f}" for k in ("auc", "accuracy", "balanced_accuracy", "mae", "r2")
-            if k in summary["mirrored"]), time.monotonic() - started)
-        return time.monotonic() - started
-    settings = dataclasses.replace(run.config.validation, device=str(run.device), amp=run.config.amp)
-    summary = validate(run.setup, run.module, settings)
-    log.info("validation of fold %s: mean Dice per class %s, foreground mean %.4f (%.0f s)", run.setup.fold,
-             {k: round(v, 4) for k, v in summary["mean_dice"].items()}, summary["foreground_mean_dice"],
-             time.monotonic() - started)
+    figures = run.task.validate(run)
+    log.info("validation of fold %s: %s (%.0f s)", run.setup.fold, figures, time.monotonic() - started)
     return time.monotonic() - started

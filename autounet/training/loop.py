@@ -13,12 +13,12 @@ import torch
 from autounet.hardware import autocast_for
 from autounet.load import other_cores, snapshot
 from autounet.model.checkpoint import save_checkpoint
-from autounet.training.batches import Inputs, make_inputs
+from autounet.training.batches import Inputs
 from autounet.training.config import next_lr
-from autounet.training.progress import format_epoch, metric_name, plot_progress
+from autounet.training.progress import format_epoch, plot_progress
 from autounet.training.schedule import check_speed, replan
 from autounet.training.state import Run, checkpoint_state
-from autounet.training.steps import train_epoch, validation_epoch
+from autounet.training.steps import train_epoch
 from autounet.training.threads import adapt_threads, fit_threads_to_load
 from autounet.stopping import deferred_stop
 
@@ -55,7 +55,7 @@ def _one_epoch(run: Run, inputs: Inputs, seed: int) -> None:
     finally:
         stop()
     run.iterations += config.iterations_per_epoch
-    val_loss, dice = validation_epoch(run, inputs.validation(seed, run.epoch))
+    val_loss, dice = run.task.validation_epoch(run, inputs.validation(seed, run.epoch))
     finite = [d for d in dice if not math.isnan(d)]
     pseudo = float(np.mean(finite)) if finite else float("nan")
     prev_ema = run.log.pseudo_dice_ema[-1] if run.log.pseudo_dice_ema else None
@@ -70,7 +70,7 @@ def _save_progress(run: Run, last_plot: float) -> float:
     """Log line, best and latest checkpoints, the plot (at most every PLOT_INTERVAL_S); returns
     when the plot was last drawn."""
     folder, config, ema = run.setup.output, run.config, run.log.pseudo_dice_ema[-1]
-    metric = metric_name(run.setup.plans.task)
+    metric = run.task.metric
     log.info("%s", format_epoch(run.log, config.epochs, metric))
     if not math.isnan(ema) and ema > run.best_ema:
         run.best_ema = ema
@@ -89,7 +89,7 @@ def train_epochs(run: Run, check_first: bool = False) -> None:
 
     check_first : a budgeted run that chose its schedule in this process checks its first
     epoch against the speed estimate (:func:`autounet.training.schedule.check_speed`)."""
-    inputs = make_inputs(run.setup, run.config, run.device, run.dist)
+    inputs = run.task.inputs(run.setup, run.config, run.device, run.dist)
     if run.epoch == 0 and run.dist.is_main:
         _log_start(run, inputs)
     seed = run.config.seed * 1000 + run.dist.rank

@@ -179,12 +179,7 @@ class DeepSupervisionLoss(nn.Module):
 
 
 def build_loss(plans: Plans, stage: StagePlan, deep_supervision: bool) -> nn.Module:
-    """Dice + CE (or Dice + BCE for regions), weighted over the deep-supervision outputs; a
-    case-level task's own loss (:class:`autounet.training.case_losses.CaseLoss`)."""
-    if plans.case_task is not None:
-        from autounet.training.case_losses import CaseLoss
-
-        return CaseLoss(plans.case_task)
+    """Dice + CE (or Dice + BCE for regions), weighted over the deep-supervision outputs."""
     if plans.regions is not None:
         base: nn.Module = RegionDiceBCELoss(plans.regions, stage.batch_dice, plans.ignore_label)
     else:

@@ -23,7 +23,7 @@ import torch
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.autoplan.variants import network_variants, variant
 from autounet.hardware import autocast_for
-from autounet.training.batches import make_inputs, to_device
+from autounet.training.batches import to_device
 from autounet.training.budget import (FINISH_S, MEASUREMENT_SHARE, REPLAN_WINDOW, SPEED_MISMATCH,
                                       SPEED_MISMATCH_UNDER_LOAD, BudgetDecision, Calibration, NetworkChoice,
                                       VariantChoice, choose_variant, decide, epochs_that_fit,
@@ -34,6 +34,7 @@ from autounet.training.distributed import DistInfo
 from autounet.training.setup import FoldSetup
 from autounet.training.state import Run, budget_used, new_run
 from autounet.training.steps import train_epoch
+from autounet.training.tasks import task_for
 from autounet.training.threads import fit_threads_to_load
 
 log = logging.getLogger("autounet.training")
@@ -51,7 +52,8 @@ def calibrate(setup: FoldSetup, config: TrainingConfig, device: torch.device, us
     """Seconds per training iteration (data loading included) and per forward pass of a batch,
     measured with the real pipeline, or read from the per-machine cache (``use_cache``);
     ``max_s`` bounds the timed steps (:func:`autounet.training.calibration.measure`)."""
-    inputs = make_inputs(setup, config, device)
+    task = task_for(setup.plans)
+    inputs = task.inputs(setup, config, device)
     key = calibration_key(setup.stage, device, config.amp, inputs.workers, config.augmentation)
     hit = cached(key) if use_cache else None
     if hit is not None:
@@ -59,7 +61,7 @@ def calibrate(setup: FoldSetup, config: TrainingConfig, device: torch.device, us
                  hit.seconds_per_val_iteration, network_text(setup.stage))
         return hit
     fit_threads_to_load(device)  # measure with the threads training would use under this load
-    run = new_run(setup, config, device)
+    run = new_run(setup, config, device, task)
     batches, stop = inputs.training(config.seed, CALIBRATION_EPOCH)
     x, _ = to_device(next(inputs.validation(config.seed, CALIBRATION_EPOCH)), device)
 

@@ -8,16 +8,18 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from autounet.training.config import TrainingConfig
 from autounet.training.distributed import DistInfo
-from autounet.training.losses import build_loss
 from autounet.training.progress import EpochLog
 from autounet.training.setup import FoldSetup
-from autounet.model.network import build_network
+from autounet.model.build import build_network
+
+if TYPE_CHECKING:
+    from autounet.training.tasks import TrainingTask
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Run:
     scaler: torch.amp.GradScaler
     loss: torch.nn.Module
     log: EpochLog
+    task: "TrainingTask"               # what differs between segmentation and case-level training
     epoch: int = 0
     best_ema: float = -math.inf
     budget: dict | None = None      # --time-budget: {"seconds", "decision", "reserve_s", "planned_epochs", "used_s"}
@@ -44,15 +47,16 @@ class Run:
     iterations: int = 0             # training steps taken, all processes
 
 
-def new_run(setup: FoldSetup, config: TrainingConfig, device: torch.device, dist: DistInfo = DistInfo()) -> Run:
-    """A freshly initialised network (the same on every rank), SGD with Nesterov momentum, the loss."""
+def new_run(setup: FoldSetup, config: TrainingConfig, device: torch.device, task: "TrainingTask",
+            dist: DistInfo = DistInfo()) -> Run:
+    """A freshly initialised network (the same on every rank), SGD with Nesterov momentum, the task's loss."""
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     module = build_network(setup.stage.network, deep_supervision=config.deep_supervision).to(device)
     optimizer = torch.optim.SGD(module.parameters(), lr=config.initial_lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=True)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp)
-    loss = build_loss(setup.plans, setup.stage, config.deep_supervision)
-    return Run(setup, config, device, dist, module, module, optimizer, scaler, loss, EpochLog())
+    loss = task.loss(setup.plans, setup.stage, config.deep_supervision)
+    return Run(setup, config, device, dist, module, module, optimizer, scaler, loss, EpochLog(), task)
 
 
 def budget_used(run: Run) -> float:

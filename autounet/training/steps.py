@@ -57,12 +57,7 @@ def confusion(logits: torch.Tensor, target: torch.Tensor, plans: Plans) -> torch
 
 
 def validation_epoch(run: Run, batches: Iterator) -> tuple[float, list[float]]:
-    """Loss and per-class pseudo-Dice on validation patches (no augmentation), summed over ranks;
-    for a case-level task, the loss and its validation score over every validation case."""
-    if run.setup.plans.case_task is not None:
-        from autounet.training.case_steps import case_validation_epoch
-
-        return case_validation_epoch(run, batches)
+    """Loss and per-class pseudo-Dice on validation patches (no augmentation), summed over ranks."""
     run.network.eval()
     totals = torch.zeros(2, dtype=torch.float64)
     counts = None

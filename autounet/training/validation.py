@@ -9,6 +9,9 @@ files are complete is not predicted again, so an interrupted validation resumes 
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
+import numpy as np
 import torch
 
 from autounet.errors import WorkspaceError
@@ -20,8 +23,10 @@ from autounet.inference.settings import PredictSettings
 from autounet.io.atomic import write_json
 from autounet.io.image_io import read_segmentation
 from autounet.model.trained import TrainedModel
-from autounet.postprocess.metrics import dice_per_class, foreground_mean, mean_per_class
+from autounet.postprocess.metrics import case_scores, foreground_mean, mean_per_class
 from autounet.training.setup import FoldSetup
+
+CaseScores = Callable[[np.ndarray, np.ndarray, Sequence, "int | None"], dict]  # (pred, ref, classes, ignore)
 
 
 def cases_to_predict(setup: FoldSetup, save_probabilities: bool) -> list[TrainingCase]:
@@ -37,23 +42,33 @@ def cases_to_predict(setup: FoldSetup, save_probabilities: bool) -> list[Trainin
     return todo
 
 
-def score(setup: FoldSetup) -> dict:
-    """Dice per case and class of the written validation masks; written to summary.json."""
+SUMMARY_METRICS = ("lesion_f1", "pq", "aji", "object_f1")  # averaged in the summary beside Dice, where scored
+
+
+def score(setup: FoldSetup, scores: CaseScores = case_scores) -> dict:
+    """Dice and the lesion-wise figures (or what ``scores`` gives) per case and class of the
+    written validation masks; written to summary.json."""
     plans, per_case = setup.plans, []
     for case_id in setup.val_ids:
         pred, _ = read_segmentation(mask_file(setup.output.validation, case_id, plans.file_ending), plans.reader)
         ref, _ = read_segmentation(setup.paths.reference(case_id, plans.file_ending), plans.reader)
-        per_case.append({"case_id": case_id,
-                         "metrics": dice_per_class(pred, ref, plans.evaluation_classes, plans.ignore_label)})
-    means = mean_per_class([c["metrics"] for c in per_case])
-    summary = {"mean_dice": means, "foreground_mean_dice": foreground_mean(means), "cases": per_case}
+        per_case.append({"case_id": case_id, "metrics": scores(pred, ref, plans.evaluation_classes, plans.ignore_label)})
+    metrics = [c["metrics"] for c in per_case]
+    means = mean_per_class(metrics)
+    summary: dict = {"mean_dice": means, "foreground_mean_dice": foreground_mean(means)}
+    for name in SUMMARY_METRICS:
+        if any(name in m for case in metrics for m in case.values()):
+            summary[f"mean_{name}"] = mean_per_class(metrics, name)
+            summary[f"foreground_mean_{name}"] = foreground_mean(summary[f"mean_{name}"])
+    summary["cases"] = per_case
     write_json(setup.output.validation_summary, summary)
     return summary
 
 
-def validate(setup: FoldSetup, network: torch.nn.Module, settings: PredictSettings) -> dict:
+def validate(setup: FoldSetup, network: torch.nn.Module, settings: PredictSettings,
+             scores: CaseScores = case_scores) -> dict:
     """Predict the fold's validation cases with ``network`` (on ``settings.device``) and score
-    them; returns the summary."""
+    them with ``scores``; returns the summary."""
     todo = cases_to_predict(setup, settings.save_probabilities)
     if todo:
         model = TrainedModel(setup.plans, setup.configuration, {setup.fold: network.state_dict()})
@@ -61,4 +76,4 @@ def validate(setup: FoldSetup, network: torch.nn.Module, settings: PredictSettin
         if report.failed:
             raise WorkspaceError(f"validation of {setup.configuration} fold {setup.fold}: "
                                  + "; ".join(report.failed.values()))
-    return score(setup)
+    return score(setup, scores)

@@ -191,6 +191,19 @@ def _scratch_tempdir(world: World, monkeypatch) -> None:
 
 # --------------------------------------------------------------------------- the rows
 
+def _instances(world: World, labels: dict | None = None, negative: bool = False) -> None:
+    """Turn the world's raw dataset into an instance one (``"task": "instance"``, ``labels``);
+    ``negative``: the first label map gets an object id of -3."""
+    d = _dataset_json(world)
+    d["task"], d["labels"] = "instance", labels or {"background": 0, "cell": 1}
+    _write_dataset_json(world, d)
+    if negative:
+        path = _first(world.raw / "labelsTr")
+        seg = read_array(path).astype(np.int16)
+        seg[seg == 1] = -3
+        write_image(path, seg)
+
+
 def _case_level(world: World, rows: list[str] | None = None, task: str = "classification",
                 labels: dict | None = None) -> None:
     """Turn the world's raw dataset into a case-level one: ``task`` in dataset.json, no label
@@ -449,6 +462,13 @@ ROWS: list[Row] = [
         r"not a postprocessing file", 2),
     Row("export-untrained", "", "`export_model` of a configuration without trained folds",
         "autounet export_model {raw} -c 2d -o {tmp}/m.zip --root {ws}", r"2d has no fold with a final checkpoint yet; train it with `autounet train Dataset\d+_\w+ 2d", 2),
+    # ---- instance datasets (25.2): object ids in labelsTr
+    Row("instance-labels", "25.2", "an instance dataset whose dataset.json declares several object classes", V,
+        r"for task 'instance', 'labels' must be \{\"background\": 0, \"<object name>\": 1\}", 2,
+        setup=lambda w, m: _instances(w, {"background": 0, "cell": 1, "nucleus": 2})),
+    Row("instance-negative-id", "25.2", "an instance label map with a negative object id", V,
+        r"case_000\.nii\.gz: object ids must be 0 \(background\) or positive, found -3", 2,
+        setup=lambda w, m: _instances(w, negative=True)),
     # ---- case-level tasks (16): targets in labelsTr.csv, predictions and references as CSV files
     Row("case-targets-problems", "16", "labelsTr.csv misses a case and names an undeclared class", V,
         r"(?s)labelsTr\.csv:4: undeclared class value 7; declared: 0 \('normal'\), 1 \('abnormal'\).*case 'case_005' has no row", 2,
@@ -457,7 +477,7 @@ ROWS: list[Row] = [
         r"labelsTr\.csv.*(missing|does not exist|not found)", 2,
         setup=lambda w, m: [_case_level(w), (w.raw / "labelsTr.csv").unlink()]),
     Row("case-task-unknown", "16", "dataset.json's `task` is not a known task", V,
-        r"'task' must be one of segmentation, classification, multilabel, regression, found 'detection'", 2,
+        r"'task' must be one of segmentation, instance, classification, multilabel, regression, found 'detection'", 2,
         setup=lambda w, m: _case_level(w, task="detection")),
     Row("case-labels-gaps", "16", "classification labels that are not 0..K-1", V,
         r"maps each name to one of the class values 0\.\.1", 2,

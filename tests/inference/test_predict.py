@@ -23,7 +23,7 @@ from autounet.inference.settings import PredictSettings
 from autounet.model.trained import TrainedModel
 from autounet.io.dataset_json import write_dataset_json
 from autounet.training.config import TrainingConfig
-from autounet.model.network import build_network
+from autounet.model.build import build_network
 
 ROTATION = (0.0, -1.0, 0.0, 0.8, 0.0, 0.6, -0.6, 0.0, 0.8)  # a proper rotation, far from identity
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from autounet.autoplan.plans import NetworkTopology
-from autounet.model.network import build_network
+from autounet.model.build import build_network
 
 
 def topo_3d(block: str = "plain", features: tuple[int, ...] = (4, 8, 16)) -> NetworkTopology:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from autounet.postprocess import components
+from autounet.postprocess import labelling
 from autounet.postprocess.components import PostprocessingRules, apply_rules, keep_largest_component
 
 
@@ -27,8 +27,8 @@ def three_blobs() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("use_cc3d", [True, False])
 def test_keep_largest_component_full_connectivity(monkeypatch, use_cc3d: bool):
     if not use_cc3d:
-        monkeypatch.setattr(components, "cc3d", None)  # the scipy fallback
-    elif components.cc3d is None:
+        monkeypatch.setattr(labelling, "cc3d", None)  # the scipy fallback
+    elif labelling.cc3d is None:
         pytest.skip("connected-components-3d not installed")
     mask, diagonal = three_blobs()
     out = keep_largest_component(mask)
@@ -40,7 +40,7 @@ def test_keep_largest_component_full_connectivity(monkeypatch, use_cc3d: bool):
 @pytest.mark.parametrize("use_cc3d", [True, False])
 def test_keep_largest_component_2d_and_edge_cases(monkeypatch, use_cc3d: bool):
     if not use_cc3d:
-        monkeypatch.setattr(components, "cc3d", None)
+        monkeypatch.setattr(labelling, "cc3d", None)
     mask = np.zeros((1, 6, 6), bool)  # a 2D image as (1, Y, X): 8-connectivity
     mask[0, 0, 0] = mask[0, 1, 1] = mask[0, 2, 2] = True  # diagonal line, 3 pixels
     mask[0, 5, 3:5] = True  # 2 pixels

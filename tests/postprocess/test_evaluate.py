@@ -67,6 +67,10 @@ def test_nifti_folders_summary_and_csv(folders):
     assert on_disk["mean"]["1"]["dice"] == pytest.approx((1 + 2 / 3 + 1) / 3)
     assert on_disk["foreground_mean"]["dice"] == pytest.approx(((1 + 2 / 3 + 1) / 3 + 1) / 2)
     assert summary["mean"] == on_disk["mean"]
+    # lesion-wise: each case's class 1 is one lesion, found; its volume in mm^3 from the spacing
+    assert a["1"]["n_ref_lesions"] == 1 and a["1"]["lesion_f1"] == 1 and a["1"]["lesions"][0]["detected"]
+    assert a["1"]["lesions"][0]["volume"] == pytest.approx(a["1"]["n_ref"] * math.prod(SPACING))
+    assert on_disk["mean"]["1"]["lesion_tpr"] == 1 and math.isnan(c["2"]["lesion_f1"])
 
     rows = read_csv(pred / "metrics.csv")
     assert rows[0] == ["case_id"] + [f"{c}_{m}" for c in ("1", "2") for m in METRICS]

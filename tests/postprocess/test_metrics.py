@@ -28,7 +28,7 @@ def test_overlapping_boxes_counts_dice_iou():
     assert (m["tp"], m["fp"], m["fn"], m["n_pred"], m["n_ref"]) == (32, 32, 32, 64, 64)
     assert m["dice"] == pytest.approx(0.5)
     assert m["iou"] == pytest.approx(1 / 3)
-    assert list(m) == list(METRICS)
+    assert list(m) == list(METRICS) + ["lesions"]  # the scalars in order, then the per-lesion list
     assert m["hd95"] == pytest.approx(2.0)  # the top and bottom faces are 2 voxels apart
 
 

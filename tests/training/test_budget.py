@@ -19,7 +19,7 @@ from autounet.training.budget import (CONTEXT_FLOOR, MAX_EXTENSION, MAX_ITERATIO
                                       BudgetTooSmall, Calibration, VariantChoice, choose_variant, decide,
                                       epochs_that_fit, estimate, final_validation_seconds, learning_iterations, parse_duration,
                                       plan_variant, schedule_for, validation_mirror)
-from autounet.model.network import build_network
+from autounet.model.build import build_network
 
 
 def stage_3d() -> StagePlan:

@@ -14,7 +14,7 @@ from autounet import api
 from autounet.autoplan.plans import load_plans
 from autounet.io.atomic import read_json, write_json
 from autounet.io.verify import check_layout
-from autounet.preprocess.pipeline import preprocess_dataset
+from autounet.preprocess.pipeline import preprocess_segmentation as preprocess_dataset
 from autounet.workspace import resolve_dataset
 
 TINY = api.TrainingConfig(epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1, num_workers=0,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from autounet.autoplan.case_planner import case_network
 from autounet.autoplan.plans import CaseTaskPlan
-from autounet.inference.case_outputs import to_outputs
+from autounet.inference.case_predict import to_outputs
 from autounet.model.classifier import CaseNetwork
 from autounet.training.case_batches import CaseSampler, sampling_weights, standardized
 from autounet.training.case_losses import CaseLoss

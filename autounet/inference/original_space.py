@@ -44,7 +44,7 @@ def to_original_geometry(labels_t: np.ndarray, geometry: Geometry, plans: Plans,
     return uncrop(arr, geometry.crop_box, geometry.shape, fill)
 
 
-def export_probabilities(stages: Sequence[tuple[np.ndarray, Plans, StagePlan]], geometry: Geometry,
+def labels_in_original_space(stages: Sequence[tuple[np.ndarray, Plans, StagePlan]], geometry: Geometry,
                          with_probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """The label map (Z, Y, X) in the original image's space from one configuration's
     probabilities, or from several (an ensemble), each (K, z, y, x) in its own preprocessed space
