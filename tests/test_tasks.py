@@ -8,9 +8,10 @@ import inspect
 import json
 import math
 
+import numpy as np
 import pytest
 
-from autounet.autoplan.plans import CaseTaskPlan, NetworkTopology, Plans
+from autounet.autoplan.plans import CaseTaskPlan, InstanceTaskPlan, NetworkTopology, Plans
 from autounet.inference import tasks as inference_tasks
 from autounet.model.build import HEADS, build_network
 from autounet.postprocess import tasks as selection_tasks
@@ -108,3 +109,24 @@ def test_a_chosen_model_that_learned_nothing_is_a_warning():
     assert "did not learn" in lost.warning() and "0.040" in lost.warning()
     nan = dataclasses.replace(SEGMENTATION, entries={"2d": {**SEGMENTATION.entries["2d"], "foreground_mean_dice": math.nan}})
     assert nan.warning() is None and "–" in nan.headline()
+
+
+def test_an_instance_plan_chooses_the_instance_parts():
+    plans = dataclasses.replace(_plans(None), instance_task=InstanceTaskPlan("cell"))
+    assert plans.task == "instance"
+    chosen = {m: type(m.task_for(plans)) for m in STAGES}
+    assert chosen[training_tasks] is training_tasks.InstanceTraining
+    assert chosen[preprocessing_tasks] is preprocessing_tasks.InstancePreprocessing
+    assert chosen[selection_tasks] is selection_tasks.InstanceSelectionTask
+    assert chosen[report_tasks] is report_tasks.InstanceReport
+    assert chosen[inference_tasks] is inference_tasks.SegmentationPrediction  # masks, made objects by the postprocessor
+    for module, cls in chosen.items():  # every method the stage calls, with the Protocol's arguments
+        protocol = STAGES[module][0]
+        for name in _methods(protocol):
+            assert list(inspect.signature(getattr(cls, name)).parameters) == \
+                list(inspect.signature(getattr(protocol, name)).parameters), (cls, name)
+    post = selection_tasks.task_for(plans).postprocessor(None)  # objects even without chosen rules
+    classes = np.zeros((1, 6, 8), np.uint8)
+    classes[0, 1:5, 1:7], classes[0, 2:4, 2] = 2, 1
+    classes[0, 2:4, 5] = 1
+    assert post(classes).max() == 2
