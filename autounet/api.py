@@ -69,11 +69,14 @@ def make_instance_dataset(out_dir: str | Path, dims: int = 2, cases: int = 12, s
 
 
 def make_video_dataset(out_dir: str | Path, cases: int = 20, frames: int = 100, size: Sequence[int] = (64, 64),
-                       seed: int = 0, test_cases: int | None = None, overwrite: bool = False) -> Path:
-    """Write a sparsely annotated, echocardiography-like dataset (see
-    :func:`autounet.example_data.make_video_dataset`)."""
-    from autounet.example_data import make_video_dataset as make
+                       seed: int = 0, test_cases: int | None = None, overwrite: bool = False, ef: bool = False) -> Path:
+    """Write a sparsely annotated, echocardiography-like dataset (:func:`autounet.example_data.make_video_dataset`);
+    ``ef``: instead, each video's ejection fraction as a regression target (``make_ef_dataset``)."""
+    from autounet.example_data import make_ef_dataset, make_video_dataset as make
 
+    if ef:
+        n_test = max(1, cases // 5) if test_cases is None else test_cases
+        return make_ef_dataset(Path(out_dir), cases, frames, size, seed, n_test, overwrite)
     return make(Path(out_dir), cases, frames, size, seed, test_cases, overwrite)
 
 

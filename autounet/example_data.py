@@ -152,10 +152,12 @@ def make_example_dataset(out_dir: Path, dims: int = 3, cases: int = 20, channels
 VIDEO_LABELS = {"background": 0, "ventricle": 1, "ignore": 2}
 
 
-def synth_video(rng: np.random.Generator, frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple]:
+def synth_video(rng: np.random.Generator, frames: int, size: tuple[int, int], amplitude: float = 0.22
+                ) -> tuple[np.ndarray, np.ndarray, tuple]:
     """An echocardiography-like 2D+time case: a dark ventricle inside a bright wall that contracts
-    and relaxes over one or two cardiac cycles, in speckle noise. Returns the video (T, Y, X)
-    float32, the full label map (T, Y, X) and the frames of end-diastole and end-systole."""
+    and relaxes over one or two cardiac cycles (its radii by +-``amplitude``), in speckle noise.
+    Returns the video (T, Y, X) float32, the full label map (T, Y, X) and the frames of
+    end-diastole and end-systole."""
     t = np.arange(frames)
     period = frames / rng.uniform(1.0, 2.0)
     phase = rng.uniform(0, 2 * np.pi)
@@ -167,7 +169,7 @@ def synth_video(rng: np.random.Generator, frames: int, size: tuple[int, int]) ->
     video = np.empty((frames,) + size, np.float32)
     seg = np.zeros((frames,) + size, np.uint8)
     for f in range(frames):
-        r = radii * (1 + 0.22 * beat[f])
+        r = radii * (1 + amplitude * beat[f])
         cy, cx = centre + np.clip(drift[f], -0.1 * np.array(size), 0.1 * np.array(size))
         d = np.sqrt(((yy - cy) / r[0]) ** 2 + ((xx - cx) / r[1]) ** 2)
         seg[f] = d < 1
@@ -205,6 +207,43 @@ def make_video_dataset(out_dir: Path, cases: int = 20, frames: int = 100, size: 
     write_dataset_json(out, ["echo"], dict(VIDEO_LABELS), cases, ".nii.gz", out.name,
                        description=f"autounet synthetic echocardiography-like videos ({frames} frames, end-diastole "
                                    f"and end-systole labelled, the rest ignore; seed {seed})")
+    return out
+
+
+def ejection_fraction(seg: np.ndarray, end_diastole: int, end_systole: int) -> float:
+    """The area-based ejection fraction (%) of a ventricle label map (T, Y, X): 100 (EDA - ESA) / EDA."""
+    eda, esa = float(np.count_nonzero(seg[end_diastole])), float(np.count_nonzero(seg[end_systole]))
+    return 100.0 * (eda - esa) / eda
+
+
+def make_ef_dataset(out_dir: Path, cases: int = 40, frames: int = 32, size: Sequence[int] = (48, 48), seed: int = 0,
+                    test_cases: int = 10, overwrite: bool = False) -> Path:
+    """A case-level regression dataset of echocardiography-like videos (NIfTI, frames as the first
+    axis): the target is each video's ejection fraction (%), from the ventricle's areas at
+    end-diastole and end-systole; each case contracts by its own amount (EF about 20-70 %)."""
+    from autounet.io.targets import write_targets
+
+    if cases < 2 or frames < 2 or len(size) != 2:
+        raise ValueError("an EF dataset needs at least 2 cases, 2 frames and a frame size of two numbers (Y X)")
+    out = Path(out_dir)
+    _clear(out, overwrite)
+    check_writable(out)
+    size = (int(size[0]), int(size[1]))
+    for split, n in (("Tr", cases), ("Ts", test_cases)):
+        targets = {}
+        for i in progress(range(n), desc=f"EF {'train' if split == 'Tr' else 'test'} videos", unit="case"):
+            case_id = f"echo{'_ts' if split == 'Ts' else ''}_{i:03d}"
+            amplitude = float(np.random.default_rng([seed, i, split == "Ts", 1]).uniform(0.06, 0.3))
+            video, seg, (ed, es) = synth_video(np.random.default_rng([seed, i, split == "Ts"]), frames, size, amplitude)
+            targets[case_id] = [round(ejection_fraction(seg, ed, es), 3)]
+            geo = Geometry(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()),
+                           shape=video.shape, file_dims=3)
+            write_image(video.round().astype(np.int16), geo, RawPaths(out).image_file(case_id, 0, ".nii.gz", split))
+        if n:
+            write_targets(RawPaths(out).targets(split), "regression", {"ef": 0}, targets)
+    write_dataset_json(out, ["echo"], {"ef": 0}, cases, ".nii.gz", out.name, task="regression",
+                       description=f"autounet synthetic echocardiography-like videos, ejection fraction per video "
+                                   f"({frames} frames; seed {seed})")
     return out
 
 

@@ -20,7 +20,9 @@ def make_example_dataset(a: argparse.Namespace) -> int:
         raise ValueError("--video writes one-channel 2D+time NIfTI videos; leave out --dims, --channels, --anisotropic")
     if a.instances and (a.video is not None or a.channels != 1 or a.anisotropic):
         raise ValueError("--instances writes one-channel touching objects; leave out --video, --channels, --anisotropic")
-    out = (api.make_video_dataset(a.out, a.cases, a.video, a.shape or (64, 64), a.seed, a.test_cases, a.overwrite)
+    if a.ef and a.video is None:
+        raise ValueError("--ef gives videos an ejection fraction: add --video FRAMES")
+    out = (api.make_video_dataset(a.out, a.cases, a.video, a.shape or (64, 64), a.seed, a.test_cases, a.overwrite, a.ef)
            if a.video is not None else
            api.make_instance_dataset(a.out, a.dims, a.cases, a.shape, test_cases=2 if a.test_cases is None else a.test_cases,
                                      seed=a.seed, overwrite=a.overwrite) if a.instances else

@@ -16,7 +16,8 @@ def add_example_dataset(sub) -> None:
                     "labels, and dataset.json.",
                     ("autounet make_example_dataset raw/Dataset900_Example --dims 3 --anisotropic",
                      "autounet make_example_dataset raw/Dataset982_Echo --video 100",
-                     "autounet make_example_dataset raw/Dataset983_Cells --dims 2 --instances"))
+                     "autounet make_example_dataset raw/Dataset983_Cells --dims 2 --instances",
+                     "autounet make_example_dataset raw/Dataset984_EF --video 32 --shape 48 48 --cases 40 --ef"))
     p.add_argument("out", type=Path, help="output folder, e.g. raw/Dataset900_Example")
     p.add_argument("--dims", type=int, choices=(2, 3), default=3, help="3: NIfTI volumes; 2: PNG images (default 3)")
     p.add_argument("--cases", type=number(int, 2, "at least 2"), default=20, help="training cases (default 20)")
@@ -27,6 +28,8 @@ def add_example_dataset(sub) -> None:
                    help="typical case shape (Z Y X, or Y X in 2D)")
     p.add_argument("--video", type=number(int, 2, "at least 2"), default=None, metavar="FRAMES",
                    help="instead: echo-like 2D+time videos, 2 frames labelled, the rest 'ignore' (--shape: Y X)")
+    p.add_argument("--ef", action="store_true",
+                   help="with --video: each video's ejection fraction (%%) as a regression target, no label maps")
     p.add_argument("--instances", action="store_true",
                    help="instead: touching discs (--dims 2) or spheres (--dims 3), one id per object (task 'instance')")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
