@@ -102,3 +102,10 @@ def geometry_mismatches(geo: Geometry, ref: Geometry) -> list[str]:
     if len(geo.direction) != len(ref.direction) or not np.allclose(geo.direction, ref.direction, atol=1e-4):
         out.append(f"direction {geo.direction} != {ref.direction}")
     return out
+
+
+def without_flat_axes(array: np.ndarray) -> np.ndarray:
+    """``array`` with its axes of length 1 left out (a 2D image stored as (1, Y, X) becomes (Y, X)),
+    so that neighbourhoods are those of the image's real axes; reshape back with ``array.shape``."""
+    flat = tuple(a for a, n in enumerate(array.shape) if n == 1)
+    return np.squeeze(array, axis=flat) if flat and array.ndim > 2 else array

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from autounet.io.atomic import check_writable, read_json, write_json, write_text
 from autounet.parallel import map_parallel
 from autounet.postprocess.evaluate import match_cases, read_pair
 from autounet.postprocess.instance_metrics import INSTANCE_METRICS, instance_metrics
+from autounet.postprocess.metrics import foreground_dice, nanmean
 from autounet.workspace import RawPaths
 
 METRICS = ("dice",) + INSTANCE_METRICS
@@ -34,10 +33,7 @@ def instance_dataset(reference_folder: Path) -> bool:
 def _evaluate_case(args: tuple[str, Path, Path]) -> dict[str, Any]:
     case_id, ref_path, pred_path = args
     ref, _, pred, _ = read_pair(ref_path, pred_path)
-    p, r = pred > 0, ref > 0
-    total = int(np.count_nonzero(p)) + int(np.count_nonzero(r))
-    dice = 2 * int(np.count_nonzero(p & r)) / total if total else math.nan
-    return {"case_id": case_id, "metrics": {"dice": dice, **instance_metrics(pred, ref)}}
+    return {"case_id": case_id, "metrics": {"dice": foreground_dice(pred, ref), **instance_metrics(pred, ref)}}
 
 
 def evaluate_instance_folders(reference_folder: Path, prediction_folder: Path, processes: int = 1,
@@ -47,7 +43,7 @@ def evaluate_instance_folders(reference_folder: Path, prediction_folder: Path, p
     cases = match_cases(Path(reference_folder), Path(prediction_folder))
     output = check_writable(Path(prediction_folder) if output is None else Path(output))
     per_case = map_parallel(_evaluate_case, [(c, r, p) for c, r, p in cases], processes, desc="evaluation")
-    means = {m: _nanmean([c["metrics"][m] for c in per_case]) for m in METRICS}
+    means = {m: nanmean([c["metrics"][m] for c in per_case]) for m in METRICS}
     summary = {"cases": [{"case_id": c["case_id"], "metrics": {"1": c["metrics"]}} for c in per_case],
                "mean": {"1": means}, "foreground_mean": means, "objects": "instances"}
     write_json(output / "summary.json", summary)
@@ -58,8 +54,3 @@ def evaluate_instance_folders(reference_folder: Path, prediction_folder: Path, p
         writer.writerow([c["case_id"]] + [c["metrics"][m] for m in METRICS])
     write_text(output / "metrics.csv", text.getvalue())
     return summary
-
-
-def _nanmean(values: list[float]) -> float:
-    finite = [float(v) for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from autounet.postprocess.labelling import overlap_pairs
+
 INSTANCE_METRICS = ("pq", "sq", "dq", "object_f1", "aji", "instance_dice", "n_ref_objects", "n_pred_objects",
                     "object_tp", "object_fp", "object_fn")
 
@@ -38,25 +40,15 @@ def _relabel(ids: np.ndarray) -> tuple[np.ndarray, int]:
     return (inverse + 1).reshape(ids.shape), values.size
 
 
-def overlaps(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Intersections (n_ref + 1, n_pred + 1) between every reference and predicted object (row and
-    column 0: background), and the objects' sizes (n_ref + 1,), (n_pred + 1,)."""
-    if pred.shape != ref.shape:
-        raise ValueError(f"prediction shape {pred.shape} != reference shape {ref.shape}")
-    r, n_ref = _relabel(np.asarray(ref))
-    p, n_pred = _relabel(np.asarray(pred))
-    flat = r.ravel().astype(np.int64) * (n_pred + 1) + p.ravel()
-    inter = np.bincount(flat, minlength=(n_ref + 1) * (n_pred + 1)).reshape(n_ref + 1, n_pred + 1)
-    return inter, inter.sum(1), inter.sum(0)
-
-
 def instance_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     """Every metric of :data:`INSTANCE_METRICS` for one image (see the module docstring)."""
-    inter, ref_size, pred_size = overlaps(pred, ref)
-    n_ref, n_pred = len(ref_size) - 1, len(pred_size) - 1
-    inter = inter[1:, 1:].astype(np.float64)
-    union = ref_size[1:, None] + pred_size[None, 1:] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    if np.shape(pred) != np.shape(ref):
+        raise ValueError(f"prediction shape {np.shape(pred)} != reference shape {np.shape(ref)}")
+    r, n_ref = _relabel(np.asarray(ref))
+    p, n_pred = _relabel(np.asarray(pred))
+    ref_size, pred_size = np.bincount(r.ravel(), minlength=n_ref + 1), np.bincount(p.ravel(), minlength=n_pred + 1)
+    ri, pj, inter = overlap_pairs(r, n_ref, p, n_pred)
+    iou = inter / (ref_size[ri] + pred_size[pj] - inter)
     matched = iou > 0.5
     tp = int(matched.sum())
     fp, fn = n_pred - tp, n_ref - tp
@@ -65,33 +57,29 @@ def instance_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
         return {**{k: math.nan for k in INSTANCE_METRICS[:6]}, **counts}
     dq = tp / (tp + fp / 2 + fn / 2)
     sq = float(iou[matched].mean()) if tp else math.nan
+    best = _best_per_reference(ri, pj, iou)  # each reference object's pair of highest IoU
     return {"pq": dq * sq if tp else 0.0, "sq": sq, "dq": dq, "object_f1": 2 * tp / (2 * tp + fp + fn),
-            "aji": _aji(inter, iou, ref_size[1:], pred_size[1:]), "instance_dice": _instance_dice(inter, iou, ref_size[1:], pred_size[1:]),
-            **counts}
+            "aji": _aji(ri[best], pj[best], inter[best], ref_size, pred_size),
+            "instance_dice": float(np.sum(2 * inter[best] / (ref_size[ri[best]] + pred_size[pj[best]])) / n_ref)
+            if n_ref else math.nan, **counts}
 
 
-def _aji(inter: np.ndarray, iou: np.ndarray, ref_size: np.ndarray, pred_size: np.ndarray) -> float:
-    """Aggregated Jaccard index from the intersections (n_ref, n_pred) and IoUs."""
-    intersection = union = 0.0
+def _best_per_reference(ri: np.ndarray, pj: np.ndarray, iou: np.ndarray) -> np.ndarray:
+    """Indices of each reference object's overlapping pair of highest IoU (ties: the lower
+    prediction id)."""
+    order = np.lexsort((-pj, iou, ri))  # by reference, then IoU, then prediction id descending
+    last = np.r_[ri[order][1:] != ri[order][:-1], True] if len(order) else np.zeros(0, bool)
+    return order[last]
+
+
+def _aji(ri: np.ndarray, pj: np.ndarray, inter: np.ndarray, ref_size: np.ndarray, pred_size: np.ndarray) -> float:
+    """Aggregated Jaccard index from each reference object's best pair (ids ``ri``, ``pj``, shared
+    voxels ``inter``) and the objects' sizes (index 0: background): the intersections over the
+    unions, references without a pair and predictions paired with none adding their whole area."""
     used = np.zeros(len(pred_size), bool)
-    for i in range(len(ref_size)):
-        j = int(np.argmax(iou[i])) if len(pred_size) else -1
-        if j >= 0 and inter[i, j] > 0:
-            intersection += inter[i, j]
-            union += ref_size[i] + pred_size[j] - inter[i, j]
-            used[j] = True
-        else:
-            union += ref_size[i]
-    union += pred_size[~used].sum()
-    return float(intersection / union) if union else math.nan
-
-
-def _instance_dice(inter: np.ndarray, iou: np.ndarray, ref_size: np.ndarray, pred_size: np.ndarray) -> float:
-    """Mean over reference objects of the Dice with their highest-IoU prediction."""
-    if not len(ref_size):
-        return math.nan
-    if not len(pred_size):
-        return 0.0
-    best = np.argmax(iou, axis=1)
-    hit = inter[np.arange(len(ref_size)), best]
-    return float(np.mean(2 * hit / (ref_size + pred_size[best])))
+    used[pj] = True
+    paired = np.zeros(len(ref_size), bool)
+    paired[ri] = True
+    union = (np.sum(ref_size[ri] + pred_size[pj] - inter) + ref_size[1:][~paired[1:]].sum()
+             + pred_size[1:][~used[1:]].sum())
+    return float(inter.sum() / union) if union else math.nan

@@ -22,6 +22,7 @@ from autounet.io.atomic import write_json
 from autounet.io.image_io import read_segmentation
 from autounet.postprocess.candidates import candidates, simplest_best, validation_folders
 from autounet.postprocess.instances import choose_rules
+from autounet.postprocess.metrics import foreground_dice, nanmean
 from autounet.postprocess.segmentation_selection import collect_predictions, ensemble_masks
 from autounet.postprocess.selections import InstanceSelection
 from autounet.workspace import DatasetPaths
@@ -37,8 +38,7 @@ def _entry(kind: str, members: list[str], masks: Iterable[tuple[str, np.ndarray]
     rules, report = choose_rules(predictions, refs)
     best = next(r for r in report if r["rules"] == rules.to_json())
     components = max((r["pq"] for r in report if r["rules"]["seeds"] == "components"), default=float("nan"))
-    dice = float(np.mean([2 * np.count_nonzero((p > 0) & (r > 0)) / max(np.count_nonzero(p > 0) + np.count_nonzero(r > 0), 1)
-                          for p, r in zip(predictions, refs)]))
+    dice = nanmean([foreground_dice(p, r) for p, r in zip(predictions, refs)])
     entry = {"kind": kind, "members": members, "folds": [str(k) for k in range(len(splits))],
              "mean_dice": {"1": dice}, "foreground_mean_dice": dice, **{k: best[k] for k in SCORES},
              "pq_connected_components": components, "rules": rules.to_json(), "num_cases": len(cases)}

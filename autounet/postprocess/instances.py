@@ -20,9 +20,10 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from autounet.io.geometry import without_flat_axes
 from autounet.postprocess.instance_metrics import instance_metrics
 from autounet.postprocess.labelling import connected_components
-from autounet.postprocess.metrics import dice_per_class
+from autounet.postprocess.metrics import foreground_dice, nanmean
 
 INSTANCE_RULES_KIND = "instances"
 SEED_FRACTIONS = (0.0, 0.05, 0.15)   # min_seed candidates: fractions of the median reference object
@@ -53,11 +54,6 @@ class InstanceRules:
             f"; objects under {self.min_size} voxels removed"
 
 
-def _squeezed(seg: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    flat = tuple(a for a, n in enumerate(seg.shape) if n == 1)
-    return (np.squeeze(seg, axis=flat) if flat and seg.ndim > 2 else seg), seg.shape
-
-
 def _renumbered(ids: np.ndarray, min_size: int) -> np.ndarray:
     sizes = np.bincount(ids.ravel())
     keep = sizes >= max(min_size, 1)
@@ -70,7 +66,8 @@ def _renumbered(ids: np.ndarray, min_size: int) -> np.ndarray:
 
 def seeded_objects(seg: np.ndarray, seeds: str, min_seed: int) -> np.ndarray:
     """Object ids (not renumbered, no size filter) of a class map (0/1/2, any shape)."""
-    flat, shape = _squeezed(np.asarray(seg))
+    shape = np.shape(seg)
+    flat = without_flat_axes(np.asarray(seg))
     foreground = flat > 0
     if seeds == "components":
         return connected_components(foreground)[0].reshape(shape)
@@ -119,8 +116,7 @@ def score_rules(predictions: Sequence[np.ndarray], references: Sequence[np.ndarr
         if key not in seeded:
             seeded[key] = [seeded_objects(p, *key) for p in predictions]
         per_case = [instance_metrics(_renumbered(o, rule.min_size), r) for o, r in zip(seeded[key], references)]
-        out.append({m: float(np.nanmean([c[m] for c in per_case])) if any(not np.isnan(c[m]) for c in per_case)
-                    else float("nan") for m in ("pq", "aji", "object_f1", "instance_dice")})
+        out.append({m: nanmean([c[m] for c in per_case]) for m in ("pq", "aji", "object_f1", "instance_dice")})
     return out
 
 
@@ -138,6 +134,4 @@ def instance_scores(pred: np.ndarray, ref: np.ndarray, classes: Sequence = (), i
     """A validation case's figures: the foreground Dice and the instance metrics of the objects
     seeded with the default rules, under the object class "1" (``classes`` and ``ignore_label``
     are the semantic plan's and do not apply to object ids)."""
-    objects = instance_metrics(classes_to_instances(pred), ref)
-    foreground = dice_per_class((np.asarray(pred) > 0).astype(np.uint8), (np.asarray(ref) > 0).astype(np.uint8), [1])
-    return {"1": {**foreground["1"], **objects}}
+    return {"1": {"dice": foreground_dice(pred, ref), **instance_metrics(classes_to_instances(pred), ref)}}

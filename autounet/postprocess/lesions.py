@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from autounet.postprocess.labelling import connected_components
+from autounet.postprocess.labelling import connected_components, overlap_pairs
 
 LESION_METRICS = ("n_ref_lesions", "n_pred_lesions", "lesion_tp", "lesion_fn", "lesion_fp", "lesion_tpr",
                   "lesion_fpr", "lesion_f1", "lesion_dice")
@@ -57,15 +57,13 @@ def lesion_metrics(pred: np.ndarray, ref: np.ndarray, voxel_volume: float = 1.0,
         raise ValueError(f"prediction shape {pred.shape} != reference shape {ref.shape}")
     ref_labels, n_ref = connected_components(np.asarray(ref, bool))
     pred_labels, n_pred = connected_components(np.asarray(pred, bool))
-    both = (ref_labels > 0) & (pred_labels > 0)
-    pairs = np.unique(ref_labels[both].astype(np.int64) * (n_pred + 1) + pred_labels[both])
-    pair_ref, pair_pred = pairs // (n_pred + 1), pairs % (n_pred + 1)
+    pair_ref, pair_pred, shared = overlap_pairs(ref_labels, n_ref, pred_labels, n_pred)
     detected = np.zeros(n_ref + 1, bool)
     detected[pair_ref] = True
     tp, fp = int(detected[1:].sum()), n_pred - len(np.unique(pair_pred))
     ref_size = np.bincount(ref_labels.ravel(), minlength=n_ref + 1)
     pred_size = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
-    inside = np.bincount(ref_labels[pred_labels > 0], minlength=n_ref + 1)  # predicted voxels in each lesion
+    inside = np.bincount(pair_ref, weights=shared, minlength=n_ref + 1)  # predicted voxels in each lesion
     touching = np.bincount(pair_ref, weights=pred_size[pair_pred], minlength=n_ref + 1)  # voxels predicted for it
     dice = 2 * inside[1:] / np.maximum(ref_size[1:] + touching[1:], 1)
     tpr, fpr = _ratio(tp, n_ref), _ratio(fp, n_pred)

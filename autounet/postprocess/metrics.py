@@ -78,6 +78,14 @@ def dice_from_counts(tp: float, fp: float, fn: float) -> float:
     return float("nan") if tp + fp + fn == 0 else float(2 * tp / (2 * tp + fp + fn))
 
 
+def foreground_dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """The Dice of everything non-zero in ``pred`` against everything non-zero in ``ref`` (object
+    ids or classes alike); NaN when both are empty."""
+    p, r = np.asarray(pred) > 0, np.asarray(ref) > 0
+    tp = int(np.count_nonzero(p & r))
+    return dice_from_counts(tp, int(np.count_nonzero(p)) - tp, int(np.count_nonzero(r)) - tp)
+
+
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes: Sequence[Class],
                    ignore_label: int | None = None) -> dict[str, dict[str, float]]:
     """Dice and TP/FP/FN per class; voxels whose reference is the ignore label do not count."""
@@ -243,12 +251,13 @@ def summarize(per_case: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict
     mean: dict[str, dict[str, float]] = {}
     for c in classes:
         metrics = [m for m in METRICS if any(m in case.get(c, {}) for case in per_case)]
-        mean[c] = {m: _nanmean([case[c][m] for case in per_case if m in case.get(c, {})]) for m in metrics}
+        mean[c] = {m: nanmean([case[c][m] for case in per_case if m in case.get(c, {})]) for m in metrics}
     metrics = [m for m in METRICS if any(m in values for values in mean.values())]
-    fg = {m: _nanmean([values[m] for values in mean.values() if m in values]) for m in metrics}
+    fg = {m: nanmean([values[m] for values in mean.values() if m in values]) for m in metrics}
     return {"mean": mean, "foreground_mean": fg}
 
 
-def _nanmean(values: Sequence[float]) -> float:
+def nanmean(values: Sequence[float]) -> float:
+    """The mean of the values that are not NaN; NaN when every one is."""
     finite = [float(v) for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else float("nan")

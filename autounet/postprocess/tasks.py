@@ -8,12 +8,11 @@ testing which task it scores. See docs/tasks.md for what a new task provides.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
-
-import numpy as np
+from typing import Any, Protocol, Sequence
 
 from autounet.autoplan.plans import Plans
 from autounet.errors import WorkspaceError
+from autounet.inference.run import Postprocess
 from autounet.postprocess.case_selection import select_case_level
 from autounet.postprocess.components import PostprocessingRules, apply_rules
 from autounet.postprocess.instance_selection import select_instances
@@ -22,7 +21,7 @@ from autounet.postprocess.segmentation_selection import select_segmentation
 from autounet.postprocess.selections import Selection
 from autounet.workspace import DatasetPaths
 
-Postprocessor = Callable[[np.ndarray], np.ndarray] | None
+Postprocessor = Postprocess | None
 
 
 class SelectionTask(Protocol):

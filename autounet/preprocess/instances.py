@@ -12,6 +12,7 @@ import numpy as np
 from skimage.segmentation import find_boundaries
 
 from autounet.autoplan.plans import INSTANCE_CLASSES
+from autounet.io.geometry import without_flat_axes
 
 BACKGROUND, INTERIOR, BOUNDARY = (INSTANCE_CLASSES[k] for k in ("background", "interior", "boundary"))
 
@@ -21,8 +22,6 @@ def instance_classes(ids: np.ndarray) -> np.ndarray:
     objects, any shape, e.g. (Z, Y, X); a 2D image as (1, Y, X) keeps its flat axis apart)."""
     ids = np.asarray(ids)
     out = (ids > 0).astype(np.uint8)
-    squeeze = [a for a, n in enumerate(ids.shape) if n == 1]
-    flat = np.squeeze(ids, axis=tuple(squeeze)) if squeeze and ids.ndim > 2 else ids
-    edges = find_boundaries(flat, connectivity=1, mode="inner", background=0)
+    edges = find_boundaries(without_flat_axes(ids), connectivity=1, mode="inner", background=0)
     out[np.reshape(edges, ids.shape) & (ids > 0)] = BOUNDARY
     return out

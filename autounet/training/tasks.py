@@ -1,7 +1,7 @@
 """What training asks of a task: the inputs a batch holds, the loss, the per-epoch validation
 score and its name, and the final validation of a fold.
 
-A task is chosen once from the plans (:func:`task_for`); the loop, the fold and the budget call
+A task is chosen once from the plans (:func:`task_for`); the loop, the fold and the calibration call
 its methods instead of testing which task they train. A new task is one new class here (and
 its parts in the other stages' ``tasks`` modules; see docs/tasks.md).
 """
@@ -24,8 +24,9 @@ from autounet.training.distributed import DistInfo
 from autounet.training.losses import build_loss
 from autounet.training.setup import FoldSetup
 from autounet.training.steps import validation_epoch
-from autounet.training.validation import validate
+from autounet.training.validation import CaseScores, validate
 from autounet.postprocess.instances import instance_scores
+from autounet.postprocess.metrics import case_scores
 
 if TYPE_CHECKING:
     from autounet.training.state import Run
@@ -69,8 +70,7 @@ class SegmentationTraining:
         return validation_epoch(run, batches)
 
     def validate(self, run: Run) -> str:
-        settings = dataclasses.replace(run.config.validation, device=str(run.device), amp=run.config.amp)
-        summary = validate(run.setup, run.module, settings)
+        summary = _predict_and_score(run, case_scores)
         return (f"mean Dice per class {({k: round(v, 4) for k, v in summary['mean_dice'].items()})}, "
                 f"foreground mean {summary['foreground_mean_dice']:.4f}")
 
@@ -83,8 +83,7 @@ class InstanceTraining(SegmentationTraining):
     from them (PQ, AJI, object F1 with the default rules; selection tunes the rules)."""
 
     def validate(self, run: Run) -> str:
-        settings = dataclasses.replace(run.config.validation, device=str(run.device), amp=run.config.amp)
-        summary = validate(run.setup, run.module, settings, instance_scores)
+        summary = _predict_and_score(run, instance_scores)
         return " ".join(f"{name} {summary.get(f'foreground_mean_{key}', float('nan')):.4f}," for key, name in (
             ("dice", "foreground Dice"), ("pq", "PQ"), ("aji", "AJI"), ("object_f1", "object F1"))).rstrip(",")
 
@@ -116,6 +115,12 @@ class CaseTraining:
 
     def summary_score(self, summary: dict) -> tuple[str, float]:
         return "validation score", summary["mirrored"]["score"]  # with test-time mirroring
+
+
+def _predict_and_score(run: Run, scores: CaseScores) -> dict:
+    """The fold's validation cases predicted as the run's settings say, scored by ``scores``."""
+    settings = dataclasses.replace(run.config.validation, device=str(run.device), amp=run.config.amp)
+    return validate(run.setup, run.module, settings, scores)
 
 
 def task_for(plans: Plans) -> TrainingTask:
