@@ -173,64 +173,32 @@ def check_folds(dataset: str | Path, configuration: str, folds: Sequence[int | s
 def predict(inputs: str | Path, output: str | Path, dataset: str | Path | None = None, *, model: Path | None = None,
             configurations: Sequence[str] | None = None, folds: Sequence[str] | None = None,
             checkpoint: str = "final", settings: PredictSettings | None = None, postprocessing: bool = True,
-            root: Path | None = None, overwrite: bool = False) -> "PredictionReport":
+            root: Path | None = None, overwrite: bool = False, resume: bool = False,
+            part: tuple[int, int] | None = None, report: Path | None = None,
+            output_format: str | None = None) -> "PredictionReport":
     """Predict a folder of images (or one image file); returns a PredictionReport.
 
     The model comes from a dataset's trained folds (the ``configurations`` given, else the chosen
-    best configuration or ensemble, with its postprocessing) or from an exported ``model`` zip.
-    An output that exists already is replaced only with ``overwrite`` (else that case fails).
+    best configuration or ensemble, with its postprocessing) or from an exported ``model`` (.zip
+    or .onnx). An output that exists already is replaced only with ``overwrite``, kept when
+    complete with ``resume`` (else that case fails). ``part`` (K, N): only the K-th of N shares
+    of the cases. ``report``: write the run manifest (a JSON file) there. A folder of DICOM
+    series is predicted series by series, the masks written as NIfTI or, with ``output_format``
+    "dicom-seg", as DICOM SEG.
     """
-    from autounet.errors import WorkspaceError
-    from autounet.inference.cases import find_cases
+    from autounet.inference.settings import OutputOptions
+    from autounet.predictor.folder import predict_folder
+    from autounet.predictor.loaded import load_model
 
     settings = settings or PredictSettings()
+    options = OutputOptions(Path(output), overwrite, resume, part)
     if model is None and dataset is None:
+        from autounet.errors import WorkspaceError
+
         raise WorkspaceError("say which model to use: -d DATASET (trained in this workspace) or -m MODEL.zip")
-    cases, problems = find_cases(Path(inputs), Path(output), overwrite)
-    if model is not None and Path(model).suffix.lower() == ".onnx":
-        if configurations or folds or checkpoint != "final":
-            raise WorkspaceError(f"{model}: an ONNX model predicts with the configurations and folds it was exported "
-                                 "with; leave out -c/-f/-chk, or export again with them")
-        report, configurations, post = _predict_onnx(Path(model), cases, settings, postprocessing)
-    else:
-        report, configurations, post = _predict_checkpoints(cases, Path(output), dataset, model, configurations, folds,
-                                                            checkpoint, settings, postprocessing, root, overwrite)
-    done = len(cases) - len(report.failed)
-    report.failed.update(problems)
-    where = report.written[0] if report.written and report.written[0].suffix == ".csv" else output
-    log.info("wrote %d prediction(s) to %s (%s)%s%s", done, where, " + ".join(configurations),
-             ", postprocessed" if post else "", f"; {len(report.failed)} input(s) failed" if report.failed else "")
-    return report
-
-
-def _predict_onnx(model: Path, cases, settings: PredictSettings, postprocessing: bool):
-    """predict() with an exported .onnx model: no torch is imported on this path."""
-    from autounet.inference.portable import load_onnx_model
-    from autounet.inference.run import predict as run_prediction
-    from autounet.postprocess.tasks import postprocessor_for
-
-    models, manifest = load_onnx_model(model, settings)
-    post = postprocessor_for(models[0].plans, manifest.postprocessing if postprocessing else None, model)
-    return run_prediction(models, cases, settings, post), manifest.configurations, post
-
-
-def _predict_checkpoints(cases, output: Path, dataset, model, configurations, folds, checkpoint: str,
-                         settings: PredictSettings, postprocessing: bool, root, overwrite: bool):
-    """predict() with trained checkpoints: a dataset's, or those of an exported model zip."""
-    from contextlib import nullcontext
-
-    from autounet.inference.source import archived_model, dataset_model
-    from autounet.inference.tasks import task_for
-    from autounet.postprocess.selection import rules_in
-    from autounet.postprocess.tasks import postprocessor_for
-
-    with (archived_model(model, configurations, folds, checkpoint) if model is not None else
-          nullcontext(dataset_model(resolve_dataset(dataset, root), configurations, folds, checkpoint))) as source:
-        plans = source.plans()
-        rules = rules_in(source.postprocessing) if postprocessing and source.postprocessing else None
-        post = postprocessor_for(plans, rules, source.postprocessing)
-        report = task_for(plans).predict(source, cases, settings, output, overwrite, post)
-        return report, source.configurations, post
+    return predict_folder(Path(inputs), lambda: load_model(dataset, model, configurations, folds, checkpoint, settings,
+                                                           postprocessing, root),
+                          options, settings.save_probabilities, report, output_format)
 
 
 def ensemble(inputs: Sequence[Path], output: Path, save_probabilities: bool = False) -> list[Path]:

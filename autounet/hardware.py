@@ -63,7 +63,7 @@ def ram_gb() -> float:
         return 8.0
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -120,7 +120,7 @@ def resolve_device(name: str, local_rank: int = 0):
 
 def detect_hardware(device: str = "auto") -> HardwareInfo:
     """The device ("auto": CUDA, then MPS, then CPU) and the host's cores and RAM."""
-    name, gpu_gb = _cpu_model(), None
+    name, gpu_gb = cpu_model(), None
     device = _device_type(device, files_first=True)
     if device == "cuda":
         import torch

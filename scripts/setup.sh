@@ -14,5 +14,5 @@ if "$PY" -c "import sys, torch; v = tuple(int(x) for x in torch.__version__.spli
 else
     "$PY" -m pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
 fi
-# test: pytest; onnx and openvino: the ONNX export and CPU backends, which the tests cover too
-"$PY" -m pip install -q --disable-pip-version-check -e ".[test,onnx,openvino]"
+# test: pytest; onnx and openvino: the ONNX export and CPU backends; dicom: DICOM SEG output (all tested)
+"$PY" -m pip install -q --disable-pip-version-check -e ".[test,onnx,openvino,dicom]"

@@ -123,6 +123,8 @@ def test_a_case_level_run_chooses_a_configuration_predicts_and_evaluates(finishe
     else:
         assert all(finite(float(r[1])) for r in rows[1:])
 
+    _predictor_and_continue_agree_with_the_table(raw, root, predictions, task)
+
     evaluation = root / "evaluation" / "test.json"
     evaluation.parent.mkdir()
     scores = api.evaluate(RawPaths(raw).targets("Ts"), predictions, evaluation)
@@ -131,6 +133,38 @@ def test_a_case_level_run_chooses_a_configuration_predicts_and_evaluates(finishe
     written = json.loads(evaluation.read_text())
     assert written["task"] == task and [c["case"] for c in written["cases"]] == [r[0] for r in rows[1:]]
     assert written[keys[0]] == pytest.approx(scores[keys[0]], nan_ok=True)
+
+
+def _predictor_and_continue_agree_with_the_table(raw: Path, root: Path, predictions: Path, task: str) -> None:
+    """The in-memory Predictor gives each case's row of the predictions CSV; --continue after a
+    partial table predicts only the missing cases; a part of a split run writes its own CSV."""
+    from autounet import Predictor
+    from autounet.io.image_io import file_ending, read_channels, reader_for
+
+    rows = read_csv(predictions)
+    predictor = Predictor.from_results(raw, root=root)
+    images = sorted(RawPaths(raw).images("Ts").iterdir())
+    for row, path in zip(rows[1:], images):
+        assert path.name.startswith(row[0])
+        images, geometry = read_channels([path], reader_for(file_ending(path)))
+        flat = geometry.file_dims == 2
+        pixels = images[:, 0] if flat else images  # (C, Y, X) or (C, Z, Y, X), as a user holds them
+        result = predictor.predict(pixels[0] if pixels.shape[0] == 1 else pixels,
+                                   spacing=None if flat else geometry.spacing)
+        if task == "regression":
+            assert [f"{v:.6g}" for v in result.values] == row[1:]
+        else:
+            assert [f"{p:.6f}" for p in result.probabilities] == row[-len(result.names):]
+            labels = [result.label] if task == "classification" else list(result.label)
+            assert [str(int(v)) for v in labels] == row[1:1 + len(labels)]
+    partial = predictions.with_name("partial.csv")
+    partial.write_text("\n".join(",".join(r) for r in rows[:2]) + "\n")
+    report = api.predict(RawPaths(raw).images("Ts"), partial, raw, root=root, resume=True)
+    assert report.skipped == [rows[1][0]] and sorted(report.cases) == [r[0] for r in rows[2:]]
+    assert read_csv(partial) == rows
+    part = api.predict(RawPaths(raw).images("Ts"), predictions, raw, root=root, part=(1, 2))
+    assert part.written == [predictions.with_name(f"{predictions.stem}_part1of2.csv")]
+    assert [r[0] for r in read_csv(part.written[0])[1:]] == [r[0] for r in rows[2::2]]
 
 
 def test_a_second_run_of_a_finished_case_level_run_trains_nothing(finished):

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "autounet"
 
 # Modules below every stage: any module may import them; they import only each other.
-FOUNDATION = {"autounet", "errors", "workspace", "hardware", "load", "locks", "parallel", "progress", "stopping"}
+FOUNDATION = {"autounet", "version", "errors", "workspace", "hardware", "load", "locks", "parallel", "progress", "stopping"}
 STAGES = {"io", "autoplan", "preprocess", "model", "inference", "postprocess", "training", "example_data"}
 # The data flow: fingerprint -> plan -> preprocessed arrays -> trained folds -> predictions -> postprocessing.
 ALLOWED = {
@@ -27,7 +27,8 @@ ALLOWED = {
     "example_data": {"io"},
     "report": STAGES,
     "runner": STAGES | {"report"},
-    "api": STAGES | {"report", "runner"},
+    "predictor": {"inference", "postprocess", "model", "preprocess", "autoplan", "io"},  # a model in use
+    "api": STAGES | {"report", "runner", "predictor"},
     "cli": {"api"},
     "__main__": {"cli"},
 }
@@ -69,8 +70,13 @@ def _imports(module: str, path: Path) -> set[str]:
     return found
 
 
+PUBLIC = {"autounet.predictor"}  # what ``import autounet`` offers (lazily: autounet.Predictor)
+
+
 def _allowed(importer: str, imported: str) -> bool:
     source, target = _unit(importer), _unit(imported)
+    if importer == "autounet" and imported in PUBLIC:
+        return True
     if target in FOUNDATION or source == target:
         return True
     if source in FOUNDATION:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from autounet import __version__
+from autounet.version import __version__
 from autounet.cli import model_parsers as model
 from autounet.cli import prepare_parsers as prepare
 from autounet.errors import AutounetError

@@ -106,9 +106,13 @@ def predict(a: argparse.Namespace) -> int:
     settings = api.PredictSettings(step=a.step, mirror=a.mirror, device=a.device, amp=a.amp,
                                    save_probabilities=a.save_probabilities, processes=a.processes,
                                    backend=a.backend)
+    if (a.part is None) != (a.parts is None):
+        raise ValueError("--part K and --parts N go together (K from 0 to N-1)")
     report = api.predict(a.input, a.output, dataset=a.dataset, model=a.model, configurations=a.configurations,
                          folds=a.folds, checkpoint=a.checkpoint, settings=settings, postprocessing=a.postprocessing,
-                         root=a.root, overwrite=a.overwrite)
+                         root=a.root, overwrite=a.overwrite, resume=a.resume,
+                         part=(a.part, a.parts) if a.parts is not None else None, report=a.report,
+                         output_format=a.output_format)
     for reason in report.failed.values():
         print(f"autounet predict: failed: {reason}", file=sys.stderr)
     return 1 if report.failed else 0

@@ -60,8 +60,10 @@ def add_train(sub) -> None:
 
 def add_predict(sub) -> None:
     p = add_command(sub, commands.predict, "segment new images with a trained model",
-                    "Segment a folder of images (CASE_XXXX.ext files) or one image. The masks get the inputs' "
-                    "geometry and file format. Exit code 1 if any input failed.",
+                    "Segment a folder of images (CASE_XXXX.ext files) or one image, or a folder of DICOM series "
+                    "(one case each). The masks get the inputs' geometry and file format (NIfTI or DICOM SEG for "
+                    "DICOM). --continue resumes an interrupted run; --part/--parts split one over several jobs. "
+                    "Exit code 1 if any input failed.",
                     ("autounet predict -i new_images -o masks -d 900",
                      "autounet predict -i in -o out -d 4 -c 3d_fullres -f 0 1 2 3 4 -chk best "
                      "--disable_tta -step_size 0.5 --save_probabilities   # nnU-Net's spellings"))
@@ -92,8 +94,20 @@ def add_predict(sub) -> None:
     add_processes(p, 1, "preprocessing worker processes", ("-npp",))
     add_overwrite(p, "replace outputs that exist already (default: such a case fails, naming its file, and the others "
                      "are predicted)")
-    add_unsupported(p, "-tr", "-nps", "-prev_stage_predictions", "-num_parts", "-part_id", "--continue_prediction",
-                    "--disable_progress_bar")
+    p.add_argument("--continue", "--continue_prediction", dest="resume", action="store_true",
+                   help="keep the outputs that are complete and predict only the other cases (after an interruption; "
+                        "a case-level model keeps the rows of its predictions CSV)")
+    p.add_argument("--part", "-part_id", type=COUNT, default=None,
+                   help="with --parts N: predict only share K (0 to N-1) of the cases, e.g. one Slurm array task")
+    p.add_argument("--parts", "-num_parts", type=POSITIVE_INT, default=None,
+                   help="split the cases into N shares (every N-th case in sorted order): N jobs cover each case once")
+    p.add_argument("--output-format", "--output_format", choices=("nifti", "dicom-seg"), default=None,
+                   help="for a folder of DICOM series: masks as NIfTI (default) or as DICOM SEG referencing each "
+                        "series (pip install 'autounet[dicom]')")
+    p.add_argument("--report", type=Path, default=None, metavar="RUN.json",
+                   help="write a run manifest there: version, model and its hash, device, backend, precision, "
+                        "per-case inputs, outputs, seconds and peak memory")
+    add_unsupported(p, "-tr", "-nps", "-prev_stage_predictions", "--disable_progress_bar")
 
 
 def add_ensemble(sub) -> None:

@@ -24,9 +24,6 @@ INSTEAD = {
     "-npfp": "-p sets the worker processes of every step",
     "-nps": "writing runs in a thread beside prediction; -p sets the preprocessing workers",
     "-prev_stage_predictions": "the cascade predicts its low-resolution stage by itself",
-    "-num_parts": "predict splits no work across parts; give each job its own input folder",
-    "-part_id": "predict splits no work across parts; give each job its own input folder",
-    "--continue_prediction": "rerun predict with another output folder, or on the inputs not yet predicted",
     "--disable_progress_bar": "progress bars appear only on a terminal; elsewhere progress lines at most every 10 s",
 }
 

@@ -17,8 +17,9 @@ import numpy as np
 from autounet.autoplan.plans import Plans, StagePlan
 from autounet.io.atomic import read_json
 from autounet.io.geometry import Geometry
-from autounet.io.image_io import SUPPORTED_ENDINGS, ImageReadError, read_channels, reader_for
-from autounet.inference.outputs import mask_file
+from autounet.io.image_io import SUPPORTED_ENDINGS, ImageReadError, read_channels, reader_for, write_segmentation
+from autounet.inference.outputs import mask_file, prediction_done
+from autounet.inference.settings import OutputOptions
 from autounet.io.layout import channel_file_pattern
 from autounet.preprocess.pipeline import preprocess_for_prediction
 from autounet.workspace import PreprocessedCase, name_problem
@@ -44,7 +45,7 @@ class Prepared:
     previous: np.ndarray | None = None  # a cascade's previous-stage labels, when they are known
 
 
-def check_input(images: np.ndarray, geometry: Geometry, plans: Plans, source: Path) -> None:
+def check_input(images: np.ndarray, geometry: Geometry, plans: Plans, source: Path | str) -> None:
     """Reject inputs the model cannot take: wrong channel count or dimensionality."""
     if images.shape[0] != len(plans.channel_names):
         raise ImageReadError(f"{source}: {images.shape[0]} channel(s), the model takes {len(plans.channel_names)} "
@@ -66,14 +67,58 @@ class ImageCase:
     output: Path
     next_stage: ClassVar[None] = None  # only training cases feed a next stage
 
+    @property
+    def source(self) -> Path:
+        """What error messages name: the first channel file."""
+        return self.files[0]
+
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        return self.files
+
+    def read(self) -> tuple[np.ndarray, Geometry]:
+        """The images (C, Z, Y, X) float32 and their geometry (raises ImageReadError)."""
+        return read_channels(list(self.files), reader_for(self.ending))
+
     def prepare(self, stages: Sequence[StageInput]) -> Prepared:
         """Read, check and preprocess the images for every stage (raises ImageReadError, ValueError)."""
-        images, geometry = read_channels(list(self.files), reader_for(self.ending))
-        check_input(images, geometry, stages[0].plans, self.files[0])
-        data, mapped = {}, geometry
-        for s in stages:
-            data[s.configuration], mapped = preprocess_for_prediction(images, geometry, s.plans, s.stage)
-        return Prepared(data, mapped)
+        return prepare_images(*self.read(), stages, self.source)
+
+    def write_mask(self, seg: np.ndarray, geometry: Geometry, labels: dict, path: Path) -> None:
+        """The mask in the input's format and geometry."""
+        write_segmentation(seg, geometry, path)
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayCase:
+    """A case handed over in memory (:class:`autounet.Predictor`): images (C, Z, Y, X) float32
+    and their geometry, as :meth:`ImageCase.read` would give them for the same image in a file."""
+
+    case_id: str
+    images: np.ndarray
+    geometry: Geometry
+    source: str = "<array>"
+    next_stage: ClassVar[None] = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.source,)
+
+    def read(self) -> tuple[np.ndarray, Geometry]:
+        return self.images, self.geometry
+
+    def prepare(self, stages: Sequence[StageInput]) -> Prepared:
+        return prepare_images(self.images, self.geometry, stages, self.source)
+
+
+def prepare_images(images: np.ndarray, geometry: Geometry, stages: Sequence[StageInput], source: Path | str
+                   ) -> Prepared:
+    """Images (C, Z, Y, X) checked against the model and preprocessed for every stage."""
+    check_input(images, geometry, stages[0].plans, source)
+    data, mapped = {}, geometry
+    for s in stages:
+        data[s.configuration], mapped = preprocess_for_prediction(images, geometry, s.plans, s.stage)
+    return Prepared(data, mapped)
 
 
 @dataclass(frozen=True)
@@ -91,14 +136,23 @@ class TrainingCase:
     previous: Path | None = None
     next_stage: tuple[tuple[int, ...], Path] | None = None
 
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        return (self.arrays.data,)
+
     def prepare(self, stages: Sequence[StageInput]) -> Prepared:
         data = np.load(self.arrays.data, mmap_mode="r")
         geometry = Geometry.from_json(read_json(self.arrays.meta)["geometry"])
         previous = np.load(self.previous) if self.previous is not None else None
         return Prepared({s.configuration: data for s in stages}, geometry, previous)
 
+    def write_mask(self, seg: np.ndarray, geometry: Geometry, labels: dict, path: Path) -> None:
+        """The mask in the input's format and geometry."""
+        write_segmentation(seg, geometry, path)
 
-Case = Union[ImageCase, TrainingCase]
+
+Case = Union[ImageCase, ArrayCase, TrainingCase]  # and inference.dicom_cases.DicomCase
+NewCase = Union[ImageCase, ArrayCase]  # a case to predict that was not trained on
 
 
 def find_inputs(folder: Path, output_folder: Path) -> tuple[list[ImageCase], dict[str, str]]:
@@ -128,11 +182,10 @@ def find_inputs(folder: Path, output_folder: Path) -> tuple[list[ImageCase], dic
     return cases, problems
 
 
-def find_cases(inputs: Path, output: Path, overwrite: bool = False) -> tuple[list[ImageCase], dict[str, str]]:
+def find_cases(inputs: Path, output: Path) -> tuple[list[ImageCase], dict[str, str]]:
     """The cases of an input folder (masks into the folder ``output``), or the one case of an
-    input file (its mask to the file ``output``, or into the folder ``output``). A case whose
-    mask exists already is refused (a problem naming the file) unless ``overwrite``: ``-o
-    labelsTs`` must not replace the ground truth."""
+    input file (its mask to the file ``output``, or into the folder ``output``), and the files
+    that are no case (problems)."""
     inputs, output = Path(inputs), Path(output)
     if inputs.resolve() == output.resolve():
         raise ValueError(f"{output}: the output is the input {'file' if inputs.is_file() else 'folder'}; the masks "
@@ -149,10 +202,35 @@ def find_cases(inputs: Path, output: Path, overwrite: bool = False) -> tuple[lis
         raise FileNotFoundError(f"{inputs}: no such file or folder")
     if not cases:
         raise ValueError(f"{inputs}: no input images named CASE_XXXX.ext found")
-    existing = [] if overwrite else [c for c in cases if c.output.exists()]
+    return cases, problems
+
+
+def share(keys: Sequence[str], part: tuple[int, int] | None) -> set[str]:
+    """The keys (case ids) part K of N predicts: every N-th in sorted order from the K-th, so the
+    N parts cover each case exactly once, whichever machine runs which part."""
+    ordered = sorted(set(keys))
+    return set(ordered if part is None else ordered[part[0]::part[1]])
+
+
+def select_cases(cases: Sequence[ImageCase], problems: dict[str, str], options: OutputOptions,
+                 with_probabilities: bool = False) -> tuple[list[ImageCase], dict[str, str], list[str]]:
+    """The cases to predict now, the problems to report and the cases skipped as complete.
+
+    Only ``options.part``'s share of the cases (and of the problems) is kept. A case whose output
+    exists is refused (a problem naming the file: ``-o labelsTs`` must not replace the ground
+    truth), unless ``options.overwrite`` replaces it or ``options.resume`` keeps it when it is
+    complete (:func:`~autounet.inference.outputs.prediction_done`; an incomplete one is predicted
+    again)."""
+    mine = share([c.case_id for c in cases] + list(problems), options.part)
+    cases = [c for c in cases if c.case_id in mine]
+    problems = {k: v for k, v in problems.items() if k in mine}
+    done = [c for c in cases if options.resume and prediction_done(c.output, c.ending, with_probabilities)]
+    existing = [] if options.overwrite else [c for c in cases if c not in done and c.output.exists()
+                                             and not options.resume]
     if existing and len(existing) == len(cases):
-        raise ValueError(f"{output}: the output of every case exists already ({len(existing)}, e.g. "
-                         f"{existing[0].output.name}); predict replaces none: pass --overwrite, or choose another -o")
-    problems.update({c.case_id: f"{c.output}: exists already; not replaced (pass --overwrite to replace it)"
-                     for c in existing})
-    return [c for c in cases if c not in existing], problems
+        raise ValueError(f"{options.output}: the output of every case exists already ({len(existing)}, e.g. "
+                         f"{existing[0].output.name}); predict replaces none: pass --continue to keep them and "
+                         "predict the others, --overwrite to replace them, or choose another -o")
+    problems.update({c.case_id: f"{c.output}: exists already; not replaced (pass --overwrite to replace it, or "
+                                "--continue to keep complete outputs)" for c in existing})
+    return [c for c in cases if c not in existing and c not in done], problems, [c.case_id for c in done]

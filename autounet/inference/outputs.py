@@ -11,6 +11,7 @@ present marks a finished case; training's validation resumes from there.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -40,11 +41,13 @@ def prediction_meta(case_id: str, geometry: Geometry, ending: str, plans: Plans)
 
 
 def write_prediction(mask: Path, ending: str, seg: np.ndarray, geometry: Geometry,
-                     probabilities: np.ndarray | None = None, meta: dict | None = None) -> Path:
-    """Write a case's probabilities (if given), mask, and metadata (if given), in that order."""
+                     probabilities: np.ndarray | None = None, meta: dict | None = None,
+                     write_mask: Callable[[np.ndarray, Geometry, Path], None] = write_segmentation) -> Path:
+    """Write a case's probabilities (if given), mask (with ``write_mask``: a DICOM SEG is written
+    otherwise), and metadata (if given), in that order."""
     if probabilities is not None:
         write_npz(_beside(mask, ending, PROBABILITIES), {"probabilities": probabilities.astype(np.float16)})
-    write_segmentation(seg, geometry, mask)
+    write_mask(seg, geometry, mask)
     if meta is not None:
         write_json(_beside(mask, ending, META), meta)
     return mask

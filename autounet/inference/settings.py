@@ -8,6 +8,7 @@ from typing import Any
 
 from autounet.errors import AutounetError
 from autounet.hardware import cpu_has_native_bf16
+from autounet.inference.records import CaseRecord
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 ONNX_BACKENDS = ("onnxruntime", "openvino")  # run on the CPU, from an ONNX export
@@ -68,9 +69,32 @@ class PredictSettings:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where predictions go and what happens to outputs that exist there.
+
+    output : the folder (or, for one image, the file; for a case-level model a .csv file).
+    overwrite : replace existing outputs (else a case whose output exists fails, naming it).
+    resume : keep the outputs that are complete and predict only the other cases (``--continue``).
+    part : (K, N): predict only the K-th of N shares of the cases (0 <= K < N), for split runs.
+    """
+
+    output: Path
+    overwrite: bool = False
+    resume: bool = False
+    part: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.part is not None and not (self.part[1] >= 1 and 0 <= self.part[0] < self.part[1]):
+            raise ValueError(f"--part {self.part[0]} --parts {self.part[1]}: the part must be from 0 to "
+                             f"{self.part[1] - 1} (parts count from 0, as Slurm array task ids can)")
+
+
 @dataclass
 class PredictionReport:
     """What happened to each case: the files written, and why the others failed."""
 
     written: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # complete already and kept (--continue)
+    cases: dict[str, CaseRecord] = field(default_factory=dict)  # each case predicted, for the run manifest

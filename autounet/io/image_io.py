@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import SimpleITK as sitk
@@ -107,6 +108,13 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, Geometry]:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
         raise ImageReadError(f"{path}: unreadable or truncated image ({first})") from e
+    return from_sitk(img, path)
+
+
+def from_sitk(img: sitk.Image, source: Path | str) -> tuple[np.ndarray, Geometry]:
+    """A SimpleITK image (read from a file, a DICOM series, or handed over in memory) as an array
+    (1, Z, Y, X) and its geometry; ImageReadError naming ``source`` for what autounet cannot take."""
+    path = source
     dim = img.GetDimension()
     if dim == 4 or (dim == 3 and img.GetNumberOfComponentsPerPixel() > 1 and img.GetSize()[2] > 1):
         raise ImageReadError(
@@ -124,7 +132,8 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, Geometry]:
         arr = sitk.GetArrayFromImage(img)
     except RuntimeError as e:
         raise ImageReadError(f"{path}: unreadable or truncated image ({e})") from e
-    check_nifti_data(path, img, arr)
+    if isinstance(path, Path):
+        check_nifti_data(path, img, arr)
     spacing = tuple(float(s) for s in reversed(img.GetSpacing()))
     if dim == 2:
         arr = arr[None]
@@ -188,16 +197,21 @@ def read_channels(paths: list[Path], reader: str) -> tuple[np.ndarray, Geometry]
     file holding NaN or Inf raises ImageReadError: no network output for such voxels would mean
     anything.
     """
-    arrays, geometry = [], None
-    for p in paths:
-        arr, geo = read_image(p, reader)
+    return stack_channels((p, *read_image(p, reader)) for p in paths)
+
+
+def stack_channels(channels: Iterable[tuple[Path | str, np.ndarray, Geometry]]) -> tuple[np.ndarray, Geometry]:
+    """Channels read one at a time (source, array (1, Z, Y, X), geometry) as one float32 array
+    (C, Z, Y, X) and their geometry, with :func:`read_channels`' checks."""
+    arrays, geometry, first = [], None, ""
+    for p, arr, geo in channels:
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             raise ImageReadError(f"{p}: {arr.size - np.count_nonzero(np.isfinite(arr))} NaN or Inf voxel(s); replace "
                                  "them (e.g. by the background value) before predicting")
         if geometry is None:
-            geometry = geo
+            geometry, first = geo, Path(str(p)).name
         elif mismatches := geometry_mismatches(geo, geometry):  # as verification refuses it in training data
-            raise ImageReadError(f"{p}: {'; '.join(mismatches)} (mismatch with {paths[0].name}); a case's channels "
+            raise ImageReadError(f"{p}: {'; '.join(mismatches)} (mismatch with {first}); a case's channels "
                                  "must share one geometry: resample them onto the first channel's grid")
         arrays.append(arr.astype(np.float32, copy=False))
     assert geometry is not None, "read_channels needs at least one path"
@@ -245,12 +259,18 @@ def _write(array: np.ndarray, geometry: Geometry, path: Path) -> None:
             pixels = array[0] if array.ndim == 3 else np.moveaxis(array[:, 0], 0, -1)
             skio.imsave(str(tmp), pixels, check_contrast=False)
         else:
-            img = sitk.GetImageFromArray(array[0] if geometry.file_dims == 2 else array)
-            spacing = geometry.spacing[1:] if geometry.file_dims == 2 else geometry.spacing
-            img.SetSpacing(tuple(float(s) for s in reversed(spacing)))
-            img.SetOrigin(geometry.origin)
-            img.SetDirection(geometry.direction)
-            sitk.WriteImage(img, str(tmp), useCompression=True)
+            sitk.WriteImage(to_sitk(array, geometry), str(tmp), useCompression=True)
+
+
+def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
+    """An array (Z, Y, X) as a SimpleITK image with ``geometry``'s spacing, origin and direction
+    (2D when the image was read as 2D)."""
+    img = sitk.GetImageFromArray(array[0] if geometry.file_dims == 2 else array)
+    spacing = geometry.spacing[1:] if geometry.file_dims == 2 else geometry.spacing
+    img.SetSpacing(tuple(float(s) for s in reversed(spacing)))
+    img.SetOrigin(geometry.origin)
+    img.SetDirection(geometry.direction)
+    return img
 
 
 def write_segmentation(seg: np.ndarray, geometry: Geometry, path: Path) -> None:

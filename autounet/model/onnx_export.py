@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
-from autounet import __version__
+from autounet.version import __version__
 from autounet.autoplan.plans import StagePlan
 from autounet.errors import WorkspaceError
 from autounet.io.atomic import atomic_path, read_json, write_json

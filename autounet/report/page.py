@@ -7,7 +7,7 @@ import datetime
 import logging
 from pathlib import Path
 
-from autounet import __version__
+from autounet.version import __version__
 from autounet.autoplan.plans import Plans, load_plans
 from autounet.io.atomic import write_text
 from autounet.locks import locked

@@ -59,6 +59,8 @@ SAME = [
     ("export_model 4 -o m.zip -chk checkpoint_best.pth", "export_model 4 -o m.zip --checkpoint best"),
     ("convert_msd Task04_Hippocampus -overwrite_id 4 -np 2", "convert_msd Task04_Hippocampus --dataset-id 4 -p 2"),
     ("evaluate -r ref -pred masks", "evaluate -r ref --prediction masks"),
+    ("predict -i a -o b -d 4 -part_id 1 -num_parts 3 --continue_prediction",
+     "predict -i a -o b -d 4 --part 1 --parts 3 --continue"),
 ]
 
 
@@ -100,7 +102,7 @@ NO_EQUIVALENT = [
     ("train 4 2d 0 -tr nnUNetTrainer", INSTEAD["-tr"]),
     ("train 4 2d 0 -p nnUNetPlans", PLANS_NAME),
     ("train 4 2d 0 -num_gpus 2", INSTEAD["-num_gpus"]),
-    ("predict -i a -o b -d 4 -num_parts 2", INSTEAD["-num_parts"]),
+    ("predict -i a -o b -d 4 -nps 2", INSTEAD["-nps"]),
     ("plan_and_preprocess 4 -pl ExperimentPlanner", INSTEAD["-pl"]),
     ("find_best_configuration 4 -p nnUNetPlans", PLANS_NAME),
     ("predict -i a -o b -d 4 -p nnUNetPlans", PLANS_NAME),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from autounet import api
+from autounet import Predictor, api
 from autounet.autoplan.plans import load_plans
 from autounet.io.atomic import read_json, write_json
 from autounet.io.verify import check_layout
@@ -61,9 +61,13 @@ def test_cascade_trains_on_the_low_resolution_cross_validation_and_predicts(tmp_
     report = api.predict(raw / "imagesTs", out, dataset=raw, configurations=["3d_cascade_fullres"], folds=["0"],
                          root=tmp_path, settings=api.PredictSettings(device="cpu", mirror=False))
     assert not report.failed and len(report.written) == 2
+    predictor = Predictor.from_results(raw, configurations=["3d_cascade_fullres"], folds=["0"], root=tmp_path,
+                                       settings=api.PredictSettings(device="cpu", mirror=False))
     for mask in report.written:
         image = sitk.ReadImage(str(raw / "imagesTs" / mask.name.replace(".nii.gz", "_0000.nii.gz")))
         assert sitk.ReadImage(str(mask)).GetSize() == image.GetSize()
+        # in memory, the cascade's two stages chain as they do for files: the same mask, voxel for voxel
+        assert np.array_equal(predictor.predict(image).mask, sitk.GetArrayFromImage(sitk.ReadImage(str(mask))))
 
     if importlib.util.find_spec("onnxruntime") is None:  # the ONNX extra is not installed: the rest needs it
         return
