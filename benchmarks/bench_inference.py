@@ -92,12 +92,13 @@ VARIANTS = {  # name -> extra autounet predict arguments (None: nnU-Net)
     "autounet_ort": ["--backend", "onnxruntime"],
     "autounet_openvino": ["--backend", "openvino"],
     "autounet_torch": ["--backend", "torch"],
+    "autounet_int8": ["--int8"],
 }
 VARIANT_LABEL = {"nnunet": "nnU-Net (fp32)", "autounet": "autounet (default)", "autounet_fp32": "autounet --no-amp",
                  "autounet_ort": "autounet onnxruntime", "autounet_openvino": "autounet openvino",
-                 "autounet_torch": "autounet torch"}
+                 "autounet_torch": "autounet torch", "autounet_int8": "autounet int8 (onnxruntime)"}
 REFERENCE = "autounet_fp32"  # the voxel agreement and the Dice differences are against this variant's masks
-ACCURACY_VARIANTS = ["autounet", "autounet_fp32", "autounet_ort", "autounet_openvino"]
+ACCURACY_VARIANTS = ["autounet", "autounet_fp32", "autounet_ort", "autounet_openvino", "autounet_int8"]
 DICE_TOLERANCE = 0.005
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff")
 
@@ -409,12 +410,14 @@ def accuracy_check(args: argparse.Namespace, name: str, fold_dir: Path, root: Pa
     res["workspace"] = str(ws)
     shutil.copytree(fold_dir, ws / "results" / ds / config / fold_dir.name,
                     ignore=lambda d, names: ["validation"] if Path(d) == fold_dir else [])
-    for r in (fold_root, src_root):  # the plans (a check of predict's), not the preprocessed arrays
-        pre = r / "preprocessed" / ds
+    for r in (fold_root, src_root):  # the plans (a check of predict's); the preprocessed arrays linked (--int8
+        pre = r / "preprocessed" / ds  # calibrates on the fold's training cases)
         if (pre / "plans.json").is_file():
             (ws / "preprocessed" / ds).mkdir(parents=True)
             for p in pre.glob("*.json"):
                 shutil.copy2(p, ws / "preprocessed" / ds / p.name)
+            for folder in (f for f in pre.iterdir() if f.is_dir()):
+                link_dir(folder, ws / "preprocessed" / ds / folder.name)
             break
     raw = src_root / "raw" / ds
     if raw.is_dir():

@@ -105,7 +105,7 @@ def train(a: argparse.Namespace) -> int:
 def predict(a: argparse.Namespace) -> int:
     settings = api.PredictSettings(step=a.step, mirror=a.mirror, device=a.device, amp=a.amp,
                                    save_probabilities=a.save_probabilities, processes=a.processes,
-                                   backend=a.backend)
+                                   backend=a.backend, int8=a.int8)
     if (a.part is None) != (a.parts is None):
         raise ValueError("--part K and --parts N go together (K from 0 to N-1)")
     report = api.predict(a.input, a.output, dataset=a.dataset, model=a.model, configurations=a.configurations,

@@ -101,6 +101,9 @@ def load_onnx_model(path: Path, settings: PredictSettings) -> tuple[list[Portabl
     """An exported ``.onnx`` model's configurations, each fold a session of ``settings.backend``
     (see :func:`onnx_backend`), and its manifest (postprocessing, labels)."""
     settings.check_cpu_only(f"{path}: an ONNX model")
+    if settings.int8:
+        raise AutounetError(f"{path}: --int8 calibrates on the dataset's preprocessed training cases, which an ONNX "
+                            "file does not hold: predict with -d DATASET, or without --int8")
     onnx = require("onnx")
     graph, manifest = read_manifest(path)
     backend, bfloat16 = onnx_backend(settings), settings.cpu_bfloat16()

@@ -37,7 +37,8 @@ class CaseRecord:
     """One case in the run manifest: its input files, its output, the seconds spent preparing it
     (reading, preprocessing: in a worker, overlapping other cases), in the networks and writing
     it (exporting to the original geometry, postprocessing, files), and the peak memory of the
-    predicting process up to its end (and of the GPU during its networks)."""
+    predicting process up to its end (and of the GPU during its networks). A case-level model
+    predicts cases in batches: each case gets its batch's seconds shared out, as ``predict_s``."""
 
     inputs: tuple[str, ...]
     output: str

@@ -29,6 +29,8 @@ class PredictSettings:
     save_probabilities : also write CASE.npz (probabilities) and CASE.json (geometry), which
         ensembling needs.
     processes : worker processes that read and preprocess the next cases (0: the main process).
+    int8 : run the networks quantized to 8-bit integers with ONNX Runtime on the CPU (calibrated on
+        the dataset's preprocessed training cases); for CPUs without native bfloat16.
     """
 
     step: float = 0.5
@@ -39,8 +41,11 @@ class PredictSettings:
     save_probabilities: bool = False
     processes: int = 1
     backend: str = "auto"
+    int8: bool = False
 
     def __post_init__(self) -> None:
+        if self.int8 and self.backend not in ("auto", "onnxruntime"):
+            raise ValueError(f"--int8 runs with ONNX Runtime, not --backend {self.backend}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose {', '.join(BACKENDS)}")
         if not 0 < self.step <= 1:
@@ -53,7 +58,12 @@ class PredictSettings:
     def cpu_bfloat16(self) -> bool:
         """Whether a network run on the CPU computes in bfloat16: amp on, and the CPU computes it
         natively (AVX512-BF16 or AMX); elsewhere bfloat16 is emulated and slower than float32."""
-        return self.amp and cpu_has_native_bf16()
+        return self.amp and not self.int8 and cpu_has_native_bf16()
+
+    @property
+    def runtime(self) -> str:
+        """The backend asked for, with --int8's ONNX Runtime made explicit."""
+        return "onnxruntime" if self.int8 else self.backend
 
     def check_cpu_only(self, what: str) -> None:
         """AutounetError when a CPU-only runtime (``what``) is asked to run on another device."""

@@ -40,6 +40,7 @@ class ModelSource:
     postprocessing: Path | None = None
     mirror: tuple[bool, ...] | None = None  # a case-level choice: test-time mirroring per configuration
     thresholds: tuple[float, ...] | None = None  # ... and the decision thresholds chosen on the cross-validation
+    data: DatasetPaths | None = None  # the dataset's workspace (its preprocessed cases calibrate an int8 network)
 
     def plans(self) -> Plans | None:
         """The plans the model was trained with (from one checkpoint), None without a checkpoint."""
@@ -62,7 +63,7 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     folds = tuple(str(f) for f in folds) if folds else None
     if configurations:
         _check_trained(paths, configurations, checkpoint)
-        return _warn_stale(paths, ModelSource(paths.trained, tuple(configurations), folds, checkpoint))
+        return _warn_stale(paths, ModelSource(paths.trained, tuple(configurations), folds, checkpoint, data=paths))
     best = paths.trained.best_configuration
     if not best.is_file():
         trained = [c for c in paths.trained.configurations_with_folds() if paths.trained.trained_folds(c, checkpoint)]
@@ -76,7 +77,8 @@ def dataset_model(paths: DatasetPaths, configurations: Sequence[str] | None = No
     if any(problems):
         raise WorkspaceError(f"{best}: {'; '.join(p for p in problems if p)}")
     return _warn_stale(paths, ModelSource(paths.trained, tuple(chosen["configurations"]), folds, checkpoint,
-                                          _existing(paths.trained.postprocessing), *case_level_choice(chosen)))
+                                          _existing(paths.trained.postprocessing), *case_level_choice(chosen),
+                                          data=paths))
 
 
 def _warn_stale(paths: DatasetPaths, source: ModelSource) -> ModelSource:
@@ -126,31 +128,45 @@ def archived_model(zip_path: Path, configurations: Sequence[str] | None = None, 
                           _existing(results.postprocessing), *case_level_choice({} if configurations else manifest))
 
 
-def _runtime_folds(trained: TrainedModel, settings: PredictSettings, previous: StageModel | None) -> PortableFolds:
-    """A configuration's folds exported to ONNX in memory and run by ``settings.backend``."""
+def _runtime_folds(trained: TrainedModel, settings: PredictSettings, previous: StageModel | None,
+                   data: DatasetPaths | None) -> PortableFolds:
+    """A configuration's folds exported to ONNX in memory and run by ``settings.runtime``
+    (quantized to int8 first with ``settings.int8``, calibrated on ``data``'s preprocessed cases)."""
     import torch
 
+    from autounet.inference.quantize import calibration_patch, calibration_windows, fold_training_cases, quantize_int8
     from autounet.model.onnx_export import network_onnx
 
+    stage = trained.stage
+    if settings.int8 and data is None:
+        raise WorkspaceError("--int8 calibrates on the dataset's preprocessed training cases: predict with -d "
+                             "DATASET (not an exported model), or without --int8")
     network = trained.network(torch.device("cpu"))
     sessions = {}
     for fold, weights in trained.fold_weights.items():
         network.load_state_dict(weights)
-        sessions[fold] = open_session(network_onnx(network, trained.stage), settings.backend, settings.cpu_bfloat16())
+        graph = network_onnx(network, stage, any_size=settings.int8)
+        if settings.int8:
+            windows = calibration_windows(data.data_folder(stage.data_identifier),
+                                          calibration_patch(stage.patch_size, stage.network.strides),
+                                          stage.network.dims, fold_training_cases(data.splits, fold))
+            graph = quantize_int8(graph, windows)
+        sessions[fold] = open_session(graph, settings.runtime, settings.cpu_bfloat16())
     return PortableFolds(trained.configuration, trained.plans, sessions, settings, previous)
 
 
-def _stage_model(trained: TrainedModel, settings: PredictSettings, previous: StageModel | None) -> StageModel:
-    if settings.backend in ONNX_BACKENDS:
-        return _runtime_folds(trained, settings, previous)
+def _stage_model(trained: TrainedModel, settings: PredictSettings, previous: StageModel | None,
+                 data: DatasetPaths | None) -> StageModel:
+    if settings.runtime in ONNX_BACKENDS:
+        return _runtime_folds(trained, settings, previous, data)
     return FoldEnsemble(trained, settings, previous)
 
 
 def load_models(source: ModelSource, settings: PredictSettings) -> list[StageModel]:
     """Each configuration's folds (with a cascade's previous stage), run by torch on the settings'
     device, or by the ONNX backend they name on the CPU."""
-    if settings.backend in ONNX_BACKENDS:
-        settings.check_cpu_only(f"--backend {settings.backend}")
+    if settings.runtime in ONNX_BACKENDS:
+        settings.check_cpu_only("--int8" if settings.int8 else f"--backend {settings.backend}")
     models = []
     for configuration in source.configurations:
         trained = load_trained_model(source.results, configuration, source.folds, source.checkpoint)
@@ -158,8 +174,8 @@ def load_models(source: ModelSource, settings: PredictSettings) -> list[StageMod
         if trained.stage.previous_stage:
             earlier = load_trained_model(source.results, trained.stage.previous_stage, list(trained.fold_weights),
                                          source.checkpoint)
-            previous = _stage_model(earlier, settings, None)
-        models.append(_stage_model(trained, settings, previous))
-        log.info("%s: folds %s (%s)", configuration, " ".join(trained.fold_weights),
-                 settings.backend if settings.backend in ONNX_BACKENDS else "torch")
+            previous = _stage_model(earlier, settings, None, source.data)
+        models.append(_stage_model(trained, settings, previous, source.data))
+        log.info("%s: folds %s (%s%s)", configuration, " ".join(trained.fold_weights),
+                 settings.runtime if settings.runtime in ONNX_BACKENDS else "torch", ", int8" if settings.int8 else "")
     return models

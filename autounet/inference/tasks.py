@@ -95,9 +95,10 @@ class CasePrediction:
     """A row per case (label or values, and probabilities) in one predictions CSV."""
 
     def load(self, source: ModelSource, settings: PredictSettings) -> Any:
-        if settings.backend in ONNX_BACKENDS:
-            raise WorkspaceError(f"--backend {settings.backend}: a case-level model runs with torch (it has no ONNX "
-                                 "export); leave out --backend or pass --backend torch")
+        if settings.runtime in ONNX_BACKENDS:
+            asked = "--int8" if settings.int8 else f"--backend {settings.backend}"
+            raise WorkspaceError(f"{asked}: a case-level model runs with torch (it has no ONNX export); leave out "
+                                 f"{asked.split()[0]}, or pass --backend torch")
         from autounet.inference.case_predict import load_case_models
 
         return load_case_models(source, settings)

@@ -59,8 +59,10 @@ def _example(stage: StagePlan) -> torch.Tensor:
 
 
 def _export(module: torch.nn.Module, examples: tuple[torch.Tensor, ...], target: Any, inputs: list[str],
-            outputs: list[str]) -> None:
-    batch = {name: {0: "batch"} for name in inputs + outputs}
+            outputs: list[str], spatial: bool = False) -> None:
+    dims = examples[0].ndim - 2
+    axes = {0: "batch", **({2 + i: f"size{i}" for i in range(dims)} if spatial else {})}
+    batch = {name: axes for name in inputs + outputs}
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about the network's shape checks, exporter deprecations
@@ -68,14 +70,15 @@ def _export(module: torch.nn.Module, examples: tuple[torch.Tensor, ...], target:
                           opset_version=OPSET, do_constant_folding=True, **legacy)
 
 
-def network_onnx(network: torch.nn.Module, stage: StagePlan) -> bytes:
+def network_onnx(network: torch.nn.Module, stage: StagePlan, any_size: bool = False) -> bytes:
     """One network (float32, weights as loaded, no deep supervision) as ONNX bytes with the input
-    ``image`` (batch, channels, *patch) and the output ``logits``."""
+    ``image`` (batch, channels, *patch) and the output ``logits``; ``any_size``: the spatial
+    sizes dynamic too (multiples of the network's downsampling), as int8 calibration needs."""
     buffer = io.BytesIO()
     was = getattr(network, "deep_supervision", False)
     network.deep_supervision = False
     try:
-        _export(network.float().eval(), (_example(stage),), buffer, ["image"], ["logits"])
+        _export(network.float().eval(), (_example(stage),), buffer, ["image"], ["logits"], any_size)
     finally:
         network.deep_supervision = was
     return buffer.getvalue()

@@ -46,7 +46,7 @@ class LoadedModel:
             from autounet.inference.portable import onnx_backend
 
             return onnx_backend(self.settings)
-        return self.settings.backend if self.settings.backend in ONNX_BACKENDS else "torch"
+        return self.settings.runtime if self.settings.runtime in ONNX_BACKENDS else "torch"
 
     def device(self) -> str:
         """The device the networks run on."""
@@ -59,6 +59,8 @@ class LoadedModel:
     def precision(self) -> str:
         """float32, or the lower precision the backend computes in on this machine."""
         backend, device = self.backend(), self.device()
+        if self.settings.int8:
+            return "int8"
         if backend == "torch" and device.startswith("cuda") and self.settings.amp:
             return "float16"
         if backend in ("torch", "openvino") and device == "cpu" and self.settings.cpu_bfloat16():

@@ -104,6 +104,19 @@ ELSEWHERE = [
      "tests/test_fault_injection.py::test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_result"),
     ("two `run`s of one dataset started together with `--wait`: one works, the other waits, then finds the work "
      "done; the result is the single run's", "tests/test_fault_injection.py::test_two_runs_started_together_one_works_the_other_waits"),
+    ("a DICOM series with a missing slice, uneven or duplicate slice positions: refused naming the folder, the "
+     "series UID and the gap", "tests/io/test_dicom.py::test_broken_stacks_are_named"),
+    ("a DICOM folder whose series mixes slice sizes or orientations: refused naming the series",
+     "tests/io/test_dicom.py::test_mixed_series_are_named"),
+    ("DICOM slices shifted within their plane (gantry tilt) or without a position: refused naming the series",
+     "tests/io/test_dicom.py::test_slices_off_the_stack_are_named"),
+    ("`predict --output-format dicom-seg` without highdicom: the command to install it",
+     "tests/io/test_dicom.py::test_write_seg_without_highdicom_says_how_to_install"),
+    ("`predict` killed by SIGKILL in the middle of a folder, then `--continue`: complete outputs kept, the rest "
+     "predicted, the same files as an uninterrupted run, no temporary file left",
+     "tests/test_predictor.py::test_continue_after_a_sigkill_completes_the_folder_as_an_uninterrupted_run"),
+    ("an array handed to `Predictor.predict` of the wrong shape or channel count, with NaN, or 3D without a "
+     "spacing: an error saying what it takes", "tests/test_predictor.py::test_the_predictor_refuses_what_it_cannot_take"),
 ]
 
 

@@ -98,6 +98,27 @@ def test_checkpoints_run_by_onnxruntime_predict_what_torch_predicts(exported, tm
     _same_prediction(exported["torch"], out)
 
 
+def test_int8_checkpoints_predict_close_to_float32_and_need_the_training_data(exported, tmp_path):
+    from autounet.inference.quantize import calibration_patch
+
+    out = tmp_path / "int8"
+    report = api.predict(exported["inputs"], out, dataset=exported["raw"], configurations=["3d_fullres"],
+                         root=exported["root"], settings=PredictSettings(**{**FP32, "save_probabilities": False},
+                                                                         int8=True), report=tmp_path / "run.json")
+    assert not report.failed
+    a, b = _mask(exported["torch"]), _mask(out)
+    assert (b.GetSize(), b.GetSpacing(), b.GetDirection()) == (a.GetSize(), a.GetSpacing(), a.GetDirection())
+    assert (sitk.GetArrayFromImage(a) == sitk.GetArrayFromImage(b)).mean() > 0.95  # 8 bits, not the same arithmetic
+    assert json.loads((tmp_path / "run.json").read_text())["precision"] == "int8"
+    with pytest.raises(AutounetError, match="--int8 calibrates on the dataset's preprocessed training cases"):
+        api.predict(exported["inputs"], tmp_path / "x", model=exported["model"], settings=PredictSettings(int8=True))
+    with pytest.raises(ValueError, match="--int8 runs with ONNX Runtime"):
+        PredictSettings(int8=True, backend="openvino")
+    isbi = ((1, 1),) + ((2, 2),) * 6  # 512 x 512, 64x downsampled: halved to 256 x 256 (4 x 4 deepest)
+    assert calibration_patch((512, 512), isbi) == (256, 256)
+    assert calibration_patch((56, 48, 56), ((1, 1, 1),) + ((2, 2, 2),) * 3) == (56, 48, 56)  # 3 deepest: kept
+
+
 def test_the_onnx_model_predicts_without_torch(exported, tmp_path):
     """A stand-in `torch` package that fails on import comes first on the path, for the worker too."""
     blocker = tmp_path / "blocked" / "torch"
