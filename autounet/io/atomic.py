@@ -101,7 +101,8 @@ def fsync_file(path: Path) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, mode) as f:
+    # text in UTF-8 whatever the process's locale (GDCM's DICOM writer switches it to "C")
+    with atomic_path(path) as tmp, open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
@@ -132,7 +133,7 @@ def read_json(path: Path) -> Any:
     """Read a JSON file; errors name the file."""
     path = Path(path)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:  # JSON is UTF-8 (RFC 8259), whatever the locale
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: malformed JSON ({e})") from e

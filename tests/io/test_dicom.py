@@ -3,6 +3,7 @@ case ids follow the rule, and a SEG round-trips onto its source slices."""
 
 from __future__ import annotations
 
+import locale
 import sys
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def write_series(folder: Path, volume: np.ndarray, *, spacing=(0.7, 0.8, 2.5), o
     folder.mkdir(parents=True, exist_ok=True)
     series_uid, direction = _uid(uid), np.asarray(direction, float)
     offsets = np.arange(len(volume)) * spacing[2] if offsets is None else offsets
+    before = locale.setlocale(locale.LC_ALL)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     for k, plane in enumerate(volume):
@@ -61,6 +63,7 @@ def write_series(folder: Path, volume: np.ndarray, *, spacing=(0.7, 0.8, 2.5), o
             image.SetMetaData(key, value)
         writer.SetFileName(str(folder / f"{stem or uid}_{(7 * k) % len(volume):03d}.dcm"))
         writer.Execute(image)
+    locale.setlocale(locale.LC_ALL, before)  # GDCM's writer leaves the process in the "C" locale
     return series_uid
 
 
