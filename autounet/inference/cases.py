@@ -182,14 +182,19 @@ def find_inputs(folder: Path, output_folder: Path) -> tuple[list[ImageCase], dic
     return cases, problems
 
 
+def check_not_input(inputs: Path, output: Path) -> None:
+    """ValueError when the output is the input file or folder."""
+    if Path(inputs).resolve() == Path(output).resolve():
+        raise ValueError(f"{output}: the output is the input {'file' if Path(inputs).is_file() else 'folder'}; the "
+                         "masks would overwrite (or later be read as) input images: choose another -o")
+
+
 def find_cases(inputs: Path, output: Path) -> tuple[list[ImageCase], dict[str, str]]:
     """The cases of an input folder (masks into the folder ``output``), or the one case of an
     input file (its mask to the file ``output``, or into the folder ``output``), and the files
     that are no case (problems)."""
     inputs, output = Path(inputs), Path(output)
-    if inputs.resolve() == output.resolve():
-        raise ValueError(f"{output}: the output is the input {'file' if inputs.is_file() else 'folder'}; the masks "
-                         "would overwrite (or later be read as) input images: choose another -o")
+    check_not_input(inputs, output)
     if inputs.is_file():
         cases, _ = find_inputs(inputs.parent, output.parent if output.suffix else output)
         cases = [c for c in cases if inputs in c.files]

@@ -57,7 +57,8 @@ def calibration_windows(folder: Path, patch: Sequence[int], dims: int, among: Se
     training cases, when given): each case's centre (its middle slice for a 2D network),
     zero-padded to ``patch``; the first ``cases`` case ids in sorted order, so the choice is
     deterministic."""
-    ids = [c for c in preprocessed_case_ids(folder) if among is None or c in set(among)][:cases]
+    allowed = set(among) if among is not None else None
+    ids = [c for c in preprocessed_case_ids(folder) if allowed is None or c in allowed][:cases]
     if not ids:
         raise AutounetError(f"{folder}: no preprocessed training case to calibrate an int8 network on; "
                             "run plan_and_preprocess first, or predict without --int8")

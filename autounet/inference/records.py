@@ -59,11 +59,8 @@ class CaseTiming:
     prepare_s: float
     predict_s: float
     peak_gpu_memory_mb: float | None
-    peak_memory_mb: float | None
 
-    def record(self, case: Any, output: Path, write_s: float) -> CaseRecord:
-        """The case's record once it is written to ``output``."""
+    def record(self, case: Any, output: Path, write_s: float, peak_mb: float | None) -> CaseRecord:
+        """The case's record once it is written to ``output`` (``peak_mb``: the process's peak then)."""
         return CaseRecord(tuple(str(f) for f in case.inputs), str(output), round(self.prepare_s, 3),
-                          round(self.predict_s, 3), round(write_s, 3),
-                          max(filter(None, (self.peak_memory_mb, peak_memory_mb())), default=None),
-                          self.peak_gpu_memory_mb)
+                          round(self.predict_s, 3), round(write_s, 3), peak_mb, self.peak_gpu_memory_mb)

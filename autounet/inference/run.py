@@ -63,9 +63,9 @@ def final_labels(results: list[StageResult], geometry: Geometry, postprocess: Po
 
 
 def _write(case: Case, results: list[StageResult], geometry: Geometry, save_probabilities: bool,
-           postprocess: Postprocess | None) -> tuple[Path, float]:
+           postprocess: Postprocess | None) -> tuple[Path, float, float | None]:
     """Writer thread: a case's outputs in its original geometry (and a cascade's next-stage
-    input); the file written and the seconds it took."""
+    input); the file written, the seconds it took and the process's peak memory by then."""
     start = time.perf_counter()
     if case.next_stage is not None:
         shape, path = case.next_stage
@@ -76,7 +76,7 @@ def _write(case: Case, results: list[StageResult], geometry: Geometry, save_prob
     labels = results[0][1].labels
     written = write_prediction(case.output, case.ending, seg, geometry, probabilities, meta,
                                lambda s, g, path: case.write_mask(s, g, labels, path))
-    return written, time.perf_counter() - start
+    return written, time.perf_counter() - start, peak_memory_mb()
 
 
 def stage_inputs_of(models: Sequence[StageModel]) -> list[StageInput]:
@@ -114,7 +114,7 @@ def predict(models: Sequence[StageModel], cases: Sequence[Case], settings: Predi
                     continue
                 start, device_peak = time.perf_counter(), reset_device_peak()
                 results = network_results(models, prepared)
-                timing = CaseTiming(prepare_s, time.perf_counter() - start, device_peak(), peak_memory_mb())
+                timing = CaseTiming(prepare_s, time.perf_counter() - start, device_peak())
                 writes.append((case, timing, writer.submit(_write, case, results, prepared.geometry,
                                                            settings.save_probabilities, postprocess)))
         finally:
@@ -122,11 +122,11 @@ def predict(models: Sequence[StageModel], cases: Sequence[Case], settings: Predi
                 prep.shutdown(cancel_futures=True)
     for case, timing, fut in writes:
         try:
-            written, write_s = fut.result()
+            written, write_s, peak = fut.result()
         except (OSError, ValueError, RuntimeError) as e:
             report.failed[case.case_id] = f"{case.output}: could not be written ({e})"
             log.error("failed to write %s: %s", case.output, e)
             continue
         report.written.append(written)
-        report.cases[case.case_id] = timing.record(case, written, write_s)
+        report.cases[case.case_id] = timing.record(case, written, write_s, peak)
     return report

@@ -42,10 +42,14 @@ class ModelSource:
     thresholds: tuple[float, ...] | None = None  # ... and the decision thresholds chosen on the cross-validation
     data: DatasetPaths | None = None  # the dataset's workspace (its preprocessed cases calibrate an int8 network)
 
+    def fold_names(self, configuration: str) -> list[str]:
+        """The folds a configuration predicts with: those named, else every one with the checkpoint."""
+        return list(self.folds or self.results.trained_folds(configuration, self.checkpoint))
+
     def plans(self) -> Plans | None:
         """The plans the model was trained with (from one checkpoint), None without a checkpoint."""
         c = self.configurations[0]
-        folds = list(self.folds or self.results.trained_folds(c, self.checkpoint))
+        folds = self.fold_names(c)
         path = self.results.fold(c, folds[0]).checkpoint(self.checkpoint) if folds else None
         if path is None or not path.is_file():
             return None

@@ -111,10 +111,10 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, Geometry]:
     return from_sitk(img, path)
 
 
-def from_sitk(img: sitk.Image, source: Path | str) -> tuple[np.ndarray, Geometry]:
+def from_sitk(img: sitk.Image, path: Path | str) -> tuple[np.ndarray, Geometry]:
     """A SimpleITK image (read from a file, a DICOM series, or handed over in memory) as an array
-    (1, Z, Y, X) and its geometry; ImageReadError naming ``source`` for what autounet cannot take."""
-    path = source
+    (1, Z, Y, X) and its geometry; ImageReadError naming ``path`` (the file, or what stands for it)
+    for what autounet cannot take. The NIfTI data checks run where ``path`` is a file."""
     dim = img.GetDimension()
     if dim == 4 or (dim == 3 and img.GetNumberOfComponentsPerPixel() > 1 and img.GetSize()[2] > 1):
         raise ImageReadError(

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from autounet.inference.cases import find_cases, select_cases
+from autounet.inference.cases import check_not_input, find_cases, select_cases
 from autounet.inference.settings import OutputOptions, PredictionReport
 from autounet.predictor.loaded import LoadedModel
 from autounet.predictor.manifest import check_report_path, write_manifest
@@ -21,8 +21,7 @@ def find_any_cases(inputs: Path, output: Path, output_format: str | None = None)
     from autounet.io.dicom import is_dicom_folder
 
     if inputs.is_dir() and is_dicom_folder(inputs):
-        if inputs.resolve() == Path(output).resolve():
-            raise ValueError(f"{output}: the output is the input folder; choose another -o")
+        check_not_input(inputs, output)
         from autounet.inference.dicom_cases import find_dicom_cases
 
         return find_dicom_cases(inputs, output, output_format or "nifti")

@@ -125,14 +125,10 @@ def _load_checkpoints(dataset, model: Path | None, configurations, folds, checkp
         files = (Path(model),) if model is not None else _checkpoint_files(source, plans)
     description = {"dataset": paths.name if paths is not None else None,
                    "model_file": str(model) if model is not None else None,
-                   "configurations": list(source.configurations), "folds": _folds(source),
+                   "configurations": list(source.configurations),
+                   "folds": source.fold_names(source.configurations[0]),
                    "checkpoint": checkpoint, "postprocessing": rules is not None}
     return LoadedModel(plans, task, networks, source, post, settings, files, description)
-
-
-def _folds(source: ModelSource) -> list[str]:
-    """The folds predicted with (every trained one when none were named)."""
-    return list(source.folds or source.results.trained_folds(source.configurations[0], source.checkpoint))
 
 
 def _checkpoint_files(source: ModelSource, plans: Plans | None) -> tuple[Path, ...]:
@@ -143,4 +139,4 @@ def _checkpoint_files(source: ModelSource, plans: Plans | None) -> tuple[Path, .
         if earlier and earlier not in names:
             names.append(earlier)
     return tuple(source.results.fold(c, f).checkpoint(source.checkpoint)
-                 for c in names for f in (source.folds or source.results.trained_folds(c, source.checkpoint)))
+                 for c in names for f in source.fold_names(c))
