@@ -197,7 +197,7 @@ def test_parts_cover_every_case_exactly_once_and_manifests_record_them(trained, 
     out, parts = tmp_path / "out", 3
     for k in range(parts):
         report = api.predict(trained["inputs"], out, raw, configurations=[configuration], root=trained["root"],
-                             settings=api.PredictSettings(device="cpu", processes=0), part=(k, parts),
+                             settings=api.PredictSettings(device="cpu", processes=0, mirror=False), part=(k, parts),
                              report=tmp_path / f"run_{k}.json")
         assert not report.failed
     manifests = [json.loads((tmp_path / f"run_{k}.json").read_text()) for k in range(parts)]

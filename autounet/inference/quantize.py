@@ -1,15 +1,18 @@
 """8-bit integer networks for ONNX Runtime on the CPU (``predict --int8``).
 
-A fold's ONNX graph is quantized statically: weights to int8 per output channel, activations to
-uint8 with ranges measured (min/max) on calibration windows taken from the fold's own training
-cases (preprocessed), so the same model and data always give the same quantized network.
-Normalization and the softmax stay in float32 (ONNX Runtime's QDQ format). On CPUs without
-native bfloat16 this is the fast way to predict: measured 2.1-2.4x faster per window than float32
-on AVX512-VNNI (benchmarks/README.md, which also checks the Dice on trained models). Torch-free.
+A fold's ONNX graph is quantized statically: the convolutions' weights to int8 per output channel,
+their inputs and outputs to uint8 with ranges measured (percentiles) on calibration windows taken
+from the fold's own training cases (preprocessed), so the same model and data always give the same
+quantized network. The first and last convolutions, normalization, activations and the softmax
+stay in float32 (ONNX Runtime's QDQ format). On CPUs without native bfloat16 this is the fast way
+to predict (benchmarks/README.md measures its speed and checks the Dice on trained models).
+Torch-free.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -77,22 +80,33 @@ def calibration_windows(folder: Path, patch: Sequence[int], dims: int, among: Se
 
 def quantize_int8(model: bytes, windows: Sequence[np.ndarray]) -> bytes:
     """The ONNX graph ``model`` (one input, spatial sizes dynamic: :func:`network_onnx` with
-    ``any_size``) quantized to int8 (QDQ, per-channel weights), activation ranges calibrated on
-    ``windows`` (of :func:`calibration_patch`'s size)."""
+    ``any_size``) with its convolutions quantized to int8 (QDQ, weights per output channel),
+    activation ranges calibrated on ``windows`` (of :func:`calibration_patch`'s size).
+
+    What is quantized was chosen by the Dice of trained models against float32 (benchmarks/README.md):
+    only the convolutions and transposed convolutions, not the first (it reads the image) nor the
+    last (it writes the logits); normalizations, activations, additions and concatenations stay
+    float32. Ranges are each tensor's 99.999th percentile of magnitude, not its extreme values."""
     onnx = require("onnx")
     require("onnxruntime")
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     name = onnx.load_from_string(model).graph.input[0].name
-    # ranges are gathered two windows at a time (memory: two windows' activations, not all); an even
-    # count repeats the first window (the same minima and maxima), as ONNX Runtime 1.2x-1.3x fails
-    # when the count divides evenly
-    windows = list(windows) + ([windows[0]] if len(windows) % 2 == 0 else [])
 
     class Windows(CalibrationDataReader):
+        """The windows, read one at a time (``set_range``): each window's activations are folded
+        into the histograms before the next is run, so memory holds one window's, not all."""
+
         def __init__(self) -> None:
-            self.remaining = iter(windows)
+            self.remaining = iter(())
+
+        def __len__(self) -> int:
+            return len(windows)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.remaining = iter(windows[start_index:end_index])
 
         def get_next(self) -> dict | None:
             x = next(self.remaining, None)
@@ -102,7 +116,12 @@ def quantize_int8(model: bytes, windows: Sequence[np.ndarray]) -> bytes:
         source, prepared, quantized = (Path(tmp) / n for n in ("model.onnx", "prepared.onnx", "int8.onnx"))
         source.write_bytes(model)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)  # sizes are symbolic
-        quantize_static(str(prepared), str(quantized), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        extra_options={"CalibMaxIntermediateOutputs": 2})
+        convolutions = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+        with contextlib.redirect_stdout(io.StringIO()):  # its calibrator prints a line per window
+            quantize_static(str(prepared), str(quantized), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv", "ConvTranspose"],
+                            nodes_to_exclude=[convolutions[0], convolutions[-1]],
+                            calibrate_method=CalibrationMethod.Percentile,
+                            extra_options={"CalibPercentile": 99.999, "CalibStridedMinMax": 1})
         return quantized.read_bytes()
