@@ -146,16 +146,29 @@ def data_loading(hw: HardwareInfo) -> tuple[int, bool]:
 
 
 @lru_cache(maxsize=1)
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast
     speeds up convolutions (measured 2.4x per 3D training step on AVX512-BF16); elsewhere it
     would be emulated and slower, so autounet stays in float32."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_int8_may_saturate() -> bool:
+    """True on x86 CPUs without VNNI (AVX512-VNNI or AVX-VNNI), whose 8-bit dot products sum pairs
+    into 16 bits and can overflow with full-range int8 weights (their int8 networks use 7-bit
+    weights); also where the flags cannot be read on an x86 machine."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return not cpu_flags() & {"avx512_vnni", "avx_vnni"}
 
 
 def autocast_for(device, enabled: bool):

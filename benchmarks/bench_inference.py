@@ -92,11 +92,13 @@ VARIANTS = {  # name -> extra autounet predict arguments (None: nnU-Net)
     "autounet_ort": ["--backend", "onnxruntime"],
     "autounet_openvino": ["--backend", "openvino"],
     "autounet_torch": ["--backend", "torch"],
-    "autounet_int8": ["--int8"],
+    "autounet_int8": ["--int8"],  # int8 networks kept in OUT/DS/int8_cache: the first run calibrates, later ones read
+    "autounet_int8_cold": ["--int8"],  # an empty cache each run: every run calibrates (the first run's start-up)
 }
 VARIANT_LABEL = {"nnunet": "nnU-Net (fp32)", "autounet": "autounet (default)", "autounet_fp32": "autounet --no-amp",
                  "autounet_ort": "autounet onnxruntime", "autounet_openvino": "autounet openvino",
-                 "autounet_torch": "autounet torch", "autounet_int8": "autounet int8 (onnxruntime)"}
+                 "autounet_torch": "autounet torch", "autounet_int8": "autounet int8 (onnxruntime)",
+                 "autounet_int8_cold": "autounet int8, calibrating"}
 REFERENCE = "autounet_fp32"  # the voxel agreement and the Dice differences are against this variant's masks
 ACCURACY_VARIANTS = ["autounet", "autounet_fp32", "autounet_ort", "autounet_openvino", "autounet_int8"]
 DICE_TOLERANCE = 0.005
@@ -295,6 +297,10 @@ def predict_command(args: argparse.Namespace, lay: bt.Layout, variant: str, inp:
         return cmd, dict(bt.nnunet_env(env, lay), nnUNet_extTrainer=str(args.nnunet_trainers))
     cmd = [sys.executable, "-m", "autounet.cli", "predict", "-i", str(inp), "-o", str(out), "-d", str(lay.dataset_id),
            "-c", lay.config, "-f", "0", "--root", str(lay.au_root), "--device", "cpu", *VARIANTS[variant]]
+    if variant.startswith("autounet_int8"):
+        cache = lay.out / "int8_cache"
+        return cmd, dict(env, AUTOUNET_CACHE=str(fresh(cache.with_name("int8_cold_cache")) if variant.endswith("cold")
+                                                 else cache))
     return cmd, env
 
 

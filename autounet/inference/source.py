@@ -21,7 +21,7 @@ from autounet.io.provenance import stale_folds
 from autounet.model.archive import unpacked_model
 from autounet.model.checkpoint import peek_checkpoint, plans_of
 from autounet.model.trained import TrainedModel, load_trained_model
-from autounet.workspace import DatasetPaths, ResultsPaths, name_problem
+from autounet.workspace import DatasetPaths, ResultsPaths, name_problem, user_cache
 
 log = logging.getLogger("autounet.inference")
 
@@ -138,7 +138,8 @@ def _runtime_folds(trained: TrainedModel, settings: PredictSettings, previous: S
     (quantized to int8 first with ``settings.int8``, calibrated on ``data``'s preprocessed cases)."""
     import torch
 
-    from autounet.inference.quantize import calibration_patch, calibration_windows, fold_training_cases, quantize_int8
+    from autounet.hardware import cpu_int8_may_saturate
+    from autounet.inference.quantize import calibration_patch, calibration_windows, cached_int8, fold_training_cases
     from autounet.model.onnx_export import network_onnx
 
     stage = trained.stage
@@ -154,7 +155,7 @@ def _runtime_folds(trained: TrainedModel, settings: PredictSettings, previous: S
             windows = calibration_windows(data.data_folder(stage.data_identifier),
                                           calibration_patch(stage.patch_size, stage.network.strides),
                                           stage.network.dims, fold_training_cases(data.splits, fold))
-            graph = quantize_int8(graph, windows)
+            graph = cached_int8(graph, windows, user_cache() / "int8", cpu_int8_may_saturate())
         sessions[fold] = open_session(graph, settings.runtime, settings.cpu_bfloat16())
     return PortableFolds(trained.configuration, trained.plans, sessions, settings, previous)
 

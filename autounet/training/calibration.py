@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import statistics
 import time
 from dataclasses import asdict
@@ -30,6 +29,7 @@ from autounet.hardware import detect_hardware
 from autounet.io.atomic import read_json, write_json
 from autounet.load import BUSY_CORES, other_cores, snapshot
 from autounet.training.budget import Calibration
+from autounet.workspace import user_cache
 
 log = logging.getLogger("autounet.training")
 WARMUP_STEPS, MEASURED_STEPS, MEASURED_FORWARDS = 1, 5, 2  # short: training re-plans from real epoch times
@@ -37,7 +37,7 @@ SPREAD_LIMIT = 2.0  # slowest / fastest timed step beyond this: the machine was 
 
 
 def cache_file() -> Path:
-    return Path(os.environ.get("AUTOUNET_CACHE") or Path.home() / ".cache" / "autounet") / "calibration.json"
+    return user_cache() / "calibration.json"
 
 
 def calibration_key(stage: StagePlan, device: torch.device, amp: bool, workers: int, augmentation: bool) -> str:

@@ -98,9 +98,11 @@ def test_checkpoints_run_by_onnxruntime_predict_what_torch_predicts(exported, tm
     _same_prediction(exported["torch"], out)
 
 
-def test_int8_checkpoints_predict_close_to_float32_and_need_the_training_data(exported, tmp_path):
+def test_int8_checkpoints_predict_close_to_float32_and_need_the_training_data(exported, tmp_path, monkeypatch,
+                                                                              caplog):
     from autounet.inference.quantize import calibration_patch
 
+    monkeypatch.setenv("AUTOUNET_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "int8"
     report = api.predict(exported["inputs"], out, dataset=exported["raw"], configurations=["3d_fullres"],
                          root=exported["root"], settings=PredictSettings(**{**FP32, "save_probabilities": False},
@@ -110,6 +112,12 @@ def test_int8_checkpoints_predict_close_to_float32_and_need_the_training_data(ex
     assert (b.GetSize(), b.GetSpacing(), b.GetDirection()) == (a.GetSize(), a.GetSpacing(), a.GetDirection())
     assert (sitk.GetArrayFromImage(a) == sitk.GetArrayFromImage(b)).mean() > 0.95  # 8 bits, not the same arithmetic
     assert json.loads((tmp_path / "run.json").read_text())["precision"] == "int8"
+    assert len(list((tmp_path / "cache" / "int8").glob("*.onnx"))) == 2  # one network per fold, kept
+    with caplog.at_level("INFO", logger="autounet.inference"):  # a second run reads them: the same masks
+        api.predict(exported["inputs"], tmp_path / "again", dataset=exported["raw"], configurations=["3d_fullres"],
+                    root=exported["root"], settings=PredictSettings(**{**FP32, "save_probabilities": False}, int8=True))
+    assert caplog.text.count("int8 network from the cache") == 2
+    assert sitk.GetArrayFromImage(_mask(tmp_path / "again")).tobytes() == sitk.GetArrayFromImage(b).tobytes()
     with pytest.raises(AutounetError, match="--int8 calibrates on the dataset's preprocessed training cases"):
         api.predict(exported["inputs"], tmp_path / "x", model=exported["model"], settings=PredictSettings(int8=True))
     with pytest.raises(ValueError, match="--int8 runs with ONNX Runtime"):

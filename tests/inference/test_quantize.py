@@ -57,3 +57,53 @@ def test_the_first_and_last_convolutions_stay_float32_and_the_rest_is_close():
     assert result.shape == reference.shape
     assert np.abs(result - reference).max() < 0.08 * np.abs(reference).max()  # 3% here
     assert (result.argmax(1) == reference.argmax(1)).mean() > 0.97
+
+
+def _largest_int8_weight(model: bytes) -> int:
+    return max(int(np.abs(numpy_helper.to_array(t).astype(int)).max())
+               for t in onnx.load_from_string(model).graph.initializer if t.data_type == TensorProto.INT8)
+
+
+def test_cpus_whose_8_bit_dot_products_overflow_get_7_bit_weights():
+    rng = np.random.default_rng(3)
+    model = _three_convolutions(rng)
+    windows = [rng.normal(0, 1, (1, 1, 16, 16)).astype(np.float32)]
+    assert _largest_int8_weight(quantize_int8(model, windows)) > 64
+    assert _largest_int8_weight(quantize_int8(model, windows, seven_bit_weights=True)) <= 64
+
+
+def test_an_int8_network_is_calibrated_once_then_read_from_the_cache(tmp_path, monkeypatch, caplog):
+    from autounet.inference import quantize
+
+    rng = np.random.default_rng(1)
+    model = _three_convolutions(rng)
+    windows = [rng.normal(0, 1, (1, 1, 16, 16)).astype(np.float32) for _ in range(2)]
+    cache = tmp_path / "cache" / "int8"
+    first = quantize.cached_int8(model, windows, cache)
+    assert [p.name for p in cache.iterdir()] == [f"{quantize.int8_key(model, windows)}.onnx"]
+    calls = []
+    monkeypatch.setattr(quantize, "quantize_int8", lambda *a: calls.append(a) or b"")
+    with caplog.at_level("INFO", logger="autounet.inference"):
+        assert quantize.cached_int8(model, windows, cache) == first and not calls
+    assert "int8 network from the cache" in caplog.text
+    other = [windows[0] + 1, windows[1]]  # other calibration data: another network
+    assert quantize.int8_key(model, other) != quantize.int8_key(model, windows)
+    quantize.cached_int8(model, other, cache)
+    assert len(calls) == 1 and len(list(cache.iterdir())) == 2
+    monkeypatch.setattr(quantize, "CACHED_NETWORKS", 1)  # only the most recently used is kept
+    quantize.cached_int8(model, [windows[0] + 2, windows[1]], cache)
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_a_cache_that_cannot_be_written_is_named_and_prediction_goes_on(tmp_path, caplog):
+    from autounet.inference import quantize
+
+    rng = np.random.default_rng(2)
+    model = _three_convolutions(rng)
+    windows = [rng.normal(0, 1, (1, 1, 16, 16)).astype(np.float32)]
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    with caplog.at_level("WARNING", logger="autounet.inference"):
+        quantized = quantize.cached_int8(model, windows, blocked / "int8")
+    assert quantized == quantize.quantize_int8(model, windows)
+    assert "could not keep the int8 network in" in caplog.text and "a file" in caplog.text
