@@ -146,6 +146,12 @@ def data_loading(hw: HardwareInfo) -> tuple[int, bool]:
 
 
 @lru_cache(maxsize=1)
+def user_cache() -> Path:
+    """This user's cache of what is measured or derived once per machine and reused (training's
+    speed calibration, int8 networks): ``$AUTOUNET_CACHE`` if set, else ``~/.cache/autounet``."""
+    return Path(os.environ.get("AUTOUNET_CACHE") or Path.home() / ".cache" / "autounet")
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as Linux lists them in /proc/cpuinfo (empty where it cannot be read)."""
     try:

@@ -38,7 +38,6 @@ from typing import Any, Mapping
 from autounet.errors import WorkspaceError
 
 ROOT_ENV = "AUTOUNET_ROOT"
-CACHE_ENV = "AUTOUNET_CACHE"
 # nnU-Net's three folder variables, by the workspace folder each stands for; read only where neither
 # --root nor AUTOUNET_ROOT is given, and only when nnUNet_raw is set.
 NNUNET_ENV = {"raw": "nnUNet_raw", "preprocessed": "nnUNet_preprocessed", "results": "nnUNet_results"}
@@ -81,12 +80,6 @@ def checked_ending(ending: object) -> str:
 def default_root() -> Path:
     """``$AUTOUNET_ROOT`` if set, else the current directory."""
     return Path(os.environ.get(ROOT_ENV) or ".").resolve()
-
-
-def user_cache() -> Path:
-    """This user's cache of what is measured or derived once per machine and reused (training's
-    speed calibration, int8 networks): ``$AUTOUNET_CACHE`` if set, else ``~/.cache/autounet``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "autounet")
 
 
 class _Under:

@@ -21,7 +21,7 @@ from autounet.io.provenance import stale_folds
 from autounet.model.archive import unpacked_model
 from autounet.model.checkpoint import peek_checkpoint, plans_of
 from autounet.model.trained import TrainedModel, load_trained_model
-from autounet.workspace import DatasetPaths, ResultsPaths, name_problem, user_cache
+from autounet.workspace import DatasetPaths, ResultsPaths, name_problem
 
 log = logging.getLogger("autounet.inference")
 
@@ -138,7 +138,7 @@ def _runtime_folds(trained: TrainedModel, settings: PredictSettings, previous: S
     (quantized to int8 first with ``settings.int8``, calibrated on ``data``'s preprocessed cases)."""
     import torch
 
-    from autounet.hardware import cpu_int8_may_saturate
+    from autounet.hardware import cpu_int8_may_saturate, user_cache
     from autounet.inference.quantize import calibration_patch, calibration_windows, cached_int8, fold_training_cases
     from autounet.model.onnx_export import network_onnx
 

@@ -25,11 +25,10 @@ from pathlib import Path
 import torch
 
 from autounet.autoplan.plans import StagePlan
-from autounet.hardware import detect_hardware
+from autounet.hardware import detect_hardware, user_cache
 from autounet.io.atomic import read_json, write_json
 from autounet.load import BUSY_CORES, other_cores, snapshot
 from autounet.training.budget import Calibration
-from autounet.workspace import user_cache
 
 log = logging.getLogger("autounet.training")
 WARMUP_STEPS, MEASURED_STEPS, MEASURED_FORWARDS = 1, 5, 2  # short: training re-plans from real epoch times
