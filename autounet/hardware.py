@@ -145,7 +145,6 @@ def data_loading(hw: HardwareInfo) -> tuple[int, bool]:
     return max(1, min(workers, by_ram)), hw.device == "cuda" and hw.ram_gb >= 16
 
 
-@lru_cache(maxsize=1)
 def user_cache() -> Path:
     """This user's cache of what is measured or derived once per machine and reused (training's
     speed calibration, int8 networks): ``$AUTOUNET_CACHE`` if set, else ``~/.cache/autounet``."""
@@ -161,6 +160,7 @@ def cpu_flags() -> set[str]:
     return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
 
 
+@lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast
     speeds up convolutions (measured 2.4x per 3D training step on AVX512-BF16); elsewhere it

@@ -58,3 +58,29 @@ def test_plan_records_the_detected_gpu_and_the_override(tiny_3d: Path, tmp_path:
     assert overridden.hardware["memory_target_source"] == "--gpu-memory-gb"
     on_disk = load_plans(root / "preprocessed" / tiny_3d.name / "plans.json")
     assert on_disk.hardware == overridden.hardware
+
+
+def test_the_user_cache_follows_autounet_cache(monkeypatch, tmp_path):
+    from autounet.hardware import user_cache
+
+    monkeypatch.setenv("AUTOUNET_CACHE", str(tmp_path / "a"))
+    assert user_cache() == tmp_path / "a"
+    monkeypatch.setenv("AUTOUNET_CACHE", str(tmp_path / "b"))  # read each time, not once per process
+    assert user_cache() == tmp_path / "b"
+    monkeypatch.delenv("AUTOUNET_CACHE")
+    assert user_cache() == Path.home() / ".cache" / "autounet"
+
+
+@pytest.mark.parametrize("machine,flags,saturates", [
+    ("x86_64", {"avx2", "avx512bw"}, True),              # 8-bit dot products through 16-bit sums
+    ("x86_64", {"avx2", "avx512bw", "avx512_vnni"}, False),
+    ("x86_64", {"avx2", "avx_vnni"}, False),
+    ("x86_64", set(), True),                             # flags unknown: the safe choice
+    ("aarch64", set(), False),
+])
+def test_int8_gets_7_bit_weights_only_on_x86_cpus_without_vnni(monkeypatch, machine, flags, saturates):
+    from autounet import hardware
+
+    monkeypatch.setattr(hardware.platform, "machine", lambda: machine)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
+    assert hardware.cpu_int8_may_saturate() is saturates

@@ -17,7 +17,9 @@ import SimpleITK as sitk
 from autounet import Predictor, api
 from autounet.cli import main
 from autounet.inference.cases import share
+from autounet.inference.settings import OutputOptions
 from autounet.io.image_io import ImageReadError
+from autounet.predictor.folder import predict_folder
 from tests.inference.test_predict import ROTATION, _write
 from tests.io.test_dicom import OBLIQUE, write_series
 
@@ -190,6 +192,11 @@ def test_continue_after_a_sigkill_completes_the_folder_as_an_uninterrupted_run(t
             assert np.array_equal(_array(tmp_path / "cut" / name), _array(tmp_path / "whole" / name))
     # without --continue the outputs are refused, with their names
     assert main([*map(str, args), "-o", str(tmp_path / "cut")]) == 2
+    # with every output complete, --continue loads no model (an int8 one would calibrate first)
+    report = predict_folder(trained["inputs"], lambda: pytest.fail("a model was loaded with nothing to predict"),
+                            OutputOptions(tmp_path / "cut", overwrite=False, resume=True, part=None),
+                            with_probabilities=True)
+    assert len(report.skipped) == 5 and not report.failed and not report.written
 
 
 def test_parts_cover_every_case_exactly_once_and_manifests_record_them(trained, tmp_path):

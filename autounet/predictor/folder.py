@@ -35,7 +35,8 @@ def predict_folder(inputs: Path, load: Callable[[], LoadedModel], options: Outpu
                    with_probabilities: bool = False, report_file: Path | None = None,
                    output_format: str | None = None) -> PredictionReport:
     """Predict the cases of ``inputs`` into ``options.output`` with the model ``load`` returns
-    (called once the inputs are checked, so bad inputs fail before a slow load). With
+    (called once the inputs are checked, so bad inputs fail before a slow load, and not at all
+    when ``--continue`` finds every output complete and no manifest is asked for). With
     ``report_file``, the run manifest is written there."""
     inputs = Path(inputs)
     if report_file is not None:
@@ -46,6 +47,9 @@ def predict_folder(inputs: Path, load: Callable[[], LoadedModel], options: Outpu
             if options.part else []) + ([f"{len(skipped)} complete already, kept (--continue)"] if skipped else [])
     if said:
         log.info("%s", "; ".join(said))
+    if skipped and not cases and report_file is None:  # every output complete: no model to load
+        log.info("nothing left to predict in %s", options.output)
+        return PredictionReport(failed=dict(problems), skipped=sorted(skipped))
     loaded = load()
     report = loaded.task.predict(loaded.networks, loaded.source, cases, loaded.settings, options, loaded.postprocess)
     report.skipped = sorted(set(report.skipped) | set(skipped))
