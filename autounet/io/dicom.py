@@ -1,7 +1,8 @@
 """DICOM input and DICOM SEG output: find the series in a folder, read one as a 3D image, write
 and read back a segmentation of it as a DICOM SEG.
 
-Finding and reading series uses SimpleITK (GDCM) only. Each series (one Series Instance UID, anywhere under the
+Finding and reading series uses SimpleITK (GDCM) only, asked about the folders that hold a file
+:func:`looks_like_dicom` accepts. Each series (one Series Instance UID, anywhere under the
 folder) becomes one case. Its case id is the PatientID (0010,0020) with every character other than
 letters, digits, '.', '-' and '_' turned into '_' (a leading '.' too; an empty one becomes
 ``series``), followed by ``_`` + the SeriesNumber (0020,0011; the last 8 characters of the Series
@@ -45,6 +46,9 @@ _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9._-]")
 _VALUE_NOTE = re.compile(r"autounet label value (\d+)")
 _MAX_BASE = 150  # characters of a case id before its suffixes (ids may have 200)
 _MM = 1e-3  # positions closer than this (mm) are equal; gaps may also differ by 1%
+_DICOM_NAMES = (".dcm", ".dicom", ".ima")
+_OTHER_FILES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp",
+                ".gz", ".json", ".csv", ".txt", ".npy", ".npz", ".zip", ".onnx", ".pt")
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,33 @@ class DicomSeries:
     folder: Path
 
 
+def looks_like_dicom(path: Path) -> bool:
+    """Whether ``path`` is a DICOM file by its name (.dcm, .dicom, .ima) or, for any other name
+    but the image, table and model files autounet reads, by the "DICM" that DICOM files written
+    to the standard (Part 10) hold at byte 128."""
+    name = path.name.lower()
+    if name.endswith(_DICOM_NAMES):
+        return True
+    if name.endswith(_OTHER_FILES):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def _series_folders(folder: Path) -> list[tuple[Path, tuple[str, ...]]]:
-    """Each folder under (and including) ``folder`` that holds files, with GDCM's series UIDs there."""
+    """Each folder under (and including) ``folder`` that holds files, with GDCM's series UIDs there;
+    GDCM is asked only where a file :func:`looks_like_dicom` (it warns on stderr where it finds no
+    series, as in every folder of NIfTI images)."""
     out = []
     for here, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if any(not f.startswith(".") for f in files):
-            out.append((Path(here), tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(here))))
+        visible = [f for f in files if not f.startswith(".")]
+        if visible:
+            dicom = any(looks_like_dicom(Path(here) / f) for f in visible)
+            out.append((Path(here), tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(here)) if dicom else ()))
     return sorted(out)
 
 
@@ -126,8 +150,9 @@ def _gather(folder: Path) -> tuple[dict[str, tuple[Path, tuple[Path, ...]]], dic
         skipped = sorted(f.name for f in here.iterdir() if f.is_file() and not f.name.startswith(".")
                          and f.name not in listed)
         if skipped:
-            problems[str(here)] = (f"{here}: {len(skipped)} file(s) are not DICOM images GDCM can read and were "
-                                   f"skipped ({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''})")
+            problems[str(here)] = (f"{here}: {len(skipped)} file(s) are not DICOM images GDCM can read (or have "
+                                   "neither a .dcm name nor DICOM's 'DICM' preamble) and were skipped "
+                                   f"({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''})")
     for uid, where in list(places.items()):
         if len(where) > 1:
             folders = ", ".join(str(w) for w, _ in where)

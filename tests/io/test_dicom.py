@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from autounet.io.dicom import (DICOM_SEG_ENDING, DicomSeries, find_series, is_dicom_folder, read_seg, read_series,
-                               write_seg)
+from autounet.io.dicom import (DICOM_SEG_ENDING, DicomSeries, find_series, is_dicom_folder, looks_like_dicom,
+                               read_seg, read_series, write_seg)
 from autounet.io.image_io import ImageReadError
 from autounet.workspace import name_problem
 
@@ -115,6 +115,23 @@ def test_is_dicom_folder(tmp_path: Path):
     (tmp_path / "other" / "case.nii.gz").write_bytes(b"not DICOM")
     assert is_dicom_folder(tmp_path / "dicom")
     assert not is_dicom_folder(tmp_path / "other") and not is_dicom_folder(tmp_path / "absent")
+
+
+def test_files_are_told_dicom_by_name_or_preamble_and_gdcm_sees_only_those_folders(tmp_path: Path, monkeypatch):
+    uid = write_series(tmp_path / "export", _volume((3, 4, 5)))
+    for k, path in enumerate(sorted((tmp_path / "export").iterdir())):  # a scanner's names: no ending
+        path.rename(path.with_name(f"IM{k:05d}"))
+    assert looks_like_dicom(tmp_path / "export" / "IM00000")  # "DICM" at byte 128
+    cases, problems = find_series(tmp_path / "export")
+    assert [c.series_uid for c in cases] == [uid] and not problems
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "case_0000.nii.gz").write_bytes(b"\0" * 200)
+    (images / "notes").write_bytes(b"\0" * 128 + b"DIC")  # too short, and not "DICM"
+    assert not looks_like_dicom(images / "case_0000.nii.gz") and not looks_like_dicom(images / "notes")
+    monkeypatch.setattr(sitk.ImageSeriesReader, "GetGDCMSeriesIDs",  # it warns on stderr when it finds none
+                        lambda folder: pytest.fail(f"GDCM was asked about {folder}"))
+    assert not is_dicom_folder(images)
 
 
 def test_a_single_file_series_is_read_and_noted(tmp_path: Path):
