@@ -2,8 +2,8 @@
 and read back a segmentation of it as a DICOM SEG.
 
 Finding and reading series uses SimpleITK (GDCM) only, asked about the folders that hold a file
-:func:`looks_like_dicom` accepts. Each series (one Series Instance UID, anywhere under the
-folder) becomes one case. Its case id is the PatientID (0010,0020) with every character other than
+:func:`~autounet.io.dicom_files.looks_like_dicom` accepts. Each series (one Series Instance UID,
+anywhere under the folder) becomes one case. Its case id is the PatientID (0010,0020) with every character other than
 letters, digits, '.', '-' and '_' turned into '_' (a leading '.' too; an empty one becomes
 ``series``), followed by ``_`` + the SeriesNumber (0020,0011; the last 8 characters of the Series
 Instance UID where it has none) when that patient has more than one series under the folder.
@@ -24,7 +24,6 @@ lists the same segments. Each segment's SegmentDescription records its label val
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import SimpleITK as sitk
 
 from autounet.version import __version__
 from autounet.io.atomic import atomic_path, fsync_file
+from autounet.io.dicom_files import series_folders
 from autounet.io.image_io import ImageReadError
 from autounet.workspace import name_problem
 
@@ -46,9 +46,6 @@ _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9._-]")
 _VALUE_NOTE = re.compile(r"autounet label value (\d+)")
 _MAX_BASE = 150  # characters of a case id before its suffixes (ids may have 200)
 _MM = 1e-3  # positions closer than this (mm) are equal; gaps may also differ by 1%
-_DICOM_NAMES = (".dcm", ".dicom", ".ima")
-_OTHER_FILES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp",
-                ".gz", ".json", ".csv", ".txt", ".npy", ".npz", ".zip", ".onnx", ".pt")
 
 
 @dataclass(frozen=True)
@@ -61,39 +58,9 @@ class DicomSeries:
     folder: Path
 
 
-def looks_like_dicom(path: Path) -> bool:
-    """Whether ``path`` is a DICOM file by its name (.dcm, .dicom, .ima) or, for any other name
-    but the image, table and model files autounet reads, by the "DICM" that DICOM files written
-    to the standard (Part 10) hold at byte 128."""
-    name = path.name.lower()
-    if name.endswith(_DICOM_NAMES):
-        return True
-    if name.endswith(_OTHER_FILES):
-        return False
-    try:
-        with open(path, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
-
-
-def _series_folders(folder: Path) -> list[tuple[Path, tuple[str, ...]]]:
-    """Each folder under (and including) ``folder`` that holds files, with GDCM's series UIDs there;
-    GDCM is asked only where a file :func:`looks_like_dicom` (it warns on stderr where it finds no
-    series, as in every folder of NIfTI images)."""
-    out = []
-    for here, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        visible = [f for f in files if not f.startswith(".")]
-        if visible:
-            dicom = any(looks_like_dicom(Path(here) / f) for f in visible)
-            out.append((Path(here), tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(here)) if dicom else ()))
-    return sorted(out)
-
-
 def is_dicom_folder(folder: Path) -> bool:
     """Whether GDCM finds at least one DICOM series in ``folder`` or any folder below it."""
-    return Path(folder).is_dir() and any(uids for _, uids in _series_folders(Path(folder)))
+    return Path(folder).is_dir() and any(uids for _, uids in series_folders(Path(folder)))
 
 
 def _header(path: Path) -> sitk.ImageFileReader:
@@ -141,7 +108,7 @@ def _gather(folder: Path) -> tuple[dict[str, tuple[Path, tuple[Path, ...]]], dic
     """GDCM's series under ``folder`` by UID, as (folder, files), and problems."""
     places: dict[str, list[tuple[Path, tuple[Path, ...]]]] = {}
     problems = {}
-    for here, uids in _series_folders(folder):
+    for here, uids in series_folders(folder):
         listed: set[str] = set()
         for uid in uids:
             files = tuple(Path(f) for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(here), uid))

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from autounet.io.dicom import (DICOM_SEG_ENDING, DicomSeries, find_series, is_dicom_folder, looks_like_dicom,
-                               read_seg, read_series, write_seg)
+from autounet.io.dicom import (DICOM_SEG_ENDING, DicomSeries, find_series, is_dicom_folder, read_seg, read_series,
+                               write_seg)
+from autounet.io.dicom_files import looks_like_dicom
 from autounet.io.image_io import ImageReadError
 from autounet.workspace import name_problem
 
