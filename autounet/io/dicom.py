@@ -3,8 +3,8 @@ and read back a segmentation of it as a DICOM SEG.
 
 Finding and reading series uses SimpleITK (GDCM) only, asked about the folders that hold a file
 :func:`~autounet.io.dicom_files.looks_like_dicom` accepts. Each series (one Series Instance UID,
-anywhere under the folder) becomes one case. Its case id is the PatientID (0010,0020) with every character other than
-letters, digits, '.', '-' and '_' turned into '_' (a leading '.' too; an empty one becomes
+anywhere under the folder) becomes one case. Its case id is the PatientID (0010,0020) with every
+character other than letters, digits, '.', '-' and '_' turned into '_' (a leading '.' too; an empty one becomes
 ``series``), followed by ``_`` + the SeriesNumber (0020,0011; the last 8 characters of the Series
 Instance UID where it has none) when that patient has more than one series under the folder.
 Ids that still collide get ``_2``, ``_3``, ... in Series Instance UID order (as text), so a folder

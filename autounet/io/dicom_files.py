@@ -8,9 +8,10 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from autounet.io.image_io import SUPPORTED_ENDINGS
+
 _DICOM_NAMES = (".dcm", ".dicom", ".ima")
-_OTHER_FILES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp",
-                ".gz", ".json", ".csv", ".txt", ".npy", ".npz", ".zip", ".onnx", ".pt")
+_OTHER_FILES = SUPPORTED_ENDINGS + (".gz", ".jpg", ".jpeg", ".json", ".csv", ".txt", ".npy", ".npz", ".zip", ".onnx", ".pt")
 
 
 def looks_like_dicom(path: Path) -> bool:
